@@ -1,0 +1,1 @@
+"""Chorusline: a ChatGPT-class chat serving system built from supervised trio actors."""

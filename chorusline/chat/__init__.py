@@ -1,0 +1,3 @@
+"""chorusline.chat (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""chorusline.web (see DESIGN.md)."""
+
+__all__: list[str] = []
