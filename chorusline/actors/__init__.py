@@ -1,0 +1,71 @@
+"""The actor kernel: trio actors with mailboxes, asks, monitors, a registry, thread actors,
+fault injection and statistics. Generic: no LLM code, no torch/quart/redis/psycopg."""
+
+from chorusline.actors.actor import Actor, ActorContext, ChildCrashed, SyncActor
+from chorusline.actors.dead_letters import DeadLetter, DeadLetters
+from chorusline.actors.errors import (
+    ActorDead,
+    ActorError,
+    ActorStartFailed,
+    ActorSystemCrashed,
+    AskTimeout,
+    InjectedFault,
+    MailboxFull,
+    NameTaken,
+)
+from chorusline.actors.faults import FaultInjector, FaultPlan
+from chorusline.actors.mailbox import MailboxConfig, Overflow
+from chorusline.actors.messages import (
+    KILLED,
+    NORMAL,
+    PASSIVATED,
+    SHUTDOWN,
+    ExitKind,
+    ExitReason,
+    StartChild,
+    Terminated,
+)
+from chorusline.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef
+from chorusline.actors.registry import Registry
+from chorusline.actors.spec import ActorSpec
+from chorusline.actors.stats import ActorState, ActorStatistics
+from chorusline.actors.system import ActorSystem, open_actor_system
+from chorusline.actors.thread_actor import ThreadActor
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT",
+    "KILLED",
+    "NORMAL",
+    "PASSIVATED",
+    "SHUTDOWN",
+    "Actor",
+    "ActorContext",
+    "ActorDead",
+    "ActorError",
+    "ActorRef",
+    "ActorSpec",
+    "ActorStartFailed",
+    "ActorState",
+    "ActorStatistics",
+    "ActorSystem",
+    "ActorSystemCrashed",
+    "AskTimeout",
+    "ChildCrashed",
+    "DeadLetter",
+    "DeadLetters",
+    "ExitKind",
+    "ExitReason",
+    "FaultInjector",
+    "FaultPlan",
+    "InjectedFault",
+    "MailboxConfig",
+    "MailboxFull",
+    "NameTaken",
+    "Overflow",
+    "Registry",
+    "StartChild",
+    "SyncActor",
+    "Terminated",
+    "ThreadActor",
+    "open_actor_system",
+]

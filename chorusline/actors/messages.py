@@ -1,0 +1,83 @@
+"""Messages and exit reasons the kernel itself defines.
+
+Exit reasons are values, not exceptions, so they can be stored in statistics, sent in
+``Terminated`` and compared in tests. ``is_normal`` decides what a transient child means
+by "exited normally" (OTP's normal/shutdown), which restart policies depend on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chorusline.actors.ref import ActorRef
+
+
+class ExitKind(Enum):
+    NORMAL = "normal"
+    SHUTDOWN = "shutdown"
+    PASSIVATED = "passivated"
+    CRASH = "crash"
+    KILLED = "killed"
+
+
+@dataclass(frozen=True)
+class ExitReason:
+    """Why an actor stopped. ``error`` is set for crashes (the exception that escaped)."""
+
+    kind: ExitKind
+    error: BaseException | None = field(default=None, compare=False)
+
+    @property
+    def is_normal(self) -> bool:
+        return self.kind in (ExitKind.NORMAL, ExitKind.SHUTDOWN, ExitKind.PASSIVATED)
+
+    def summary(self) -> str:
+        if self.error is None:
+            return self.kind.value
+        return f"{self.kind.value}: {type(self.error).__name__}: {self.error}"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    @staticmethod
+    def crash(error: BaseException) -> ExitReason:
+        return ExitReason(ExitKind.CRASH, error)
+
+
+NORMAL = ExitReason(ExitKind.NORMAL)
+SHUTDOWN = ExitReason(ExitKind.SHUTDOWN)
+PASSIVATED = ExitReason(ExitKind.PASSIVATED)
+KILLED = ExitReason(ExitKind.KILLED)
+
+
+def failure_summary(error: BaseException, limit: int = 8) -> dict[str, Any]:
+    """A JSON-safe summary of an exception for statistics and the console."""
+    frames = traceback.extract_tb(error.__traceback__, limit=-limit)
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": [f"{f.filename}:{f.lineno} in {f.name}" for f in frames],
+    }
+
+
+@dataclass(frozen=True)
+class Terminated:
+    """Delivered once to each watcher when the watched actor has died."""
+
+    ref: ActorRef
+    reason: ExitReason
+
+
+@dataclass(frozen=True)
+class StartChild:
+    """Ask an actor that hosts children (a supervisor, the root) to start one.
+
+    The reply is the new child's ``ActorRef``. ``spec`` is an ``ActorSpec`` or a subclass
+    that the receiving parent understands (a supervisor's ``ChildSpec``).
+    """
+
+    spec: Any
