@@ -1,0 +1,75 @@
+"""Dynamic supervisors: on-demand children, restart types, passivation, limits."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from chorusline.actors import ActorSpec, ActorSystem, ExitKind, StartChild
+from chorusline.supervisors import (
+    ChildSpec,
+    Restart,
+    TooManyChildren,
+    dynamic_supervisor_spec,
+)
+from tests.supervisors.conftest import Log, Recorder
+
+
+async def test_children_start_on_demand_through_the_registry(
+    system: ActorSystem, log: Log
+) -> None:
+    sessions = await system.spawn(dynamic_supervisor_spec("sessions"))
+    refs = []
+    for key in ["s-1", "s-2", "s-1"]:
+        spec = ActorSpec(lambda k=key: Recorder(log, k), name=key)
+        refs.append(await system.registry.get_or_spawn(key, spec, under=sessions))
+    assert refs[0] is refs[2] and refs[0] is not refs[1]
+    assert refs[0].path == "/sessions/s-1"
+
+
+async def test_crashed_permanent_child_is_restarted_and_rebinds_its_key(
+    system: ActorSystem, log: Log
+) -> None:
+    convs = await system.spawn(dynamic_supervisor_spec("convs"))
+    spec = ChildSpec(factory=lambda: Recorder(log, "c"), name="c-1", restart=Restart.PERMANENT)
+    first = await system.registry.get_or_spawn("c-1", spec, under=convs)
+    mark = len(log.events)
+    first.tell("boom")
+    await first.join()
+    await log.wait_for(lambda _e: ("start", "c") in log.events[mark:])
+    second = system.registry.lookup("c-1")
+    assert second is not None and second is not first and second.is_alive
+    assert second.statistics().restarts == 1
+    # get_or_spawn finds the restarted incarnation instead of making a second one.
+    assert await system.registry.get_or_spawn("c-1", spec, under=convs) is second
+
+
+async def test_idle_children_are_passivated_and_not_restarted(
+    system: ActorSystem, log: Log, autojump_clock: trio.testing.MockClock
+) -> None:
+    convs = await system.spawn(dynamic_supervisor_spec("convs"))
+    spec = ChildSpec(
+        factory=lambda: Recorder(log, "c"),
+        name="c-1",
+        idle_timeout=60.0,
+        restart=Restart.PERMANENT,
+    )
+    ref = await system.registry.get_or_spawn("c-1", spec, under=convs)
+    assert (await ref.join()).kind is ExitKind.PASSIVATED
+    await trio.testing.wait_all_tasks_blocked()
+    assert system.registry.lookup("c-1") is None
+    (node,) = system.snapshot()["tree"]["children"]
+    assert node["passivated"] == 1 and node["children"] == []
+    # The next request brings it back (its state would come from the store).
+    again = await system.registry.get_or_spawn("c-1", spec, under=convs)
+    assert again.is_alive and again is not ref
+
+
+async def test_max_children_refuses_with_a_clear_error(system: ActorSystem, log: Log) -> None:
+    sup = await system.spawn(dynamic_supervisor_spec("s", max_children=2))
+    for i in range(2):
+        await sup.ask(StartChild(ActorSpec(lambda: Recorder(log), name=f"c{i}")))
+    with pytest.raises(TooManyChildren):
+        await sup.ask(StartChild(ActorSpec(lambda: Recorder(log), name="c2")))
+    assert sup.is_alive
