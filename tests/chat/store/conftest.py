@@ -1,0 +1,94 @@
+"""Fixtures: every test gets a fresh store of each kind, on its own database.
+
+PostgreSQL comes from ``CHORUSLINE_TEST_POSTGRES_URL`` (default: the local server). Each
+test creates a database with a random name and drops it afterwards, so tests never see
+each other's rows and can run in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from chorusline.chat.store import SqliteStore, Store
+from chorusline.chat.store.postgres_store import PostgresStore
+
+POSTGRES_URL = os.environ.get(
+    "CHORUSLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+class FakeClock:
+    """Advances 1 ms per reading, so "newest first" is deterministic without sleeps."""
+
+    def __init__(self) -> None:
+        self._now = datetime(2030, 1, 1, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            self._now += timedelta(milliseconds=1)
+            return self._now
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        pytest.fail(
+            f"PostgreSQL is not answering at {POSTGRES_URL!r} ({exc}); start it or point "
+            "CHORUSLINE_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE",
+            pytrace=False,
+        )
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def make_postgres_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of throw-away databases; returns each one's conninfo."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"chorusline_test_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return make_conninfo(postgres_admin_url, dbname=name)
+
+    yield make
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def postgres_url(make_postgres_database: Callable[[], str]) -> str:
+    return make_postgres_database()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    made: Store
+    if request.param == "sqlite":
+        made = SqliteStore(tmp_path / "chat.db", clock=clock)
+    else:
+        made = PostgresStore(request.getfixturevalue("postgres_url"), clock=clock, max_size=8)
+    yield made
+    made.close()
