@@ -150,8 +150,12 @@ class Cell:
         self.last_failure = failure_summary(error)
 
     def child_exited(self, child: Cell, reason: ExitReason) -> None:
+        """Tell the parent's loop (queued while it is still starting). A child that never
+        started is not reported: its spawner already got ``ActorStartFailed``. A child
+        stopped on purpose is reported too (``ref.cell.stopped_by_parent`` says so), so a
+        supervisor can forget it instead of restarting it."""
         self.children.pop(child, None)
-        if child.stopped_by_parent or not child.started or self.state is not ActorState.RUNNING:
+        if not child.started or self.state not in (ActorState.STARTING, ActorState.RUNNING):
             return
         self.post_system(ChildExit(child, reason))
 
@@ -176,15 +180,18 @@ class Cell:
         await self._dead_event.wait()
         return self.exit_reason_or_normal()
 
-    def fail_pending(self, items: Any) -> None:
-        """Fail every queued ask with ``ActorDead``; queued tells become dead letters."""
-        error = ActorDead(self.path, self.exit_reason)
+    def fail_pending(
+        self, items: Any, error: BaseException | None = None, why: str = "recipient died"
+    ) -> None:
+        """Fail every queued ask (with ``ActorDead`` unless ``error`` is given); queued
+        tells become dead letters."""
+        error = error or ActorDead(self.path, self.exit_reason)
         letters = self.system.dead_letters
         for item in items:
             if type(item) is Ask:
                 item.slot.fail(error)
             elif not isinstance(item, Terminated):
-                letters.publish(self.path, item, "recipient died")
+                letters.publish(self.path, item, why)
 
     def die(self, reason: ExitReason) -> None:
         if self.dead:

@@ -28,12 +28,26 @@ class Registry:
         self._system = system
         self._refs: dict[Hashable, ActorRef] = {}
         self._spawning: dict[Hashable, trio.Event] = {}
+        self._registered: dict[Hashable, trio.Event] = {}
 
     def register(self, key: Hashable, ref: ActorRef) -> None:
         current = self._refs.get(key)
         if current is not None and current.is_alive and current is not ref:
             raise NameTaken(f"{key!r} is registered to live actor {current.path}")
         self._refs[key] = ref
+        waiting = self._registered.pop(key, None)
+        if waiting is not None:
+            waiting.set()
+
+    async def wait_for(self, key: Hashable) -> ActorRef:
+        """The live actor for ``key``, waiting while there is none (e.g. while its
+        supervisor restarts it). Callers bound the wait with their own cancel scope."""
+        while True:
+            ref = self.lookup(key)
+            if ref is not None:
+                return ref
+            event = self._registered.setdefault(key, trio.Event())
+            await event.wait()
 
     def unregister(self, key: Hashable, ref: ActorRef | None = None) -> None:
         current = self._refs.get(key)

@@ -88,6 +88,8 @@ class AskTimer:
         self._sleep: trio.CancelScope | None = None
 
     def add(self, deadline: float, slot: ReplySlot) -> None:
+        if math.isinf(deadline):
+            return
         deadline = math.ceil(deadline / TIMER_GRANULARITY) * TIMER_GRANULARITY
         heap = self._heap
         if heap and deadline >= heap[0][0]:

@@ -67,7 +67,11 @@ class ActorSystem:
 
     def remember(self, cell: Cell) -> None:
         self._cells[cell.path] = cell
-        if cell.spec.register_as is not None:
+
+    def started(self, cell: Cell) -> None:
+        """Bind the registry key only once ``on_start`` succeeded, so whoever waits for
+        the key never gets an actor that cannot take messages yet."""
+        if cell.spec.register_as is not None and not cell.dead:
             self.registry.register(cell.spec.register_as, cell.ref)
 
     def forget(self, cell: Cell) -> None:

@@ -95,7 +95,8 @@ class TrioCell(Cell):
 
     def _overflow(self) -> None:
         if self.overflow is Overflow.DROP_OLDEST:
-            self.fail_pending([self.queue.popleft()])
+            error = MailboxFull(self.path, self.capacity)
+            self.fail_pending([self.queue.popleft()], error, "dropped: mailbox full")
             return
         raise MailboxFull(self.path, self.capacity)
 
@@ -123,7 +124,11 @@ class TrioCell(Cell):
         ):
             return await self._ask_directly(message)
         if len(self.queue) >= self.capacity:
-            await self._wait_for_room()
+            # The ask's timeout covers the wait for room too: nothing waits forever.
+            with trio.move_on_after(timeout) as waited:
+                await self._wait_for_room()
+            if waited.cancelled_caught:
+                raise AskTimeout(self.path, timeout)
             if self.dead:
                 raise ActorDead(self.path, self.exit_reason)
         slot = ReplySlot()
@@ -350,6 +355,7 @@ class TrioCell(Cell):
             raise ActorStartFailed(
                 f"{child.path} failed to start: {child.start_error!r}"
             ) from child.start_error
+        self.system.started(child)
         await self.actor.on_child_started(child.ref, spec)
         return child.ref
 

@@ -66,7 +66,7 @@ class DynamicSupervisor(Actor):
             return
         if reason.kind.value == "passivated":
             self.passivated += 1
-        if not spec.restart.wants_restart(reason):
+        if ref.cell.stopped_by_parent or not spec.restart.wants_restart(reason):
             return
         assert self.log is not None
         delay = self.log.admit(ref.name, reason.summary())

@@ -103,7 +103,7 @@ class Supervisor(Actor):
             return
         self.refs[name] = None
         spec = self.specs[name]
-        if not spec.restart.wants_restart(reason):
+        if ref.cell.stopped_by_parent or not spec.restart.wants_restart(reason):
             if spec.restart is Restart.TEMPORARY:
                 del self.specs[name], self.refs[name], self.restart_counts[name]
             self._maybe_auto_shutdown(spec)

@@ -281,3 +281,46 @@ async def test_unknown_message_crashes_with_a_clear_error(system: ActorSystem) -
         await ref.ask(object())
     reason = await ref.join()
     assert isinstance(reason.error, TypeError)
+
+
+async def test_ask_timeout_covers_waiting_for_mailbox_room(
+    system: ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    class Stuck(Actor):
+        async def receive(self, message: Any) -> Any:
+            await trio.sleep_forever()
+
+    ref = await system.spawn(ActorSpec(Stuck, name="stuck", mailbox=MailboxConfig(1)))
+    ref.tell(1)
+    await trio.testing.wait_all_tasks_blocked()
+    ref.tell(2)
+    with pytest.raises(AskTimeout):
+        await ref.ask(3, timeout=0.5)
+    assert trio.current_time() == pytest.approx(0.5, abs=0.01)
+
+
+async def test_an_infinite_ask_timeout_is_allowed(system: ActorSystem, log: Log) -> None:
+    ref = await system.spawn(ActorSpec(lambda: Recorder(log), name="r"))
+    assert await ref.ask("x", timeout=float("inf")) == "x"
+
+
+async def test_drop_oldest_fails_a_dropped_ask_with_mailbox_full(
+    system: ActorSystem, log: Log
+) -> None:
+    mailbox = MailboxConfig(1, Overflow.DROP_OLDEST)
+    spec = ActorSpec(lambda: Recorder(log), name="r", mailbox=mailbox)
+    ref = await system.spawn(spec)
+    gate = trio.Event()
+    ref.tell(("wait", gate))
+    await trio.testing.wait_all_tasks_blocked()
+    async with trio.open_nursery() as nursery:
+
+        async def dropped() -> None:
+            with pytest.raises(MailboxFull):
+                await ref.ask("first")
+
+        nursery.start_soon(dropped)
+        await trio.testing.wait_all_tasks_blocked()
+        ref.tell("second")
+    gate.set()
+    assert ref.is_alive

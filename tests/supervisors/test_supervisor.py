@@ -208,3 +208,47 @@ async def test_snapshot_shows_strategy_and_restart_history(
     history = node["intensity"]["history"]
     assert [(h["child"], h["action"]) for h in history] == [("c", "restart")]
     assert [c["name"] for c in node["children"]] == ["a", "b", "c"]
+
+
+async def test_a_child_crashing_while_its_supervisor_starts_is_restarted(
+    system: ActorSystem, log: Log
+) -> None:
+    class Crasher(Recorder):
+        async def on_start(self) -> None:
+            await super().on_start()
+
+            async def boom() -> None:
+                raise RuntimeError("early")
+
+            if len([e for e in log.events if e == ("start", "early")]) == 1:
+                self.context.start_soon(boom)
+
+    class SlowStart(Recorder):
+        async def on_start(self) -> None:
+            for _ in range(20):
+                await trio.lowlevel.checkpoint()
+            await super().on_start()
+
+    sup = await system.spawn(
+        supervisor_spec(
+            "sup",
+            [
+                ChildSpec(factory=lambda: Crasher(log, "early"), name="a"),
+                ChildSpec(factory=lambda: SlowStart(log, "slow"), name="b"),
+            ],
+        )
+    )
+    await log.wait_for(lambda _e: log.events.count(("start", "early")) == 2)
+    a = await sup.ask(GetChild("a"))
+    assert a is not None and a.is_alive and a.statistics().restarts == 1
+
+
+async def test_stopping_a_child_from_outside_tells_its_supervisor(
+    system: ActorSystem, log: Log
+) -> None:
+    sup = await start_tree(system, log, Strategy.ONE_FOR_ONE)
+    b = await sup.ask(GetChild("b"))
+    await system.stop(b)
+    await trio.testing.wait_all_tasks_blocked()
+    assert await sup.ask(GetChild("b")) is None  # forgotten, not restarted
+    assert log.events.count(("start", "b")) == 1
