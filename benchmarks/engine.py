@@ -1,0 +1,131 @@
+"""Engine throughput on the bundled SmolLM2-135M, printed as one table.
+
+    .venv/bin/python benchmarks/engine.py [--threads N] [--batches 1,8,32,64]
+                                          [--dtypes fp32,bf16] [--no-hf]
+
+Rows: model load (cold: dequantise into an empty cache dir; cached: second load), single
+stream decode tok/s (time between first and last token, so prefill is excluded), aggregate
+output tok/s for B concurrent requests (~40-token prompts, 64 new tokens each, wall time
+from submission to the last token, prefill included), and transformers' ``generate`` on
+the same weights (64 new tokens, greedy, wall time). Figures depend heavily on what else
+the machine runs: report ``uptime`` with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chorusline.runtime import Engine, EngineConfig, LoadedModel, SamplingParams, load_model
+
+NEW_TOKENS = 64
+TOPICS = ["the sea", "volcanoes", "bread", "chess", "the moon", "bees", "rivers", "trains",
+          "glass", "owls", "paper", "tea", "clocks", "maps", "salt", "wind"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def prompts(model: LoadedModel, count: int) -> list[list[int]]:
+    """Distinct ~40-token chat prompts (no system prompt: they would share a prefix)."""
+    out = []
+    for i in range(count):
+        text = (f"Question {i}: write a few plain sentences about {TOPICS[i % len(TOPICS)]} "
+                f"for a child who is {5 + i % 7} years old. Keep it short, simple and kind.")
+        rendered = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        out.append(model.tokenizer.encode(rendered, allow_special=True))
+    return out
+
+
+def single_stream(engine: Engine, prompt: list[int]) -> float:
+    engine.add_request("single", prompt, SamplingParams(temperature=0.0, max_tokens=128,
+                                                        ignore_eos=True))
+    stamps = []
+    while engine.has_unfinished():
+        if engine.step():
+            stamps.append(time.perf_counter())
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def aggregate(engine: Engine, batch: list[list[int]]) -> float:
+    params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
+    start = time.perf_counter()
+    got = engine.generate({f"r{i}": p for i, p in enumerate(batch)}, params)
+    elapsed = time.perf_counter() - start
+    assert all(len(v) == NEW_TOKENS for v in got.values())
+    return len(batch) * NEW_TOKENS / elapsed
+
+
+def transformers_generate(model: LoadedModel, prompt: list[int]) -> float:
+    import transformers
+
+    c = model.config
+    hf_config = transformers.LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads, num_key_value_heads=c.num_key_value_heads,
+        head_dim=c.head_dim, rms_norm_eps=c.rms_norm_eps,
+        max_position_embeddings=c.max_position_embeddings,
+        tie_word_embeddings=c.tie_word_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta})
+    hf: Any = transformers.LlamaForCausalLM(hf_config)
+    hf.train(False)
+    hf.load_state_dict(model.weights, strict=False)
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        hf.generate(ids, max_new_tokens=4, do_sample=False)
+        start = time.perf_counter()
+        out = hf.generate(ids, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                          do_sample=False)
+        elapsed = time.perf_counter() - start
+    return float(out.shape[1] - len(prompt)) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument("--dtypes", default="fp32")
+    parser.add_argument("--no-hf", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows: list[tuple[str, str]] = [("torch threads", str(args.threads)),
+                                   ("load average (1 min)", f"{os.getloadavg()[0]:.2f}")]
+
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        load_model(cache_dir=Path(cache), progress=False)
+        rows.append(("load, cold (dequantise)", f"{time.perf_counter() - start:.2f} s"))
+        start = time.perf_counter()
+        model = load_model(cache_dir=Path(cache), progress=False)
+        rows.append(("load, cached", f"{time.perf_counter() - start:.2f} s"))
+
+    batches = [int(b) for b in args.batches.split(",")]
+    batch_prompts = prompts(model, max(batches))
+    rows.append(("prompt tokens (mean)",
+                 f"{sum(map(len, batch_prompts)) / len(batch_prompts):.1f}"))
+    for name in args.dtypes.split(","):
+        config = EngineConfig(device="cpu", dtype=DTYPES[name], max_num_seqs=max(64, *batches),
+                              max_num_batched_tokens=4096, enable_prefix_caching=False)
+        engine = Engine(model, config)
+        engine.generate({"warm": batch_prompts[0]}, SamplingParams(temperature=0, max_tokens=4))
+        stream = single_stream(engine, batch_prompts[0])
+        rows.append((f"[{name}] single-stream decode", f"{stream:.1f} tok/s"))
+        for b in batches:
+            rows.append((f"[{name}] aggregate output, batch {b}",
+                         f"{aggregate(engine, batch_prompts[:b]):.1f} tok/s"))
+    if not args.no_hf:
+        rows.append(("transformers generate, single stream",
+                     f"{transformers_generate(model, batch_prompts[0]):.1f} tok/s"))
+    rows.append(("load average (1 min, end)", f"{os.getloadavg()[0]:.2f}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Inference runtime: plain synchronous Python and torch (no trio, no pykka).
+
+Names are exported lazily (PEP 562): the block manager and scheduler are pure Python and
+must stay importable without torch, so ``import chorusline.runtime`` loads nothing heavy
+until a torch-backed name (``Engine``, ``load_model``...) is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    # pure Python
+    "BlockManager": "block_manager",
+    "BlockUsage": "block_manager",
+    "NoFreeBlocksError": "block_manager",
+    "Scheduler": "scheduler",
+    "SchedulerConfig": "scheduler",
+    "SchedulerOutput": "scheduler",
+    "ScheduledChunk": "scheduler",
+    "Sequence": "sequence",
+    "SequenceGroup": "sequence",
+    "SequenceStatus": "sequence",
+    "LlamaConfig": "config",
+    # torch-backed
+    "ChatTemplate": "chat_template",
+    "Engine": "engine",
+    "EngineConfig": "engine",
+    "EngineStats": "engine",
+    "RequestOutput": "engine",
+    "TokenLogprob": "engine",
+    "LoadedModel": "loader",
+    "default_model_path": "loader",
+    "load_model": "loader",
+    "SamplingParams": "sampling_params",
+    "Tokenizer": "tokenizer",
+    "WeightCache": "weight_cache",
+    "cache_root": "weight_cache",
+    "dequantize": "dequant",
+    "dequantize_to_torch": "dequant",
+    "select_device": "device",
+    "select_dtype": "device",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from chorusline.runtime.block_manager import BlockManager as BlockManager
+    from chorusline.runtime.block_manager import BlockUsage as BlockUsage
+    from chorusline.runtime.block_manager import NoFreeBlocksError as NoFreeBlocksError
+    from chorusline.runtime.chat_template import ChatTemplate as ChatTemplate
+    from chorusline.runtime.config import LlamaConfig as LlamaConfig
+    from chorusline.runtime.dequant import dequantize as dequantize
+    from chorusline.runtime.dequant import dequantize_to_torch as dequantize_to_torch
+    from chorusline.runtime.device import select_device as select_device
+    from chorusline.runtime.device import select_dtype as select_dtype
+    from chorusline.runtime.engine import Engine as Engine
+    from chorusline.runtime.engine import EngineConfig as EngineConfig
+    from chorusline.runtime.engine import EngineStats as EngineStats
+    from chorusline.runtime.engine import RequestOutput as RequestOutput
+    from chorusline.runtime.engine import TokenLogprob as TokenLogprob
+    from chorusline.runtime.loader import LoadedModel as LoadedModel
+    from chorusline.runtime.loader import default_model_path as default_model_path
+    from chorusline.runtime.loader import load_model as load_model
+    from chorusline.runtime.sampling_params import SamplingParams as SamplingParams
+    from chorusline.runtime.scheduler import ScheduledChunk as ScheduledChunk
+    from chorusline.runtime.scheduler import Scheduler as Scheduler
+    from chorusline.runtime.scheduler import SchedulerConfig as SchedulerConfig
+    from chorusline.runtime.scheduler import SchedulerOutput as SchedulerOutput
+    from chorusline.runtime.sequence import Sequence as Sequence
+    from chorusline.runtime.sequence import SequenceGroup as SequenceGroup
+    from chorusline.runtime.sequence import SequenceStatus as SequenceStatus
+    from chorusline.runtime.tokenizer import Tokenizer as Tokenizer
+    from chorusline.runtime.weight_cache import WeightCache as WeightCache
+    from chorusline.runtime.weight_cache import cache_root as cache_root
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chorusline.runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"chorusline.runtime.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

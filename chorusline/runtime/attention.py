@@ -1,0 +1,149 @@
+"""Varlen paged attention over a mixed batch of prefill chunks and decode tokens.
+
+The flat token batch is laid out as [decode tokens | prefill chunk tokens]. Each part is an
+*attention group*: its sequences' KV blocks are gathered block-wise (one index per block, not
+per token) into a padded ``[B, max_blocks * block_size]`` key range and attended with one
+``scaled_dot_product_attention`` call under a boolean mask. Gathering by block keeps the index
+tensors tiny, and because gathered key slot ``p`` *is* absolute position ``p``, the causal
+mask is a single comparison. Decode tokens never get padded on the query side, so the common
+case (many sequences, one token each) costs one gather and one SDPA per layer.
+
+All metadata (indices, masks) is built once per step and shared by every layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AttentionGroup:
+    """A contiguous slice ``[token_start, token_end)`` of the flat batch attended together."""
+
+    token_start: int
+    token_end: int
+    num_seqs: int
+    max_q: int
+    block_index: torch.Tensor  # [B, max_blocks] int64 block ids (padding -> the null block)
+    mask: torch.Tensor  # [B, 1, max_q, max_blocks * block_size] bool, True = may attend
+    # Padded-query bookkeeping; None when every sequence has exactly max_q tokens.
+    q_gather: torch.Tensor | None  # [B * max_q] rows of the slice (padding rows -> 0)
+    out_rows: torch.Tensor | None  # [n tokens] rows of the padded output, in slice order
+
+
+@dataclass
+class AttentionMetadata:
+    """Per-step inputs shared by all layers."""
+
+    slot_mapping: torch.Tensor  # [T] int64 flat cache slot each new token's K/V goes to
+    groups: list[AttentionGroup]
+    scale: float
+
+
+def build_group(
+    token_start: int,
+    q_lens: Sequence[int],
+    starts: Sequence[int],
+    block_tables: Sequence[Sequence[int]],
+    block_size: int,
+    null_block: int,
+    device: torch.device,
+    max_blocks: int | None = None,
+) -> AttentionGroup:
+    """Index and mask tensors for sequences whose tokens are contiguous from token_start.
+
+    ``starts[i]`` is the absolute position of sequence i's first query token, and its block
+    table must cover positions up to ``starts[i] + q_lens[i] - 1``. ``max_blocks`` pins the
+    padded width (CUDA graphs need fixed shapes); by default the widest needed is used.
+    """
+    num_seqs = len(q_lens)
+    max_q = max(q_lens)
+    needed = [(s + q + block_size - 1) // block_size for s, q in zip(starts, q_lens, strict=True)]
+    width = max(needed) if max_blocks is None else max_blocks
+    table = [list(bt[:n]) + [null_block] * (width - n)
+             for bt, n in zip(block_tables, needed, strict=True)]
+    block_index = torch.tensor(table, dtype=torch.int64).to(device, non_blocking=True)
+
+    q_len_t = torch.tensor(q_lens, dtype=torch.int64)
+    start_t = torch.tensor(starts, dtype=torch.int64)
+    j = torch.arange(max_q, dtype=torch.int64)
+    valid = j[None, :] < q_len_t[:, None]  # [B, max_q]
+    # Padding query rows attend to key 0 only: a fully masked row would make SDPA emit NaN.
+    q_pos = torch.where(valid, start_t[:, None] + j[None, :], 0)
+    key_pos = torch.arange(width * block_size, dtype=torch.int64)
+    mask = (key_pos[None, None, :] <= q_pos[:, :, None]).unsqueeze(1).to(device)
+
+    q_gather: torch.Tensor | None = None
+    out_rows: torch.Tensor | None = None
+    if any(q != max_q for q in q_lens):
+        offsets = torch.cumsum(q_len_t, 0) - q_len_t  # first slice row of each sequence
+        gather = torch.where(valid, offsets[:, None] + j[None, :], 0)
+        q_gather = gather.reshape(-1).to(device)
+        out_rows = (torch.arange(num_seqs * max_q).view(num_seqs, max_q)[valid]).to(device)
+    total = sum(q_lens)
+    return AttentionGroup(token_start, token_start + total, num_seqs, max_q, block_index, mask,
+                          q_gather, out_rows)
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+) -> torch.Tensor:
+    """Attend ``q [T, H, D]`` against one layer's cache ``[num_blocks, block_size, KVH, D]``.
+
+    Returns ``[T, H * D]``. The caller must already have written this step's K/V.
+    """
+    num_tokens, num_heads, head_dim = q.shape
+    if len(meta.groups) == 1:
+        return _group_attention(q, k_cache, v_cache, meta.groups[0], meta.scale)
+    out = q.new_empty(num_tokens, num_heads * head_dim)
+    for g in meta.groups:
+        out[g.token_start:g.token_end] = _group_attention(q[g.token_start:g.token_end],
+                                                          k_cache, v_cache, g, meta.scale)
+    return out
+
+
+def _group_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    g: AttentionGroup,
+    scale: float,
+) -> torch.Tensor:
+    _, block_size, kv_heads, head_dim = k_cache.shape
+    num_heads = q.shape[1]
+    b, width = g.block_index.shape
+    if g.q_gather is not None:
+        q = q.index_select(0, g.q_gather)
+    qb = q.view(b, g.max_q, num_heads, head_dim).transpose(1, 2)
+    k = k_cache.index_select(0, g.block_index.view(-1)).view(b, width * block_size, kv_heads,
+                                                             head_dim).transpose(1, 2)
+    v = v_cache.index_select(0, g.block_index.view(-1)).view(b, width * block_size, kv_heads,
+                                                             head_dim).transpose(1, 2)
+    o = F.scaled_dot_product_attention(qb, k, v, attn_mask=g.mask, scale=scale,
+                                       enable_gqa=kv_heads != num_heads)
+    o = o.transpose(1, 2).reshape(b * g.max_q, num_heads * head_dim)
+    if g.out_rows is not None:
+        o = o.index_select(0, g.out_rows)
+    return o
+
+
+def reference_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float
+) -> torch.Tensor:
+    """Dense causal attention for one sequence, for tests: q [L, H, D], k/v [start+L, KVH, D]."""
+    groups = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(groups, dim=1)
+    v = v.repeat_interleave(groups, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q, k) * scale
+    q_pos = torch.arange(q.shape[0])[:, None] + start
+    k_pos = torch.arange(k.shape[0])[None, :]
+    scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
+    probs = scores.softmax(-1)
+    return torch.einsum("hqk,khd->qhd", probs, v).reshape(q.shape[0], -1)

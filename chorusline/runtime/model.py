@@ -1,0 +1,173 @@
+"""Llama decoder in plain torch, run over a flat varlen token batch with a paged KV cache.
+
+It is a plain object holding fused tensors rather than an ``nn.Module`` tree: the hot path
+on a 2-core CPU is dominated by per-op overhead, so Q/K/V are one matmul, gate/up one
+matmul, RoPE is applied to Q and K in one go, and the LM head only runs on the rows that
+will be sampled (a 40-token prompt would otherwise pay 40 vocab-sized matmuls for one).
+Numerics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE, RMSNorm in fp32).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from chorusline.runtime.attention import AttentionMetadata, paged_attention
+from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.kv_cache import KVCache
+
+
+def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
+    """Inverse frequencies for the config's RoPE base, with linear/llama3 scaling applied."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (
+        config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).double() / dim)
+    )
+    scaling = config.rope_scaling or {}
+    kind = str(scaling.get("rope_type", scaling.get("type", "default")))
+    if kind in ("default", "none"):
+        pass
+    elif kind == "linear":
+        inv_freq = inv_freq / float(scaling["factor"])
+    elif kind == "llama3":
+        inv_freq = _llama3_inv_freq(inv_freq, scaling)
+    else:
+        raise ValueError(f"unsupported rope scaling {kind!r} (supported: linear, llama3)")
+    return inv_freq.float()
+
+
+def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict[str, object]) -> torch.Tensor:
+    """Llama 3.1's frequency-dependent interpolation: long wavelengths are stretched by
+    ``factor``, short ones kept, and the band in between blended smoothly."""
+    factor = float(scaling["factor"])  # type: ignore[arg-type]
+    low = float(scaling.get("low_freq_factor", 1.0))  # type: ignore[arg-type]
+    high = float(scaling.get("high_freq_factor", 4.0))  # type: ignore[arg-type]
+    old_ctx = float(scaling.get("original_max_position_embeddings", 8192))  # type: ignore[arg-type]
+    low_wavelen = old_ctx / low
+    high_wavelen = old_ctx / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(mid, blended, scaled)
+
+
+@dataclass
+class _Layer:
+    input_norm: torch.Tensor
+    w_qkv: torch.Tensor
+    b_qkv: torch.Tensor | None
+    w_o: torch.Tensor
+    b_o: torch.Tensor | None
+    post_norm: torch.Tensor
+    w_gate_up: torch.Tensor
+    b_gate_up: torch.Tensor | None
+    w_down: torch.Tensor
+    b_down: torch.Tensor | None
+
+
+class LlamaModel:
+    """Weights (HF names) fused and cast once; ``forward`` is the whole per-step compute."""
+
+    def __init__(
+        self,
+        config: LlamaConfig,
+        weights: dict[str, torch.Tensor],
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+        def get(name: str) -> torch.Tensor:
+            if name not in weights:
+                raise KeyError(f"model weights lack {name!r}")
+            return weights[name].to(self.device, dtype).contiguous()
+
+        def opt(name: str) -> torch.Tensor | None:
+            return get(name) if name in weights else None
+
+        def cat(names: list[str]) -> torch.Tensor:
+            return torch.cat([get(n) for n in names], 0).contiguous()
+
+        def cat_opt(names: list[str]) -> torch.Tensor | None:
+            return cat(names) if all(n in weights for n in names) else None
+
+        self.embed = get("model.embed_tokens.weight")
+        self.layers: list[_Layer] = []
+        for i in range(config.num_hidden_layers):
+            p = f"model.layers.{i}."
+            qkv = [p + f"self_attn.{x}_proj" for x in ("q", "k", "v")]
+            gu = [p + f"mlp.{x}_proj" for x in ("gate", "up")]
+            self.layers.append(_Layer(
+                input_norm=get(p + "input_layernorm.weight"),
+                w_qkv=cat([n + ".weight" for n in qkv]),
+                b_qkv=cat_opt([n + ".bias" for n in qkv]),
+                w_o=get(p + "self_attn.o_proj.weight"),
+                b_o=opt(p + "self_attn.o_proj.bias"),
+                post_norm=get(p + "post_attention_layernorm.weight"),
+                w_gate_up=cat([n + ".weight" for n in gu]),
+                b_gate_up=cat_opt([n + ".bias" for n in gu]),
+                w_down=get(p + "mlp.down_proj.weight"),
+                b_down=opt(p + "mlp.down_proj.bias"),
+            ))
+        self.norm = get("model.norm.weight")
+        if config.tie_word_embeddings or "lm_head.weight" not in weights:
+            self.lm_head = self.embed
+        else:
+            self.lm_head = get("lm_head.weight")
+        inv_freq = rope_inv_freq(config)
+        pos = torch.arange(config.max_position_embeddings, dtype=torch.float32)
+        freqs = torch.outer(pos, inv_freq)
+        emb = torch.cat([freqs, freqs], -1)
+        # Computed in fp32 and then cast, as Hugging Face does, so bf16 matches it too.
+        self.cos = emb.cos().to(self.device, dtype)
+        self.sin = emb.sin().to(self.device, dtype)
+        self.scale = 1.0 / math.sqrt(config.head_dim)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_cache: KVCache,
+        sample_rows: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Logits ``[S, V]`` (fp32) for ``sample_rows`` of the flat batch (all rows if None)."""
+        cfg = self.config
+        heads, kv_heads, dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        q_width = heads * dim
+        qk_heads = heads + kv_heads
+        eps = cfg.rms_norm_eps
+        t = input_ids.shape[0]
+        x = F.embedding(input_ids, self.embed)
+        cos = self.cos.index_select(0, positions).unsqueeze(1)
+        sin = self.sin.index_select(0, positions).unsqueeze(1)
+        half = dim // 2
+        for i, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (x.shape[-1],), layer.input_norm, eps)
+            qkv = F.linear(h, layer.w_qkv, layer.b_qkv)
+            qk = qkv[:, : qk_heads * dim].view(t, qk_heads, dim)
+            rotated = torch.cat([-qk[..., half:], qk[..., :half]], -1)
+            qk = qk * cos + rotated * sin
+            q = qk[:, :heads]
+            k = qk[:, heads:]
+            v = qkv[:, q_width + kv_heads * dim:].view(t, kv_heads, dim)
+            kv_cache.write(i, meta.slot_mapping, k, v)
+            k_layer, v_layer = kv_cache.layer(i)
+            attn = paged_attention(q, k_layer, v_layer, meta)
+            x = x + F.linear(attn, layer.w_o, layer.b_o)
+            h = F.rms_norm(x, (x.shape[-1],), layer.post_norm, eps)
+            gate_up = F.linear(h, layer.w_gate_up, layer.b_gate_up)
+            gate, up = gate_up.chunk(2, -1)
+            x = x + F.linear(F.silu(gate) * up, layer.w_down, layer.b_down)
+        if sample_rows is not None:
+            x = x.index_select(0, sample_rows)
+        x = F.rms_norm(x, (x.shape[-1],), self.norm, eps)
+        return F.linear(x, self.lm_head).float()

@@ -1,0 +1,267 @@
+"""Engine behaviour on the tiny synthetic model (fast, real tokenizer, random weights)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from chorusline.protocols import ContextTooLong, InvalidRequest, InvalidTokenId
+from chorusline.runtime.engine import Engine, EngineConfig, RequestOutput
+from chorusline.runtime.loader import LoadedModel, load_model
+from chorusline.runtime.sampling_params import SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True)
+PROMPTS = {
+    "a": [1, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58],
+    "b": [1, 100, 101, 102],
+    "c": [1, 200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215,
+          216, 217, 218, 219, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232,
+          233, 234, 235, 236, 237, 238],
+}
+
+MakeEngine = Callable[..., Engine]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_hf_dir: Path) -> LoadedModel:
+    return load_model(tiny_hf_dir, progress=False)
+
+
+@pytest.fixture
+def make_engine(tiny: LoadedModel) -> MakeEngine:
+    def make(**overrides: object) -> Engine:
+        options: dict[str, object] = {"num_blocks": 64, "block_size": 4, "device": "cpu",
+                                      "dtype": torch.float32, "seed": 0}
+        options.update(overrides)
+        return Engine(tiny, EngineConfig(**options))  # type: ignore[arg-type]
+    return make
+
+
+def run(engine: Engine) -> dict[tuple[str, int], list[RequestOutput]]:
+    """Step until done, collecting every output per (request, choice)."""
+    outs: dict[tuple[str, int], list[RequestOutput]] = {}
+    while engine.has_unfinished():
+        for out in engine.step():
+            outs.setdefault((out.request_id, out.index), []).append(out)
+    return outs
+
+
+def tokens(outs: list[RequestOutput]) -> list[int]:
+    return [t for o in outs for t in o.new_token_ids]
+
+
+def solo(make_engine: MakeEngine, prompt: list[int], params: SamplingParams) -> list[int]:
+    return make_engine().generate({"x": prompt}, params)["x"]
+
+
+def test_requests_joining_and_leaving_match_solo_runs(make_engine: MakeEngine) -> None:
+    expected = {rid: solo(make_engine, p, GREEDY) for rid, p in PROMPTS.items()}
+    engine = make_engine()
+    engine.add_request("a", PROMPTS["a"], GREEDY)
+    got: dict[str, list[int]] = {rid: [] for rid in PROMPTS}
+    step = 0
+    while engine.has_unfinished():
+        if step == 3:
+            engine.add_request("b", PROMPTS["b"], GREEDY)
+        if step == 7:
+            engine.add_request("c", PROMPTS["c"], GREEDY)
+        for out in engine.step():
+            got[out.request_id].extend(out.new_token_ids)
+        step += 1
+    assert got == expected
+    assert all(len(v) == GREEDY.max_tokens for v in got.values())
+
+
+def test_preemption_by_recompute_keeps_greedy_output(make_engine: MakeEngine) -> None:
+    expected = {rid: solo(make_engine, p, GREEDY) for rid, p in PROMPTS.items()}
+    # 18 blocks of 4 cannot hold all three sequences at full length at once.
+    engine = make_engine(num_blocks=18, enable_prefix_caching=False)
+    assert engine.generate(PROMPTS, GREEDY) == expected
+
+
+def test_abort_frees_blocks_at_once(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    engine.add_request("a", PROMPTS["a"], GREEDY)
+    engine.add_request("c", PROMPTS["c"], GREEDY)
+    for _ in range(3):
+        engine.step()
+    used_both = engine.block_manager.usage().used
+    seq_ids = [s.seq_id for s in engine._requests["c"]]
+    assert all(engine.block_manager.has_table(i) for i in seq_ids)
+    assert engine.abort("c")
+    assert not any(engine.block_manager.has_table(i) for i in seq_ids)
+    assert not engine.abort("c")
+    remaining = engine.block_manager.usage().used
+    assert remaining < used_both
+    engine.block_manager.check_invariants()
+    outs = engine.step()
+    aborted = [o for o in outs if o.request_id == "c"]
+    assert [o.finish_reason for o in aborted] == ["abort"]
+    assert all(o.request_id != "c" for o in engine.step())
+    run(engine)
+    assert engine.block_manager.usage().used == 0
+
+
+def test_seeded_sampling_ignores_batch_company(make_engine: MakeEngine) -> None:
+    params = SamplingParams(temperature=1.0, seed=1234, max_tokens=20, ignore_eos=True)
+    alone = solo(make_engine, PROMPTS["a"], params)
+    engine = make_engine(seed=99)
+    engine.add_request("noise1", PROMPTS["b"], SamplingParams(temperature=1.0, max_tokens=30))
+    engine.add_request("noise2", PROMPTS["c"], SamplingParams(temperature=0.7, seed=5,
+                                                              max_tokens=10))
+    engine.step()
+    engine.add_request("a", PROMPTS["a"], params)
+    assert tokens(run(engine)[("a", 0)]) == alone
+    other_seed = SamplingParams(temperature=1.0, seed=4321, max_tokens=20, ignore_eos=True)
+    assert solo(make_engine, PROMPTS["a"], other_seed) != alone
+
+
+def test_n_choices(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    engine.add_request("r", PROMPTS["b"], SamplingParams(temperature=1.0, n=3, seed=3,
+                                                         max_tokens=12, ignore_eos=True))
+    outs = run(engine)
+    assert sorted(outs) == [("r", 0), ("r", 1), ("r", 2)]
+    choices = [tokens(outs[("r", i)]) for i in range(3)]
+    assert all(len(c) == 12 for c in choices)
+    assert len({tuple(c) for c in choices}) > 1
+    assert all(outs[("r", i)][-1].finish_reason == "length" for i in range(3))
+    greedy = make_engine()
+    greedy.add_request("g", PROMPTS["b"], SamplingParams(temperature=0.0, n=2, max_tokens=8,
+                                                         ignore_eos=True))
+    g = run(greedy)
+    assert tokens(g[("g", 0)]) == tokens(g[("g", 1)]) == solo(
+        make_engine, PROMPTS["b"], SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))
+
+
+def test_max_tokens_gives_length(make_engine: MakeEngine) -> None:
+    outs = run_one(make_engine(), PROMPTS["b"], SamplingParams(temperature=0.0, max_tokens=5,
+                                                               ignore_eos=True))
+    assert outs[-1].finish_reason == "length"
+    assert outs[-1].completion_tokens == 5
+    assert outs[-1].prompt_tokens == len(PROMPTS["b"])
+    assert all(o.finish_reason is None for o in outs[:-1])
+
+
+def run_one(engine: Engine, prompt: list[int], params: SamplingParams) -> list[RequestOutput]:
+    engine.add_request("one", prompt, params)
+    return run(engine)[("one", 0)]
+
+
+def test_stop_string_across_token_boundary(make_engine: MakeEngine, tiny: LoadedModel) -> None:
+    params = SamplingParams(temperature=0.0, max_tokens=40, ignore_eos=True)
+    full = run_one(make_engine(), PROMPTS["c"], params)
+    ids = tokens(full)
+    text = "".join(o.new_text for o in full)
+    assert text == tiny.tokenizer.decode(ids)
+    # A stop string made of the tail of one token's text and the head of the next.
+    pieces = [tiny.tokenizer.decode([t]) for t in ids]
+    k = next(i for i in range(5, len(ids)) if pieces[i - 1].isprintable() and pieces[i - 1]
+             and pieces[i].isprintable() and pieces[i])
+    stop = pieces[k - 1][-1] + pieces[k][0]
+    cut = text.index(stop)
+    outs = run_one(make_engine(), PROMPTS["c"], SamplingParams(temperature=0.0, max_tokens=40,
+                                                               ignore_eos=True, stop=[stop]))
+    streamed = "".join(o.new_text for o in outs)
+    assert streamed == text[:cut]
+    assert outs[-1].finish_reason == "stop"
+    assert outs[-1].completion_tokens < 40
+
+
+def test_eos_stops_without_text(make_engine: MakeEngine, tiny: LoadedModel) -> None:
+    eos = tiny.config.eos_token_id
+    assert eos is not None
+    outs = run_one(make_engine(), PROMPTS["b"], SamplingParams(temperature=0.0, max_tokens=10,
+                                                               logit_bias={eos: 100.0}))
+    assert len(outs) == 1 and outs[0].finish_reason == "stop"
+    assert outs[0].new_token_ids == [eos] and outs[0].new_text == ""
+
+
+def test_logit_bias_and_frequency_penalty(make_engine: MakeEngine) -> None:
+    a, b = 60, 61
+    bias = {a: 100.0, b: 100.0}
+    plain = tokens(run_one(make_engine(), PROMPTS["b"], SamplingParams(
+        temperature=0.0, max_tokens=12, ignore_eos=True, logit_bias=bias)))
+    assert set(plain) <= {a, b}
+    assert any(x == y for x, y in itertools.pairwise(plain))  # repeats freely
+    # Each use costs 2 logits, so the two tokens' counts must stay close.
+    taking_turns = tokens(run_one(make_engine(), PROMPTS["b"], SamplingParams(
+        temperature=0.0, max_tokens=12, ignore_eos=True, logit_bias=bias,
+        frequency_penalty=2.0)))
+    assert set(taking_turns) == {a, b}
+    imbalance = abs(taking_turns.count(a) - taking_turns.count(b))
+    assert imbalance < abs(plain.count(a) - plain.count(b))
+    assert imbalance <= 2
+
+
+def test_logprobs_consistent_with_choice(make_engine: MakeEngine) -> None:
+    outs = run_one(make_engine(), PROMPTS["a"], SamplingParams(
+        temperature=0.0, max_tokens=6, ignore_eos=True, logprobs=True, top_logprobs=3))
+    for out in outs:
+        assert out.logprobs is not None and len(out.logprobs) == 1
+        lp = out.logprobs[0]
+        assert lp.token_id == out.new_token_ids[0]
+        assert lp.top_logprobs[0][0] == lp.token_id
+        assert lp.top_logprobs[0][1] == pytest.approx(lp.logprob)
+        values = [v for _, v in lp.top_logprobs]
+        assert len(values) == 3 and values == sorted(values, reverse=True) and values[0] <= 0
+    sampled = run_one(make_engine(), PROMPTS["a"], SamplingParams(
+        temperature=1.0, seed=1, max_tokens=6, ignore_eos=True, logprobs=True))
+    for out in sampled:
+        assert out.logprobs is not None and out.logprobs[0].logprob <= 0
+        assert out.logprobs[0].top_logprobs == []
+
+
+@pytest.mark.parametrize(
+    ("prompt", "params", "error"),
+    [
+        ([1, 2, 100000], SamplingParams(), InvalidTokenId),
+        ([1, -3], SamplingParams(), InvalidTokenId),
+        ([1, 2], SamplingParams(logit_bias={10**6: 1.0}), InvalidTokenId),
+        ([1, 2], SamplingParams(stop_token_ids=(99999,)), InvalidTokenId),
+        ([], SamplingParams(), InvalidRequest),
+        ([5] * 256, SamplingParams(), ContextTooLong),
+        ([5] * 200, SamplingParams(max_tokens=100), ContextTooLong),
+    ],
+)
+def test_bad_input_raises_protocol_errors(
+    make_engine: MakeEngine, prompt: list[int], params: SamplingParams, error: type[Exception]
+) -> None:
+    engine = make_engine()
+    with pytest.raises(error):
+        engine.add_request("bad", prompt, params)
+    assert not engine.has_unfinished()
+
+
+def test_duplicate_request_id_and_stats(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    engine.add_request("x", PROMPTS["a"], GREEDY)
+    with pytest.raises(InvalidRequest):
+        engine.add_request("x", PROMPTS["b"], GREEDY)
+    assert engine.stats().num_waiting == 1
+    engine.step()
+    stats = engine.stats()
+    assert stats.num_running == 1 and stats.num_waiting == 0
+    assert 0 < stats.kv_usage <= 1 and stats.kv_blocks_used > 0
+
+
+def test_bf16_engine_runs(make_engine: MakeEngine) -> None:
+    engine = make_engine(dtype=torch.bfloat16)
+    assert engine.kv_cache.data.dtype == torch.bfloat16
+    out = engine.generate({"x": PROMPTS["a"]}, GREEDY)["x"]
+    assert len(out) == GREEDY.max_tokens
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_match_eager(make_engine: MakeEngine) -> None:
+    params = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+    eager = make_engine(device="cuda", dtype=torch.float32, cuda_graphs=False)
+    graphs = make_engine(device="cuda", dtype=torch.float32, cuda_graphs=True)
+    assert graphs.generate(PROMPTS, params) == eager.generate(PROMPTS, params)
+    cpu = make_engine()
+    assert cpu.generate(PROMPTS, params) == eager.generate(PROMPTS, params)
