@@ -1,0 +1,122 @@
+"""Redis for the rate-limit tests: the shared server, a fresh key prefix per test, and
+throw-away servers a test may start and kill to stage an outage.
+
+The shared server comes from ``CHORUSLINE_TEST_REDIS_URL`` (default: the local one);
+when nothing answers there, a throw-away ``redis-server`` is started for the session, and
+the tests fail with a clear message if that is impossible.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("CHORUSLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A private ``redis-server`` on a fixed port that can be stopped and started again
+    (same port), to stage an outage and a recovery for real."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed; these tests need it", pytrace=False)
+        self.binary = binary
+        self.port = port or free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--loglevel", "notice"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.process = process
+        ready = threading.Event()
+
+        def watch() -> None:  # wait for the server's own "ready" line, not for time
+            assert process.stdout is not None
+            for line in process.stdout:
+                if "Ready to accept connections" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        if not ready.wait(10) or process.poll() is not None:
+            self.stop()
+            pytest.fail(f"redis-server did not start on port {self.port}", pytrace=False)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if _answers(REDIS_URL):
+        yield REDIS_URL
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A random prefix for this test's keys; everything under it is deleted afterwards."""
+    prefix = f"chorusline-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stale = list(client.scan_iter(match=prefix + "*", count=500))
+        if stale:
+            client.delete(*stale)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[Callable[[], RedisServer]]:
+    servers: list[RedisServer] = []
+
+    def make() -> RedisServer:
+        server = RedisServer()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
