@@ -1,0 +1,106 @@
+"""The GPU worker: a thread actor that owns the model, the KV cache and the engine.
+
+Engine steps are long, blocking torch calls, so they run on this actor's own thread and
+never on the event loop. The scheduler actor drives it with one ``Step`` message per
+engine step; the message carries the admissions and aborts decided since the last step,
+and the reply carries the whole batch's tokens, so the cost of crossing threads is paid
+once per step, not once per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chorusline.actors import ThreadActor
+from chorusline.protocols import ChoruslineError
+from chorusline.runtime import EngineStats, RequestOutput, SamplingParams
+
+
+class EngineLike(Protocol):
+    """What the worker needs of ``chorusline.runtime.Engine`` (tests use a fake)."""
+
+    def add_request(
+        self,
+        request_id: str,
+        prompt_token_ids: Sequence[int],
+        params: SamplingParams | None = None,
+        priority: int = 0,
+        tenant: str = "default",
+    ) -> None: ...
+
+    def abort(self, request_id: str) -> bool: ...
+
+    def step(self) -> list[RequestOutput]: ...
+
+    def has_unfinished(self) -> bool: ...
+
+    def stats(self) -> EngineStats: ...
+
+
+@dataclass(frozen=True)
+class Admit:
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    params: SamplingParams
+    priority: int = 0
+    tenant: str = "default"
+
+
+@dataclass(frozen=True)
+class Step:
+    admit: tuple[Admit, ...] = ()
+    abort: tuple[str, ...] = ()
+
+
+@dataclass
+class StepResult:
+    outputs: list[RequestOutput]
+    refused: list[tuple[str, ChoruslineError]] = field(default_factory=list)
+    stats: EngineStats | None = None
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class GetStats:
+    pass
+
+
+class GpuWorker(ThreadActor):
+    def __init__(self, engine_factory: Callable[[], EngineLike]) -> None:
+        super().__init__()
+        self._engine_factory = engine_factory
+        self.engine: EngineLike | None = None
+
+    def on_start(self) -> None:
+        # Loading weights takes seconds: it happens here, on the worker's own thread.
+        self.engine = self._engine_factory()
+
+    def receive(self, message: Any) -> Any:
+        engine = self.engine
+        assert engine is not None
+        if isinstance(message, Step):
+            return self._step(engine, message)
+        if isinstance(message, GetStats):
+            return engine.stats()
+        return super().receive(message)
+
+    @staticmethod
+    def _step(engine: EngineLike, message: Step) -> StepResult:
+        refused: list[tuple[str, ChoruslineError]] = []
+        for request_id in message.abort:
+            engine.abort(request_id)
+        for admit in message.admit:
+            try:
+                engine.add_request(
+                    admit.request_id,
+                    admit.prompt_token_ids,
+                    admit.params,
+                    priority=admit.priority,
+                    tenant=admit.tenant,
+                )
+            except ChoruslineError as error:
+                refused.append((admit.request_id, error))
+        outputs = engine.step() if engine.has_unfinished() else []
+        return StepResult(outputs, refused, engine.stats(), engine.has_unfinished())

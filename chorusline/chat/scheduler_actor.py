@@ -1,0 +1,234 @@
+"""The scheduler actor: admission control, the step loop, and token fan-out.
+
+It sits between the many conversation actors and the single GPU worker. Requests are
+admitted here (a bounded queue of waiting requests and prompt tokens; beyond it a request
+is refused at once with a retry-after hint) and handed to the worker in batches, one
+``Step`` message per engine step. Each step's reply is fanned out to the per-request
+streams. Batching, preemption and block management stay inside the engine, next to the KV
+cache they describe, on the worker's thread: moving them here would cost a thread hop per
+step for block tables that only the worker uses.
+
+If the GPU worker dies, in-flight single-choice requests are re-queued as continuations
+(prompt plus the tokens already streamed), so their readers see the stream carry on once
+the supervisor has restarted the worker; multi-choice requests fail with ``EngineRestarted``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+
+from chorusline.actors import Actor, ActorDead, AskTimeout
+from chorusline.chat.gpu_worker import Admit, Step, StepResult
+from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.protocols import ChoruslineError, Overloaded
+from chorusline.runtime import EngineStats, SamplingParams
+
+
+class EngineRestarted(ChoruslineError):
+    """The GPU worker died mid-request and the request could not be continued."""
+
+    http_status = 503
+    code = "engine_restarted"
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    max_waiting_requests: int = 256
+    max_waiting_tokens: int = 128 * 1024
+    step_timeout: float = 120.0
+    max_pending_chars: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Submit:
+    prompt_token_ids: tuple[int, ...]
+    params: SamplingParams
+    priority: int = 0
+    tenant: str = "default"
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    request_id: str
+
+
+@dataclass
+class _InFlight:
+    admit: Admit
+    stream: TokenStream
+    prompt_tokens: int
+    generated: list[int] = field(default_factory=list)
+    open: set[int] = field(default_factory=set)
+
+
+class SchedulerActor(Actor):
+    expected_errors = (Overloaded,)
+
+    def __init__(self, worker_key: Hashable, limits: AdmissionLimits | None = None) -> None:
+        self.worker_key = worker_key
+        self.limits = limits or AdmissionLimits()
+        self.admits: list[Admit] = []
+        self.aborts: list[str] = []
+        self.inflight: dict[str, _InFlight] = {}
+        self.waiting: dict[str, int] = {}
+        self.stats: EngineStats | None = None
+        self.requeued = 0
+        self.refused = 0
+        self.steps = 0
+        self.prefill_rate = 1000.0  # prompt tokens/s, refined as steps complete
+        self._ids = itertools.count(1)
+        self._wake = trio.Event()
+
+    async def on_start(self) -> None:
+        self.context.start_soon(self._drive, name=f"{self.context.path}:drive")
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, Submit):
+            return self._submit(message)
+        if isinstance(message, Cancel):
+            self._cancel(message.request_id)
+            return None
+        return await super().receive(message)
+
+    # -- admission ------------------------------------------------------------------------
+    def _submit(self, message: Submit) -> TokenStream:
+        waiting_tokens = sum(self.waiting.values())
+        if (
+            len(self.waiting) >= self.limits.max_waiting_requests
+            or waiting_tokens + len(message.prompt_token_ids) > self.limits.max_waiting_tokens
+        ):
+            self.refused += 1
+            retry = min(60.0, max(1.0, waiting_tokens / max(self.prefill_rate, 1.0)))
+            raise Overloaded("the engine queue is full; retry later", retry_after=retry)
+        request_id = message.request_id or f"req-{next(self._ids)}"
+        me = self.context.self_ref
+        stream = TokenStream(
+            request_id,
+            choices=message.params.n,
+            max_pending_chars=self.limits.max_pending_chars,
+            on_close=lambda rid: me.tell(Cancel(rid)),
+        )
+        admit = Admit(
+            request_id, message.prompt_token_ids, message.params, message.priority, message.tenant
+        )
+        self.inflight[request_id] = _InFlight(
+            admit, stream, len(message.prompt_token_ids), open=set(range(message.params.n))
+        )
+        self.waiting[request_id] = len(message.prompt_token_ids)
+        self.admits.append(admit)
+        self._wake.set()
+        return stream
+
+    def _cancel(self, request_id: str) -> None:
+        self.waiting.pop(request_id, None)
+        if self.inflight.pop(request_id, None) is None:
+            return
+        queued = [a for a in self.admits if a.request_id != request_id]
+        if len(queued) != len(self.admits):
+            self.admits = queued
+        else:
+            self.aborts.append(request_id)
+        self._wake.set()
+
+    # -- the step loop --------------------------------------------------------------------
+    async def _drive(self) -> None:
+        registry = self.context.system.registry
+        while True:
+            if not (self.admits or self.aborts or self.inflight):
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            worker = await registry.wait_for(self.worker_key)
+            step = Step(tuple(self.admits), tuple(self.aborts))
+            self.admits, self.aborts = [], []
+            started = trio.current_time()
+            try:
+                result: StepResult = await worker.ask(step, timeout=self.limits.step_timeout)
+            except (ActorDead, AskTimeout):
+                if worker.is_alive:
+                    self.context.system.faults.kill(worker.path)  # hung: let it restart
+                # Wait for this incarnation to be gone before looking for the next one,
+                # or the lookup could hand back the dying worker again.
+                await worker.join()
+                self._requeue_after_worker_loss()
+                continue
+            self.steps += 1
+            self._fan_out(result, trio.current_time() - started, step)
+
+    def _fan_out(self, result: StepResult, elapsed: float, step: Step) -> None:
+        self.stats = result.stats
+        for request_id, error in result.refused:
+            flight = self.inflight.pop(request_id, None)
+            self.waiting.pop(request_id, None)
+            if flight is not None:
+                flight.stream.fail(error)
+        admitted_tokens = sum(len(a.prompt_token_ids) for a in step.admit)
+        if admitted_tokens and elapsed > 0:
+            self.prefill_rate = 0.8 * self.prefill_rate + 0.2 * (admitted_tokens / elapsed)
+        for out in result.outputs:
+            flight = self.inflight.get(out.request_id)
+            if flight is None:
+                continue
+            self.waiting.pop(out.request_id, None)
+            single = flight.admit.params.n == 1
+            if single:
+                # Counted here, not by the engine, so that a continuation after a worker
+                # restart keeps counting from the tokens already streamed.
+                flight.generated.extend(out.new_token_ids)
+            flight.stream.push(
+                Chunk(
+                    index=out.index,
+                    text=out.new_text,
+                    token_ids=list(out.new_token_ids),
+                    logprobs=list(out.logprobs or []),
+                    finish_reason=out.finish_reason,
+                    prompt_tokens=flight.prompt_tokens,
+                    completion_tokens=len(flight.generated) if single else out.completion_tokens,
+                )
+            )
+            if out.finish_reason is not None:
+                flight.open.discard(out.index)
+                if not flight.open:
+                    del self.inflight[out.request_id]
+
+    def _requeue_after_worker_loss(self) -> None:
+        """Continue every single-choice request from where its stream got to."""
+        self.admits = []
+        self.aborts = []
+        for request_id, flight in list(self.inflight.items()):
+            params = flight.admit.params
+            if params.n != 1:
+                del self.inflight[request_id]
+                self.waiting.pop(request_id, None)
+                flight.stream.fail(EngineRestarted("the engine restarted mid-request"))
+                continue
+            remaining = None
+            if params.max_tokens is not None:
+                remaining = max(1, params.max_tokens - len(flight.generated))
+            self.admits.append(
+                replace(
+                    flight.admit,
+                    prompt_token_ids=flight.admit.prompt_token_ids + tuple(flight.generated),
+                    params=replace(params, max_tokens=remaining),
+                )
+            )
+            self.requeued += 1
+        self._wake.set()
+
+    def introspect(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "queue_depth": len(self.waiting),
+            "inflight": len(self.inflight),
+            "steps": self.steps,
+            "requeued": self.requeued,
+            "refused": self.refused,
+            "running": 0 if stats is None else stats.num_running,
+            "kv_usage": 0.0 if stats is None else stats.kv_usage,
+        }

@@ -1,0 +1,134 @@
+"""Per-request token streams between the scheduler (producer) and one consumer.
+
+The scheduler pushes every engine step's tokens without ever waiting, so a slow reader
+cannot stall the batch. A stream coalesces what its reader has not taken yet into one
+pending chunk per choice; its memory is bounded by ``max_pending_chars``, beyond which
+the reader counts as gone: the stream fails and its request is aborted. Closing a stream
+(the reader went away) aborts the request in the engine at the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from chorusline.protocols import ChoruslineError
+
+
+class SlowConsumer(ChoruslineError):
+    """The reader let too much output pile up; the request was aborted."""
+
+    http_status = 503
+    code = "slow_consumer"
+
+
+@dataclass
+class Chunk:
+    """What one choice produced since the reader last looked (possibly several tokens)."""
+
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[Any] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def merge(self, other: Chunk) -> None:
+        self.text += other.text
+        self.token_ids.extend(other.token_ids)
+        self.logprobs.extend(other.logprobs)
+        self.finish_reason = other.finish_reason or self.finish_reason
+        self.prompt_tokens = other.prompt_tokens or self.prompt_tokens
+        self.completion_tokens = max(self.completion_tokens, other.completion_tokens)
+
+
+class TokenStream:
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        choices: int = 1,
+        max_pending_chars: int = 64 * 1024,
+        on_close: Callable[[str], None] | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.choices = choices
+        self.max_pending_chars = max_pending_chars
+        self._on_close = on_close
+        self._pending: dict[int, Chunk] = {}
+        self._pending_chars = 0
+        self._open_choices = set(range(choices))
+        self._error: BaseException | None = None
+        self._closed = False
+        self._changed = trio.Event()
+        self.first_token_at: float | None = None
+
+    # -- producer side (never blocks) ---------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return not self._open_choices or self._error is not None or self._closed
+
+    def push(self, chunk: Chunk) -> None:
+        if self.finished:
+            return
+        if self.first_token_at is None and chunk.token_ids:
+            self.first_token_at = trio.current_time()
+        pending = self._pending.get(chunk.index)
+        if pending is None:
+            self._pending[chunk.index] = chunk
+        else:
+            pending.merge(chunk)
+        self._pending_chars += len(chunk.text)
+        if chunk.finish_reason is not None:
+            self._open_choices.discard(chunk.index)
+        if self._pending_chars > self.max_pending_chars and self._open_choices:
+            self.fail(SlowConsumer(f"request {self.request_id}: reader fell too far behind"))
+            self._abort()
+        self._changed.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+            self._changed.set()
+
+    # -- consumer side ------------------------------------------------------------------
+    async def next(self) -> list[Chunk] | None:
+        """Everything produced since the last call (one chunk per choice), or None at
+        the end. Raises the stream's error, if it failed, once pending output is taken."""
+        while not self._pending:
+            if self._error is not None:
+                raise self._error
+            if not self._open_choices or self._closed:
+                return None
+            self._changed = trio.Event()
+            await self._changed.wait()
+        chunks = [self._pending[i] for i in sorted(self._pending)]
+        self._pending = {}
+        self._pending_chars = 0
+        return chunks
+
+    async def __aiter__(self) -> AsyncIterator[list[Chunk]]:
+        try:
+            while (chunks := await self.next()) is not None:
+                yield chunks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """The reader is done (or gone): abort the request if it is still running."""
+        if self._closed:
+            return
+        running = bool(self._open_choices) and self._error is None
+        self._closed = True
+        self._changed.set()
+        if running:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self._on_close is not None:
+            callback, self._on_close = self._on_close, None
+            callback(self.request_id)
