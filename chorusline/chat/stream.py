@@ -65,16 +65,35 @@ class TokenStream:
         self._error: BaseException | None = None
         self._closed = False
         self._changed = trio.Event()
+        self._done_callbacks: list[Callable[[TokenStream], None]] = []
         self.first_token_at: float | None = None
+        self.completion_tokens = 0
+        self.prompt_tokens = 0
 
     # -- producer side (never blocks) ---------------------------------------------------
     @property
     def finished(self) -> bool:
         return not self._open_choices or self._error is not None or self._closed
 
+    def add_done_callback(self, callback: Callable[[TokenStream], None]) -> None:
+        """Call ``callback(stream)`` once when the stream ends (finished, failed or
+        closed): where a session settles the turn's rate-limit charge."""
+        if self.finished:
+            callback(self)
+        else:
+            self._done_callbacks.append(callback)
+
+    def _check_done(self) -> None:
+        if self.finished and self._done_callbacks:
+            callbacks, self._done_callbacks = self._done_callbacks, []
+            for callback in callbacks:
+                callback(self)
+
     def push(self, chunk: Chunk) -> None:
         if self.finished:
             return
+        self.prompt_tokens = chunk.prompt_tokens or self.prompt_tokens
+        self.completion_tokens = max(self.completion_tokens, chunk.completion_tokens)
         if self.first_token_at is None and chunk.token_ids:
             self.first_token_at = trio.current_time()
         pending = self._pending.get(chunk.index)
@@ -89,11 +108,13 @@ class TokenStream:
             self.fail(SlowConsumer(f"request {self.request_id}: reader fell too far behind"))
             self._abort()
         self._changed.set()
+        self._check_done()
 
     def fail(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error
             self._changed.set()
+            self._check_done()
 
     # -- consumer side ------------------------------------------------------------------
     async def next(self) -> list[Chunk] | None:
@@ -127,6 +148,7 @@ class TokenStream:
         self._changed.set()
         if running:
             self._abort()
+        self._check_done()
 
     def _abort(self) -> None:
         if self._on_close is not None:

@@ -78,9 +78,17 @@ class RateLimited(ChoruslineError):
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float, param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class Overloaded(ChoruslineError):

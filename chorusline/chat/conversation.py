@@ -1,0 +1,293 @@
+"""The conversation actor: one per conversation id, owner of its message sequence.
+
+A turn is set up inside ``receive`` (one at a time, so two tabs appending at once get
+monotonic, gap-free sequence numbers and each sees the other's message in its context),
+then streamed by a background task, so a long reply does not block the next append.
+
+Durability: the user message is committed (``begin_turn``) before any engine work; the
+assistant reply exists as an ``incomplete`` draft before the first token, is flushed while
+it streams, and is finalised at the end. A crash of this actor cancels the stream task,
+whose ``finally`` still finalises the draft; if even that is cut short, the next
+incarnation's ``on_start`` closes every open draft as interrupted. Nothing acknowledged
+is lost, and a retry with the same idempotency key replays the stored turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from chorusline.actors import Actor
+from chorusline.chat.context import assemble, system_text
+from chorusline.chat.deps import SCHEDULER_KEY, ChatDeps
+from chorusline.chat.moderation import Stage, Verdict
+from chorusline.chat.scheduler_actor import Submit
+from chorusline.chat.store import MessageStatus, ModerationStage, Role, Turn
+from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.chat.turn import TurnHandle, TurnRequest
+from chorusline.protocols import ChoruslineError, InvalidRequest
+
+
+class ConversationInterrupted(ChoruslineError):
+    """The conversation actor stopped mid-reply; the draft is kept as incomplete."""
+
+    http_status = 503
+    code = "interrupted"
+
+
+def finished_stream(request_id: str, text: str, finish_reason: str) -> TokenStream:
+    stream = TokenStream(request_id)
+    stream.push(Chunk(0, text, finish_reason=finish_reason))
+    return stream
+
+
+class ConversationActor(Actor):
+    expected_errors = (ChoruslineError,)
+
+    def __init__(self, conversation_id: str, deps: ChatDeps) -> None:
+        self.conversation_id = conversation_id
+        self.deps = deps
+        self.turns = 0
+
+    async def on_start(self) -> None:
+        await self.deps.db(self.deps.store.mark_interrupted_drafts, self.conversation_id)
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, TurnRequest):
+            return await self._turn(message)
+        return await super().receive(message)
+
+    async def _turn(self, request: TurnRequest) -> TurnHandle:
+        deps, store = self.deps, self.deps.store
+        if request.params.n != 1:
+            raise InvalidRequest("a stored conversation takes one choice (n=1)", param="n")
+        verdict = deps.moderator.check_input(request.content)
+        turn = await deps.db(
+            store.begin_turn,
+            request.user_id,
+            self.conversation_id,
+            request.idempotency_key,
+            content=verdict.redacted_text,
+            request_id=request.idempotency_key,
+        )
+        if turn.replayed:
+            return await self._replay(turn)
+        await self._record(verdict, turn.user_message.id)
+        if verdict.blocked:
+            return await self._refuse(request, turn, verdict)
+        conversation = await deps.db(store.get_conversation, request.user_id, self.conversation_id)
+        branch = await deps.db(store.get_active_branch, request.user_id, self.conversation_id)
+        history = [
+            {"role": m.role.value, "content": m.content}
+            for m in branch
+            if m.role is not Role.SYSTEM and m.status is MessageStatus.COMPLETE and m.content
+        ]
+        budget = request.params.max_tokens or deps.default_reply_budget
+        assembled = assemble(
+            history,
+            template=deps.template,
+            tokenizer=deps.tokenizer,
+            context_window=deps.context_window,
+            reply_budget=budget,
+            system=system_text(conversation.system_prompt, request.custom_instructions),
+        )
+        draft = await deps.db(
+            store.create_draft,
+            request.user_id,
+            self.conversation_id,
+            parent=turn.user_message.id,
+            model=deps.model_name,
+            request_id=request.idempotency_key,
+        )
+        await deps.db(
+            store.record_turn_result,
+            request.user_id,
+            request.idempotency_key,
+            assistant_message_id=draft.id,
+        )
+        scheduler = await self.context.system.registry.wait_for(SCHEDULER_KEY)
+        params = request.params
+        if params.max_tokens is None:
+            params = replace(params, max_tokens=budget)
+        engine_stream: TokenStream = await scheduler.ask(
+            Submit(assembled.prompt_token_ids, params, request.priority, request.tenant)
+        )
+        client = TokenStream(engine_stream.request_id, on_close=lambda _rid: engine_stream.close())
+        self.turns += 1
+        started = trio.current_time()
+        persisted = trio.Event()
+
+        async def pump() -> None:
+            await self._pump(request, engine_stream, client, draft.id, started, persisted)
+
+        self.context.start_soon(pump, name=f"{self.context.path}:turn")
+        return TurnHandle(
+            persisted=persisted,
+            request_id=engine_stream.request_id,
+            stream=client,
+            conversation_id=self.conversation_id,
+            user_message_id=turn.user_message.id,
+            assistant_message_id=draft.id,
+            prompt_tokens=len(assembled.prompt_token_ids),
+        )
+
+    async def _pump(
+        self,
+        request: TurnRequest,
+        engine: TokenStream,
+        client: TokenStream,
+        draft_id: str,
+        started: float,
+        persisted: trio.Event,
+    ) -> None:
+        """Stream, moderate and persist one reply.
+
+        The final chunk (the one with ``finish_reason``) is only pushed after the reply
+        is finalised in the store: a client that saw the end of a reply can count on it
+        being stored.
+        """
+        deps, store = self.deps, self.deps.store
+        moderator = deps.moderator.output_stream()
+        shown, ending = "", ""
+        status, finish = MessageStatus.INCOMPLETE, "abort"
+        prompt_tokens = completion_tokens = 0
+        error: ChoruslineError | None = None
+        completed = False
+        flushed_at = trio.current_time()
+        try:
+            async for chunks in engine:
+                chunk = chunks[0]
+                prompt_tokens = chunk.prompt_tokens or prompt_tokens
+                completion_tokens = chunk.completion_tokens
+                safe = moderator.feed(chunk.text)
+                if chunk.finish_reason is not None and moderator.blocked is None:
+                    safe += moderator.finish()
+                if moderator.blocked is not None:
+                    break
+                shown += safe
+                if chunk.finish_reason is not None:
+                    status, finish, ending = MessageStatus.COMPLETE, chunk.finish_reason, safe
+                    completed = True
+                    break
+                client.push(Chunk(0, safe, list(chunk.token_ids), prompt_tokens=prompt_tokens,
+                                  completion_tokens=completion_tokens))
+                if trio.current_time() - flushed_at >= deps.draft_flush_interval:
+                    await deps.db(store.update_draft, self.conversation_id, draft_id, shown)
+                    flushed_at = trio.current_time()
+            blocked = moderator.blocked
+            if blocked is not None:
+                engine.close()
+                status, finish, ending = MessageStatus.BLOCKED, "content_filter", blocked.text
+                shown = blocked.text
+                completed = True
+                await self._record(blocked, draft_id)
+        except ChoruslineError as failure:
+            error, finish = failure, "error"
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await self._persist(request, engine, draft_id, started, status, finish, shown,
+                                    prompt_tokens, completion_tokens)
+            if completed:
+                client.push(Chunk(0, ending, finish_reason=finish, prompt_tokens=prompt_tokens,
+                                  completion_tokens=completion_tokens))
+            else:
+                client.fail(error or ConversationInterrupted("the conversation stopped mid-reply"))
+            persisted.set()
+
+    async def _persist(
+        self,
+        request: TurnRequest,
+        engine: TokenStream,
+        draft_id: str,
+        started: float,
+        status: MessageStatus,
+        finish: str,
+        content: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        deps, store = self.deps, self.deps.store
+        await deps.db(
+            store.finalize_message,
+            self.conversation_id,
+            draft_id,
+            status=status,
+            finish_reason=finish,
+            content=content,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        first = engine.first_token_at
+        await deps.db(
+            store.record_usage,
+            user_id=request.user_id,
+            model=deps.model_name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            api_key_id=request.api_key_id,
+            conversation_id=self.conversation_id,
+            ttft_ms=None if first is None else (first - started) * 1000,
+            latency_ms=(trio.current_time() - started) * 1000,
+        )
+
+    async def _replay(self, turn: Turn) -> TurnHandle:
+        reply = turn.assistant_message
+        if reply is None:
+            raise InvalidRequest("this request is still being set up; retry shortly")
+        finish = reply.finish_reason or "stop"
+        return TurnHandle(
+            request_id=turn.idempotency_key,
+            stream=finished_stream(turn.idempotency_key, reply.content, finish),
+            conversation_id=self.conversation_id,
+            user_message_id=turn.user_message.id,
+            assistant_message_id=reply.id,
+            replayed=True,
+        )
+
+    async def _refuse(self, request: TurnRequest, turn: Turn, verdict: Verdict) -> TurnHandle:
+        text = verdict.text
+        reply = await self.deps.db(
+            self.deps.store.append_message,
+            request.user_id,
+            self.conversation_id,
+            role=Role.ASSISTANT,
+            content=text,
+            parent=turn.user_message.id,
+            status=MessageStatus.BLOCKED,
+            model=self.deps.model_name,
+            request_id=request.idempotency_key,
+            finish_reason="content_filter",
+        )
+        await self.deps.db(
+            self.deps.store.record_turn_result,
+            request.user_id,
+            request.idempotency_key,
+            assistant_message_id=reply.id,
+        )
+        handle = TurnHandle(
+            request_id=request.idempotency_key,
+            stream=finished_stream(request.idempotency_key, text, "content_filter"),
+            conversation_id=self.conversation_id,
+            user_message_id=turn.user_message.id,
+            assistant_message_id=reply.id,
+        )
+        handle.persisted.set()
+        return handle
+
+    async def _record(self, verdict: Verdict, message_id: str) -> None:
+        stage = ModerationStage.INPUT if verdict.stage is Stage.INPUT else ModerationStage.OUTPUT
+        for record in verdict.records():
+            await self.deps.db(
+                self.deps.store.record_moderation,
+                stage=stage,
+                category=record.category,
+                action=record.action.value,
+                conversation_id=self.conversation_id,
+                message_id=message_id,
+                detail=record.detail,
+            )
+
+    def introspect(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id, "turns": self.turns}

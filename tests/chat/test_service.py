@@ -1,0 +1,175 @@
+"""End-to-end chat turns through ChatService on the real SmolLM2 engine and real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from chorusline.chat import (
+    WORKER_KEY,
+    ChatRequest,
+    ChatService,
+    ChatSettings,
+    MessageStatus,
+    Principal,
+    SqliteStore,
+    TurnHandle,
+    open_chat_service,
+)
+from chorusline.protocols import RateLimited
+from chorusline.runtime import EngineConfig, LoadedModel, SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
+
+
+@asynccontextmanager
+async def service(model: LoadedModel, tmp_path: Path, tier: str = "enterprise"
+                  ) -> AsyncIterator[tuple[ChatService, Principal, str]]:
+    store = SqliteStore(tmp_path / "chat.db")
+    settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=64 * 1024 * 1024))
+    async with open_chat_service(settings, model=model, store=store) as chat:
+        user = store.create_user("ada")
+        issued = store.create_api_key(user.id, tier=tier)
+        principal = await chat.authenticate(issued.plaintext)
+        conversation = store.create_conversation(user.id, title="t")
+        yield chat, principal, conversation.id
+
+
+async def read(handle: TurnHandle) -> tuple[str, str | None]:
+    text, finish = "", None
+    async for chunks in handle.stream:
+        for chunk in chunks:
+            text += chunk.text
+            finish = chunk.finish_reason or finish
+    return text, finish
+
+
+async def test_a_stored_turn_streams_and_is_persisted(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        question = "What is the capital of France?"
+        handle = await chat.chat(principal, ChatRequest(GREEDY, conv, question))
+        text, finish = await read(handle)
+        assert "Paris" in text and finish in ("stop", "length")
+        await handle.persisted.wait()
+        messages = await chat.db(chat.store.get_active_branch, principal.user_id, conv)
+        assert [m.role.value for m in messages] == ["user", "assistant"]
+        reply = messages[1]
+        assert reply.status is MessageStatus.COMPLETE and reply.content == text
+        assert reply.completion_tokens and reply.prompt_tokens
+        usage = await chat.db(chat.store.list_usage, user_id=principal.user_id)
+        assert len(usage) == 1 and usage[0].completion_tokens == reply.completion_tokens
+
+
+async def test_two_concurrent_appends_get_consecutive_seqs(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        handles: list[TurnHandle] = []
+
+        async def turn(text: str) -> None:
+            handle = await chat.chat(principal, ChatRequest(GREEDY, conv, text))
+            handles.append(handle)
+            await read(handle)
+            await handle.persisted.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(turn, "Say hi.")
+            nursery.start_soon(turn, "Say bye.")
+        tree = await chat.db(chat.store.get_message_tree, principal.user_id, conv)
+        assert sorted(m.seq for m in tree) == [1, 2, 3, 4]
+        assert all(m.status is MessageStatus.COMPLETE for m in tree)
+
+
+async def test_a_retry_with_the_same_key_replays_the_turn(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        request = ChatRequest(GREEDY, conv, "Name a colour.", idempotency_key="req-1")
+        first = await chat.chat(principal, request)
+        text, _ = await read(first)
+        await first.persisted.wait()
+        again = await chat.chat(principal, request)
+        assert again.replayed and again.assistant_message_id == first.assistant_message_id
+        assert (await read(again))[0] == text
+        tree = await chat.db(chat.store.get_message_tree, principal.user_id, conv)
+        assert len(tree) == 2
+
+
+async def test_gpu_worker_crash_mid_stream_loses_nothing(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        params = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True)
+        handle = await chat.chat(principal, ChatRequest(params, conv, "Count to twenty."))
+        first = await handle.stream.next()
+        assert first
+        worker = chat.system.registry.lookup(WORKER_KEY)
+        assert worker is not None
+        chat.system.faults.kill(worker.path)
+        _text, finish = await read(handle)
+        assert finish == "length"
+        await handle.persisted.wait()
+        messages = await chat.db(chat.store.get_active_branch, principal.user_id, conv)
+        assert messages[-1].status is MessageStatus.COMPLETE
+        assert messages[-1].completion_tokens == 24
+
+
+async def test_conversation_actor_crash_mid_turn_keeps_an_incomplete_draft(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        params = SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True)
+        handle = await chat.chat(principal, ChatRequest(params, conv, "Tell me a story."))
+        assert await handle.stream.next()
+        path = f"/chat/conversations/conv-{conv}"
+        assert chat.system.faults.kill(path)
+        with pytest.raises(Exception, match="mid-reply"):
+            await read(handle)
+        await handle.persisted.wait()
+        messages = await chat.db(chat.store.get_active_branch, principal.user_id, conv)
+        assert messages[-1].role.value == "assistant"
+        assert messages[-1].status is MessageStatus.INCOMPLETE
+        # The conversation carries on with a fresh actor.
+        again = await chat.chat(principal, ChatRequest(GREEDY, conv, "Hello?"))
+        assert (await read(again))[1] in ("stop", "length")
+
+
+async def test_a_reader_that_leaves_aborts_and_marks_the_reply_incomplete(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        params = SamplingParams(temperature=0.0, max_tokens=500, ignore_eos=True)
+        handle = await chat.chat(principal, ChatRequest(params, conv, "Write a long poem."))
+        assert await handle.stream.next()
+        handle.stream.close()
+        await handle.persisted.wait()
+        messages = await chat.db(chat.store.get_active_branch, principal.user_id, conv)
+        assert messages[-1].status is MessageStatus.INCOMPLETE
+        assert messages[-1].finish_reason == "abort"
+        assert (messages[-1].completion_tokens or 0) < 500
+
+
+async def test_stateless_request(chat_model: LoadedModel, tmp_path: Path) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, _conv):
+        request = ChatRequest(GREEDY, messages=(("user", "What is 2+2?"),))
+        text, finish = await read(await chat.chat(principal, request))
+        assert text and finish in ("stop", "length")
+
+
+async def test_rate_limits_refuse_with_headers(chat_model: LoadedModel, tmp_path: Path) -> None:
+    async with service(chat_model, tmp_path, tier="free") as (chat, principal, _conv):
+        limit = principal.tier.requests_per_minute
+        with pytest.raises(RateLimited) as info:
+            for _ in range(limit + 1):
+                handle = await chat.chat(
+                    principal, ChatRequest(SamplingParams(max_tokens=1), messages=(("user", "hi"),))
+                )
+                await read(handle)
+        assert info.value.retry_after > 0
+        assert "x-ratelimit-limit-requests" in info.value.headers
