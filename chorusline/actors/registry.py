@@ -88,10 +88,17 @@ class Registry:
         done = self._spawning[key] = trio.Event()
         try:
             spec = dataclasses.replace(spec, register_as=key)
-            if under is None:
-                ref = await self._system.spawn(spec)
-            else:
-                ref = await under.ask(StartChild(spec), timeout=timeout)
+            try:
+                if under is None:
+                    ref = await self._system.spawn(spec)
+                else:
+                    ref = await under.ask(StartChild(spec), timeout=timeout)
+            except NameTaken:
+                # A live actor already holds the name: its supervisor is restarting the
+                # key's actor right now, and the new incarnation binds the key once it
+                # has started. Wait for that instead of making a second one.
+                with trio.fail_after(timeout):
+                    return await self.wait_for(key)
             self.register(key, ref)
             return ref
         finally:

@@ -16,6 +16,7 @@ import trio
 
 from chorusline.chat.context import TemplateLike, TokenizerLike
 from chorusline.chat.moderation import Moderator
+from chorusline.chat.ratelimit import RedisBucket
 from chorusline.chat.store import Store
 
 T = TypeVar("T")
@@ -36,6 +37,8 @@ class ChatDeps:
     draft_flush_interval: float = 0.25
     conversation_idle_timeout: float = 300.0
     db_threads: int = 8
+    #: Shared rate limits across nodes; None keeps them in process (BucketActor).
+    redis_bucket: RedisBucket | None = None
     _limiter: trio.CapacityLimiter | None = field(default=None, repr=False)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from chorusline.actors import ThreadActor
 from chorusline.protocols import ChoruslineError
@@ -68,6 +68,11 @@ class GetStats:
 
 
 class GpuWorker(ThreadActor):
+    # Not a daemon: at interpreter exit Python would kill a daemon thread wherever it is,
+    # and killing it inside a torch kernel aborts the whole process. A stopped or killed
+    # worker finishes its current step and ends; exit waits for that.
+    use_daemon_thread: ClassVar[bool] = False
+
     def __init__(self, engine_factory: Callable[[], EngineLike]) -> None:
         super().__init__()
         self._engine_factory = engine_factory

@@ -21,7 +21,7 @@ from chorusline.actors import ActorRef, ActorSpec, ActorSystem, open_actor_syste
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.gpu_worker import EngineLike
 from chorusline.chat.moderation import Moderator
-from chorusline.chat.ratelimit import Tiers
+from chorusline.chat.ratelimit import RedisBucket, Tiers
 from chorusline.chat.scheduler_actor import AdmissionLimits
 from chorusline.chat.session import ChatRequest, Principal, SessionActor
 from chorusline.chat.store import SqliteStore, Store
@@ -41,6 +41,8 @@ class ChatSettings:
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)
     tiers: Tiers = field(default_factory=Tiers.defaults)
     context_window: int = 2048
+    #: ``redis://...`` shares rate limits between nodes; None keeps them in process.
+    redis_url: str | None = None
 
 
 def open_store(url: str) -> Store:
@@ -130,6 +132,9 @@ async def open_chat_service(
         moderator=Moderator(),
         model_name=settings.model_name,
         context_window=window,
+        redis_bucket=None if settings.redis_url is None else RedisBucket.from_url(
+            settings.redis_url
+        ),
     )
     factory = make_engine or engine_factory(model, engine_config)
     async with _system(system) as actors:
@@ -139,6 +144,8 @@ async def open_chat_service(
         finally:
             await actors.stop(tree)
             await trio.to_thread.run_sync(store.close)
+            if deps.redis_bucket is not None:
+                deps.redis_bucket.close()
 
 
 @asynccontextmanager

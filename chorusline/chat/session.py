@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +19,15 @@ from chorusline.actors import Actor, ActorRef, ActorSpec
 from chorusline.chat.context import assemble
 from chorusline.chat.conversation import ConversationActor
 from chorusline.chat.deps import SCHEDULER_KEY, ChatDeps
-from chorusline.chat.ratelimit import Acquire, BucketActor, Release, Settle, Tier, estimate_tokens
+from chorusline.chat.ratelimit import (
+    Acquire,
+    BucketActor,
+    RedisBucketActor,
+    Release,
+    Settle,
+    Tier,
+    estimate_tokens,
+)
 from chorusline.chat.scheduler_actor import Submit
 from chorusline.chat.stream import TokenStream
 from chorusline.chat.turn import TurnHandle, TurnRequest
@@ -67,9 +76,13 @@ class SessionActor(Actor):
         return await super().receive(message)
 
     async def _bucket(self) -> ActorRef:
-        tier = self.principal.tier
-        spec = ActorSpec(lambda: BucketActor(tier), name=f"bucket-{self.principal.api_key_id}",
-                         idle_timeout=900.0)
+        tier, key_id = self.principal.tier, self.principal.api_key_id
+        shared = self.deps.redis_bucket
+        factory: Callable[[], Actor] = (
+            (lambda: BucketActor(tier)) if shared is None
+            else (lambda: RedisBucketActor(shared, key_id, tier))
+        )
+        spec = ActorSpec(factory, name=f"bucket-{key_id}", idle_timeout=900.0)
         key = ("bucket", self.principal.api_key_id)
         return await self.context.system.registry.get_or_spawn(key, spec, under=self.buckets)
 

@@ -12,7 +12,15 @@ from typing import Any
 
 import trio
 
-from chorusline.actors import Actor, ActorRef, ActorSpec, ActorStartFailed, ExitReason, StartChild
+from chorusline.actors import (
+    Actor,
+    ActorRef,
+    ActorSpec,
+    ActorStartFailed,
+    ExitReason,
+    NameTaken,
+    StartChild,
+)
 from chorusline.supervisors.intensity import RestartLog
 from chorusline.supervisors.spec import Backoff, ChildSpec, Intensity, Restart
 
@@ -22,7 +30,7 @@ class TooManyChildren(Exception):
 
 
 class DynamicSupervisor(Actor):
-    expected_errors = (TooManyChildren, ValueError, ActorStartFailed)
+    expected_errors = (TooManyChildren, ValueError, ActorStartFailed, NameTaken)
 
     def __init__(
         self,

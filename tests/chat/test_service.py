@@ -164,12 +164,18 @@ async def test_stateless_request(chat_model: LoadedModel, tmp_path: Path) -> Non
 
 async def test_rate_limits_refuse_with_headers(chat_model: LoadedModel, tmp_path: Path) -> None:
     async with service(chat_model, tmp_path, tier="free") as (chat, principal, _conv):
-        limit = principal.tier.requests_per_minute
-        with pytest.raises(RateLimited) as info:
-            for _ in range(limit + 1):
-                handle = await chat.chat(
-                    principal, ChatRequest(SamplingParams(max_tokens=1), messages=(("user", "hi"),))
-                )
-                await read(handle)
+        streams = principal.tier.max_concurrent_streams
+        request = ChatRequest(SamplingParams(max_tokens=4), messages=(("user", "hi"),))
+        handles = []
+        # Streams left open hold their slots: the next turn is refused before any
+        # engine work, whatever the timing.
+        with pytest.raises(RateLimited, match="concurrency") as info:
+            for _ in range(streams + 1):
+                handles.append(await chat.chat(principal, request))
+        assert len(handles) == streams
+        for handle in handles:
+            await read(handle)
+        # Finished streams give their slots back.
+        assert (await read(await chat.chat(principal, request)))[1] is not None
         assert info.value.retry_after > 0
         assert "x-ratelimit-limit-requests" in info.value.headers

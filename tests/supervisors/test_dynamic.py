@@ -82,3 +82,25 @@ async def test_stopping_a_dynamic_child_from_outside_frees_its_slot(
     await trio.testing.wait_all_tasks_blocked()
     second = await sup.ask(StartChild(ActorSpec(lambda: Recorder(log), name="c2")))
     assert second.is_alive
+
+
+async def test_get_or_spawn_during_a_restart_waits_for_the_new_incarnation(
+    system: ActorSystem, log: Log
+) -> None:
+    class SlowStart(Recorder):
+        async def on_start(self) -> None:
+            for _ in range(10):
+                await trio.lowlevel.checkpoint()
+            await super().on_start()
+
+    convs = await system.spawn(dynamic_supervisor_spec("convs"))
+    spec = ChildSpec(factory=lambda: SlowStart(log, "c"), name="c-1", restart=Restart.TRANSIENT)
+    first = await system.registry.get_or_spawn("c-1", spec, under=convs)
+    first.tell("boom")
+    await first.join()
+    # The supervisor is now restarting c-1 under the same name; asking for the key must
+    # hand back that incarnation, not start a second actor (nor crash the supervisor).
+    again = await system.registry.get_or_spawn("c-1", spec, under=convs)
+    assert again is not first and again.is_alive and convs.is_alive
+    assert again.statistics().restarts == 1
+    assert log.events.count(("start", "c")) == 2
