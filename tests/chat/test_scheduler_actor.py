@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,11 +43,13 @@ class Tree:
 
 
 @asynccontextmanager
-async def start(limits: AdmissionLimits | None = None) -> AsyncIterator[Tree]:
+async def start(
+    limits: AdmissionLimits | None = None, gate: threading.Event | None = None
+) -> AsyncIterator[Tree]:
     engines: list[FakeEngine] = []
 
     def make_engine() -> FakeEngine:
-        engines.append(FakeEngine(max_context=50))
+        engines.append(FakeEngine(max_context=50, step_gate=gate))
         return engines[-1]
 
     async with open_actor_system() as system:
@@ -129,15 +132,16 @@ async def test_refused_requests_fail_their_stream_with_the_engines_error(tree: T
 
 
 async def test_admission_control_refuses_with_retry_after() -> None:
-    async with start(AdmissionLimits(max_waiting_requests=2)) as tree:
+    gate = threading.Event()  # holds the engine's first step: nothing leaves the queue
+    async with start(AdmissionLimits(max_waiting_requests=2), gate) as tree:
         scheduler = await tree.scheduler()
         params = SamplingParams(max_tokens=4)
-        # Submitted back to back: nothing has reached the engine yet, so all wait.
         await scheduler.ask(Submit((1, 2), params))
         await scheduler.ask(Submit((1, 2), params))
         with pytest.raises(Overloaded) as info:
             await scheduler.ask(Submit((1, 2), params))
         assert info.value.retry_after >= 1.0
+        gate.set()
 
 
 async def test_gpu_worker_crash_mid_stream_continues_the_request(tree: Tree) -> None:
