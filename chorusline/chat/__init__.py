@@ -1,11 +1,12 @@
 """The chat product: the supervised cast of actors, storage, rate limits, moderation."""
 
+from chorusline.chat.context import Assembled, assemble
 from chorusline.chat.conversation import ConversationActor, ConversationInterrupted
 from chorusline.chat.deps import SCHEDULER_KEY, WORKER_KEY, ChatDeps
 from chorusline.chat.gpu_worker import EngineLike, GpuWorker
 from chorusline.chat.moderation import Moderator, Policy, Verdict
 from chorusline.chat.ratelimit import Decision, Tier, TierConfigError, Tiers
-from chorusline.chat.scheduler_actor import AdmissionLimits, EngineRestarted, SchedulerActor
+from chorusline.chat.scheduler_actor import AdmissionLimits, EngineRestarted, SchedulerActor, Submit
 from chorusline.chat.service import ChatService, ChatSettings, open_chat_service, open_store
 from chorusline.chat.session import ChatRequest, Principal, SessionActor
 from chorusline.chat.store import (
@@ -26,6 +27,7 @@ __all__ = [
     "SCHEDULER_KEY",
     "WORKER_KEY",
     "AdmissionLimits",
+    "Assembled",
     "ChatDeps",
     "ChatRequest",
     "ChatService",
@@ -51,6 +53,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreUnavailable",
+    "Submit",
     "Tier",
     "TierConfigError",
     "Tiers",
@@ -58,6 +61,7 @@ __all__ = [
     "TurnHandle",
     "TurnRequest",
     "Verdict",
+    "assemble",
     "chat_tree",
     "open_chat_service",
     "open_store",

@@ -114,7 +114,13 @@ class ConversationActor(Actor):
         engine_stream: TokenStream = await scheduler.ask(
             Submit(assembled.prompt_token_ids, params, request.priority, request.tenant)
         )
-        client = TokenStream(engine_stream.request_id, on_close=lambda _rid: engine_stream.close())
+        # The client's stream carries the same memory bound as the engine's: a reader
+        # that stops reading is cut off and the generation aborted.
+        client = TokenStream(
+            engine_stream.request_id,
+            max_pending_chars=deps.max_pending_chars,
+            on_close=lambda _rid: engine_stream.close(),
+        )
         self.turns += 1
         started = trio.current_time()
         persisted = trio.Event()

@@ -37,6 +37,7 @@ class ChatDeps:
     draft_flush_interval: float = 0.25
     conversation_idle_timeout: float = 300.0
     db_threads: int = 8
+    max_pending_chars: int = 64 * 1024
     #: Shared rate limits across nodes; None keeps them in process (BucketActor).
     redis_bucket: RedisBucket | None = None
     _limiter: trio.CapacityLimiter | None = field(default=None, repr=False)

@@ -132,6 +132,7 @@ async def open_chat_service(
         moderator=Moderator(),
         model_name=settings.model_name,
         context_window=window,
+        max_pending_chars=settings.limits.max_pending_chars,
         redis_bucket=None if settings.redis_url is None else RedisBucket.from_url(
             settings.redis_url
         ),

@@ -1,5 +1,6 @@
 """Every type that crosses an actor boundary or the wire. Imports nothing of chorusline."""
 
+from chorusline.protocols import openai  # the OpenAI wire format (a namespace, not types)
 from chorusline.protocols.errors import (
     ChoruslineError,
     ContextTooLong,
@@ -24,4 +25,5 @@ __all__ = [
     "Overloaded",
     "RateLimited",
     "Unauthorized",
+    "openai",
 ]

@@ -136,6 +136,13 @@ class AccountsMixin(SqlStore):
             )
         return [self._api_key(r) for r in rows]
 
+    def has_admin_key(self) -> bool:
+        with self._transaction(write=False) as tx:
+            row = tx.fetchone(
+                "SELECT COUNT(*) AS n FROM api_keys WHERE is_admin AND revoked_at IS NULL", ()
+            )
+        return bool(row and int(row["n"]))
+
     def revoke_api_key(self, user_id: str, key_id: str) -> ApiKey:
         _, now_db = self._now()
         with self._transaction() as tx:

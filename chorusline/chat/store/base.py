@@ -83,6 +83,10 @@ class Store(abc.ABC):
         """All of a user's keys, revoked ones included, oldest first."""
 
     @abc.abstractmethod
+    def has_admin_key(self) -> bool:
+        """Whether any live admin key exists (the server makes one on first start)."""
+
+    @abc.abstractmethod
     def revoke_api_key(self, user_id: str, key_id: str) -> ApiKey:
         """Idempotent; raises ``NotFound`` for another user's key."""
 

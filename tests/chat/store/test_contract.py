@@ -480,3 +480,13 @@ def test_ping_and_close(store: Store) -> None:
     with pytest.raises(StoreUnavailable, match="closed"):
         store.ping()
     store.close()  # closing twice is harmless (the fixture closes again too)
+
+
+def test_has_admin_key_tracks_live_admin_keys(store: Store, alice: User) -> None:
+    assert not store.has_admin_key()
+    store.create_api_key(alice.id)
+    assert not store.has_admin_key()
+    admin = store.create_api_key(alice.id, is_admin=True)
+    assert store.has_admin_key()
+    store.revoke_api_key(alice.id, admin.key.id)
+    assert not store.has_admin_key()

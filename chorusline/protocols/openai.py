@@ -1,0 +1,245 @@
+"""The OpenAI chat-completions wire format: request parsing, response bodies, SSE framing.
+
+Kept free of the web framework and of the runtime so that the exact shapes OpenAI clients
+rely on are pure functions, testable without a server. Parsing checks *types* only and
+turns every malformed field into ``InvalidRequest`` (400), so that bad input never reaches
+a constructor that would fail with a bare ``TypeError`` (a 500). Value *ranges* are left to
+``SamplingParams``, the one place they are defined.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chorusline.protocols.errors import ChoruslineError, InvalidRequest
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+#: OpenAI defines only these; an engine-internal reason ("abort"...) is reported as "stop".
+FINISH_REASONS = {"stop", "length", "content_filter"}
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class ChatCompletionRequest:
+    """A parsed ``POST /v1/chat/completions`` body; ``sampling`` holds SamplingParams'
+    keyword arguments (only the ones the client sent)."""
+
+    model: str
+    messages: tuple[tuple[str, str], ...]
+    sampling: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    include_usage: bool = False
+    user: str | None = None
+    conversation_id: str | None = None
+
+
+def _check(value: Any, types: type | tuple[type, ...], param: str, what: str) -> Any:
+    # bool is an int in Python but never a valid number or count on the wire.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise InvalidRequest(f"{param} must be {what}", param=param)
+    if not isinstance(value, types):
+        raise InvalidRequest(f"{param} must be {what}", param=param)
+    return value
+
+
+def _flag(value: Any, param: str) -> bool:
+    return False if value is None else bool(_check(value, bool, param, "a boolean"))
+
+
+def _content(value: Any, param: str) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise InvalidRequest("only text content parts are supported", param=param)
+            parts.append(_check(part.get("text"), str, param, "a string"))
+        return "".join(parts)
+    raise InvalidRequest(f"{param} must be a string or a list of text parts", param=param)
+
+
+def _messages(value: Any) -> tuple[tuple[str, str], ...]:
+    _check(value, list, "messages", "a list")
+    out = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
+        role = message.get("role")
+        role = ROLES.get(role) if isinstance(role, str) else None
+        if role is None:
+            raise InvalidRequest(
+                f"messages[{i}].role must be system, user or assistant",
+                param=f"messages[{i}].role",
+            )
+        out.append((role, _content(message.get("content"), f"messages[{i}].content")))
+    if not out:
+        raise InvalidRequest("messages must not be empty", param="messages")
+    return tuple(out)
+
+
+_NUMBERS = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty")
+_INTEGERS = ("top_k", "seed", "n", "top_logprobs")
+
+
+def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name in _NUMBERS:
+        if body.get(name) is not None:
+            kwargs[name] = _check(body[name], (int, float), name, "a number")
+    for name in _INTEGERS:
+        if body.get(name) is not None:
+            kwargs[name] = _check(body[name], int, name, "an integer")
+    for name in ("max_completion_tokens", "max_tokens"):  # the newer name wins
+        if body.get(name) is not None:
+            kwargs["max_tokens"] = _check(body[name], int, name, "an integer")
+            break
+    for name in ("logprobs", "ignore_eos"):
+        if body.get(name) is not None:
+            kwargs[name] = _check(body[name], bool, name, "a boolean")
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        _check(stop, list, "stop", "a string or a list of strings")
+        kwargs["stop"] = tuple(_check(s, str, "stop", "a string or a list of strings")
+                               for s in stop)
+    bias = body.get("logit_bias")
+    if bias is not None:
+        _check(bias, dict, "logit_bias", "an object")
+        try:
+            kwargs["logit_bias"] = {
+                int(k): _check(v, (int, float), "logit_bias", "a map of token id to number")
+                for k, v in bias.items()
+            }
+        except ValueError:
+            raise InvalidRequest("logit_bias keys must be token ids", param="logit_bias") from None
+    return kwargs
+
+
+def parse_chat_request(body: Any) -> ChatCompletionRequest:
+    """Validate the shape of a decoded JSON body; raise InvalidRequest on the first fault."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest("model is required", param="model")
+    _check(model, str, "model", "a string")
+    stream = _flag(body.get("stream"), "stream")
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        _check(options, dict, "stream_options", "an object")
+        include_usage = _flag(options.get("include_usage"), "stream_options.include_usage")
+    user = body.get("user")
+    if user is not None:
+        _check(user, str, "user", "a string")
+    conversation_id = body.get("conversation_id")
+    if conversation_id is not None:
+        _check(conversation_id, str, "conversation_id", "a string")
+    return ChatCompletionRequest(
+        model=model,
+        messages=_messages(body.get("messages")),
+        sampling=_sampling(body),
+        stream=stream,
+        include_usage=include_usage,
+        user=user,
+        conversation_id=conversation_id,
+    )
+
+
+# -- responses ---------------------------------------------------------------------------
+
+def finish_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return reason if reason in FINISH_REASONS else "stop"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion(
+    id: str, created: int, model: str, choices: list[tuple[str, str | None]],
+    prompt_tokens: int, completion_tokens: int,
+) -> dict[str, Any]:
+    """A ``chat.completion`` body; ``choices`` is ``(text, finish_reason)`` per index."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason(reason) or "stop",
+            }
+            for i, (text, reason) in enumerate(choices)
+        ],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+def chunk(
+    id: str, created: int, model: str, choices: list[dict[str, Any]],
+    *, include_usage: bool = False, usage_body: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A ``chat.completion.chunk``; with ``include_usage`` every chunk carries a ``usage``
+    key (null except on the final, choice-less one), as OpenAI sends it."""
+    body: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": choices,
+    }
+    if include_usage:
+        body["usage"] = usage_body
+    return body
+
+
+def delta(index: int, *, role: bool = False, content: str | None = None,
+          finish: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if role:
+        body["role"] = "assistant"
+    if content is not None:
+        body["content"] = content
+    return {"index": index, "delta": body, "logprobs": None,
+            "finish_reason": finish_reason(finish)}
+
+
+def model_list(name: str, created: int, owned_by: str = "chorusline") -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [{"id": name, "object": "model", "created": created, "owned_by": owned_by}],
+    }
+
+
+def error_body(error: ChoruslineError) -> dict[str, Any]:
+    return {"error": {"message": error.message, "type": error.error_type,
+                      "param": error.param, "code": error.code}}
+
+
+def sse(data: Mapping[str, Any]) -> bytes:
+    """One server-sent event: a single ``data:`` line (JSON has no raw newlines) and the
+    blank line that ends the event."""
+    return b"data: " + json_bytes(data) + b"\n\n"
+
+
+def json_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()

@@ -1,0 +1,119 @@
+"""The whole chat service on PostgreSQL: a round trip, and connections dropped between turns.
+
+Each test gets a throw-away database (``service_postgres`` in ``conftest.py``). An
+unreachable server fails the tests loudly, as the store tests do; nothing is skipped.
+The server itself is never restarted (other tests share it): the outage is staged by
+terminating every backend of the test's own database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+import trio
+
+from chorusline.chat import (
+    ChatRequest,
+    ChatService,
+    ChatSettings,
+    MessageStatus,
+    Principal,
+    TurnHandle,
+    open_chat_service,
+)
+from chorusline.chat.store import Role
+from chorusline.chat.store.postgres_store import PostgresStore
+from chorusline.runtime import EngineConfig, LoadedModel, SamplingParams
+from tests.chat.store.conftest import POSTGRES_URL
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
+
+
+@asynccontextmanager
+async def service(model: LoadedModel, conninfo: str
+                  ) -> AsyncIterator[tuple[ChatService, PostgresStore, Principal, str]]:
+    store = await trio.to_thread.run_sync(lambda: PostgresStore(conninfo, max_size=8))
+    settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=64 * 1024 * 1024))
+    async with open_chat_service(settings, model=model, store=store) as chat:
+        user = await chat.db(store.create_user, "ada")
+        issued = await chat.db(store.create_api_key, user.id, tier="enterprise")
+        principal = await chat.authenticate(issued.plaintext)
+        conversation = await chat.db(store.create_conversation, user.id, title="t")
+        yield chat, store, principal, conversation.id
+
+
+async def turn(chat: ChatService, principal: Principal, conv: str, content: str
+               ) -> tuple[TurnHandle, str]:
+    with trio.fail_after(60):
+        handle = await chat.chat(principal, ChatRequest(GREEDY, conv, content))
+        text, finish = "", None
+        async for chunks in handle.stream:
+            for chunk in chunks:
+                text += chunk.text
+                finish = chunk.finish_reason or finish
+        await handle.persisted.wait()
+    assert finish in ("stop", "length")
+    return handle, text
+
+
+def terminate_backends(dbname: str) -> list[bool]:
+    """Kill every connection to ``dbname`` from a separate connection. The two-argument
+    ``pg_terminate_backend`` waits (up to 5 s) until each backend has exited, so the
+    next turn meets dead sockets, not dying ones."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
+    return [bool(row[0]) for row in rows]
+
+
+async def test_a_turn_round_trip_on_postgres(
+    chat_model: LoadedModel, service_postgres: tuple[str, str]
+) -> None:
+    conninfo, _dbname = service_postgres
+    async with service(chat_model, conninfo) as (chat, store, principal, conv):
+        handle, text = await turn(chat, principal, conv, "What is the capital of France?")
+        assert text
+        messages = await chat.db(store.get_active_branch, principal.user_id, conv)
+        assert [m.role for m in messages] == [Role.USER, Role.ASSISTANT]
+        assert [m.id for m in messages] == [handle.user_message_id, handle.assistant_message_id]
+        assert messages[0].content == "What is the capital of France?"
+        reply = messages[1]
+        assert reply.status is MessageStatus.COMPLETE and reply.content == text
+        assert reply.completion_tokens and reply.prompt_tokens
+        usage = await chat.db(store.list_usage, user_id=principal.user_id)
+        assert len(usage) == 1 and usage[0].completion_tokens == reply.completion_tokens
+    # Durable: a fresh store on the same database sees the turn.
+    reopened = await trio.to_thread.run_sync(PostgresStore, conninfo)
+    try:
+        tree = await trio.to_thread.run_sync(reopened.get_message_tree, principal.user_id, conv)
+        assert [(m.seq, m.status) for m in tree] == [
+            (1, MessageStatus.COMPLETE), (2, MessageStatus.COMPLETE)
+        ]
+    finally:
+        await trio.to_thread.run_sync(reopened.close)
+
+
+async def test_connections_dropped_between_turns_lose_nothing(
+    chat_model: LoadedModel, service_postgres: tuple[str, str]
+) -> None:
+    conninfo, dbname = service_postgres
+    async with service(chat_model, conninfo) as (chat, store, principal, conv):
+        first, first_text = await turn(chat, principal, conv, "Name a colour.")
+        killed = await trio.to_thread.run_sync(terminate_backends, dbname)
+        assert killed and all(killed)  # the pool's connections were really cut
+        second, second_text = await turn(chat, principal, conv, "Name a fruit.")
+        tree = await chat.db(store.get_message_tree, principal.user_id, conv)
+        assert [m.seq for m in tree] == [1, 2, 3, 4]
+        assert all(m.status is MessageStatus.COMPLETE for m in tree)
+        by_id = {m.id: m for m in tree}
+        assert by_id[first.user_message_id or ""].content == "Name a colour."
+        assert by_id[first.assistant_message_id or ""].content == first_text
+        assert by_id[second.user_message_id or ""].content == "Name a fruit."
+        assert by_id[second.assistant_message_id or ""].content == second_text
+        usage = await chat.db(store.list_usage, user_id=principal.user_id)
+        assert len(usage) == 2
