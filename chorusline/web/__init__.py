@@ -1,3 +1,6 @@
-"""chorusline.web (see DESIGN.md)."""
+"""chorusline.web: the OpenAI-compatible HTTP front end (see DESIGN.md)."""
 
-__all__: list[str] = []
+from chorusline.web.app import create_app
+from chorusline.web.server import serve
+
+__all__ = ["create_app", "serve"]

@@ -1,0 +1,154 @@
+"""``POST /v1/chat/completions``: from an OpenAI body to a turn, and back to the wire.
+
+The turn is started (and so authorised, rate-limited and admitted) before any response
+byte is sent, so every refusal is a proper HTTP status. Streaming then writes each batch
+of chunks as soon as the TokenStream yields it. The stream is closed in every way the
+response can end (finished, failed, cancelled by a client disconnect, or never iterated at
+all) because closing it is what aborts the generation in the engine.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from quart import Response
+
+from chorusline.chat import ChatRequest, ChatService, Chunk, Principal, TurnHandle
+from chorusline.protocols import ChoruslineError, InvalidRequest, ModelNotFound
+from chorusline.protocols import openai as wire
+
+#: SamplingParams comes from the default request rather than from chorusline.runtime,
+#: which the layering keeps out of web; ``replace`` re-runs its validation.
+_DEFAULT = ChatRequest()
+
+
+def build_request(
+    parsed: wire.ChatCompletionRequest, model_name: str, idempotency_key: str | None
+) -> ChatRequest:
+    if parsed.model != model_name:
+        raise ModelNotFound(f"The model `{parsed.model}` does not exist", param="model")
+    try:
+        params = replace(_DEFAULT.params, **parsed.sampling)
+    except (TypeError, ValueError) as exc:  # belt and braces: parsing checked the types
+        raise InvalidRequest(f"invalid sampling parameters: {exc}") from None
+    if parsed.conversation_id is None:
+        return ChatRequest(params=params, messages=parsed.messages,
+                           idempotency_key=idempotency_key)
+    role, content = parsed.messages[-1]
+    if role != "user":
+        raise InvalidRequest("with conversation_id the last message must be the user's",
+                             param="messages")
+    return ChatRequest(params=params, conversation_id=parsed.conversation_id,
+                       content=content, idempotency_key=idempotency_key)
+
+
+class _Usage:
+    """Token counts of one response; per-choice maxima because chunks repeat running
+    totals rather than increments."""
+
+    def __init__(self, handle: TurnHandle) -> None:
+        self.prompt = handle.prompt_tokens
+        self.completion: dict[int, int] = {}
+
+    def add(self, chunk: Chunk) -> None:
+        self.prompt = chunk.prompt_tokens or self.prompt
+        self.completion[chunk.index] = max(self.completion.get(chunk.index, 0),
+                                           chunk.completion_tokens)
+
+    def body(self) -> dict[str, int]:
+        return wire.usage(self.prompt, sum(self.completion.values()))
+
+
+async def complete(chat: ChatService, principal: Principal, request: ChatRequest,
+                   parsed: wire.ChatCompletionRequest, model: str) -> Response:
+    handle = await chat.chat(principal, request)
+    response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if parsed.stream:
+        body = _SseBody(handle, _events(handle, parsed, response_id, created, model))
+        response = Response(body, mimetype="text/event-stream")
+        response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+    else:
+        response = await _collect(handle, response_id, created, model)
+    response.headers.update(handle.rate_headers)
+    response.headers["X-Request-Id"] = handle.request_id
+    return response
+
+
+async def _collect(handle: TurnHandle, response_id: str, created: int, model: str
+                   ) -> Response:
+    choices = max(handle.stream.choices, 1)
+    texts = [""] * choices
+    finishes: list[str | None] = [None] * choices
+    usage = _Usage(handle)
+    try:
+        async for chunks in handle.stream:
+            for chunk in chunks:
+                texts[chunk.index] += chunk.text
+                finishes[chunk.index] = chunk.finish_reason or finishes[chunk.index]
+                usage.add(chunk)
+    finally:
+        handle.stream.close()
+    counts = usage.body()
+    body = wire.completion(response_id, created, model, list(zip(texts, finishes, strict=True)),
+                           counts["prompt_tokens"], counts["completion_tokens"])
+    return Response(wire.json_bytes(body), mimetype="application/json")
+
+
+async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
+                  response_id: str, created: int, model: str) -> AsyncIterator[bytes]:
+    include = parsed.include_usage
+    usage = _Usage(handle)
+    started: set[int] = set()
+
+    def frame(choices: list[dict[str, Any]]) -> bytes:
+        return wire.sse(wire.chunk(response_id, created, model, choices, include_usage=include))
+
+    try:
+        async for chunks in handle.stream:
+            for chunk in chunks:
+                usage.add(chunk)
+                if chunk.index not in started:  # OpenAI sends the role on its own first
+                    started.add(chunk.index)
+                    yield frame([wire.delta(chunk.index, role=True, content="")])
+                if chunk.text:
+                    yield frame([wire.delta(chunk.index, content=chunk.text)])
+                if chunk.finish_reason is not None:
+                    yield frame([wire.delta(chunk.index, finish=chunk.finish_reason)])
+    except ChoruslineError as error:
+        # The status line is gone; OpenAI reports a mid-stream failure as an error event.
+        yield wire.sse(wire.error_body(error))
+        return
+    if include:
+        yield wire.sse(wire.chunk(response_id, created, model, [], include_usage=True,
+                                  usage_body=usage.body()))
+    yield wire.SSE_DONE
+
+
+class _SseBody:
+    """The response body: iterates the event generator and, however it ends, closes
+    the turn's stream. Quart calls ``aclose`` after sending or on cancellation; a plain
+    generator that never started would not run its ``finally``, this does."""
+
+    def __init__(self, handle: TurnHandle, events: AsyncIterator[bytes]) -> None:
+        self.handle = handle
+        self.events = events
+
+    def __aiter__(self) -> _SseBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self.events.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            close = getattr(self.events, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            self.handle.stream.close()

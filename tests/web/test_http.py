@@ -1,0 +1,134 @@
+"""Raw HTTP: SSE framing, error bodies for malformed input, probes, and a client that
+hangs up mid-stream (which must abort the generation in the engine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import pytest
+import trio
+
+from chorusline.chat import WORKER_KEY
+from chorusline.chat.gpu_worker import GetStats
+from tests.web.conftest import MODEL, Web
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+async def post(web: Web, body: bytes | dict[str, Any], key: str | None = None
+               ) -> httpx2.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {key or web.key}",
+               "Content-Type": "application/json"}
+    return await trio.to_thread.run_sync(lambda: httpx2.post(
+        f"{web.base_url}/chat/completions", content=content, headers=headers, timeout=120))
+
+
+async def get(web: Web, path: str) -> httpx2.Response:
+    url = f"http://127.0.0.1:{web.port}{path}"
+    return await trio.to_thread.run_sync(lambda: httpx2.get(url, timeout=30))
+
+
+async def test_health_and_ready(web: Web) -> None:
+    health, ready = await get(web, "/health"), await get(web, "/ready")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+
+async def test_sse_framing(web: Web) -> None:
+    response = await post(web, {"model": MODEL, "messages": QUESTION, "stream": True,
+                                "temperature": 0, "max_tokens": 6,
+                                "stream_options": {"include_usage": True}})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    raw = response.text
+    assert raw.endswith("\n\ndata: [DONE]\n\n")
+    events = raw.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    payloads = []
+    for event in events[:-2]:
+        lines = event.split("\n")
+        assert len(lines) == 1 and lines[0].startswith("data: "), event
+        payloads.append(json.loads(lines[0].removeprefix("data: ")))
+    assert payloads[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert payloads[-2]["choices"][0]["finish_reason"] == "length"
+    assert payloads[-1]["choices"] == [] and payloads[-1]["usage"]["completion_tokens"] == 6
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    (b"{not json", None),
+    (b"[1, 2]", None),
+    ({"model": MODEL}, "messages"),
+    ({"model": MODEL, "messages": "hi"}, "messages"),
+    ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({"model": MODEL, "messages": QUESTION, "temperature": "hot"}, "temperature"),
+    ({"model": MODEL, "messages": QUESTION, "max_tokens": 1.5}, "max_tokens"),
+    ({"model": MODEL, "messages": QUESTION, "stop": 5}, "stop"),
+    ({"model": MODEL, "messages": QUESTION, "stop": ["ok", 3]}, "stop"),
+    ({"model": MODEL, "messages": QUESTION, "logit_bias": {"abc": 1}}, "logit_bias"),
+    ({"model": MODEL, "messages": QUESTION, "logit_bias": {"10": 500}}, "logit_bias"),
+    ({"model": MODEL, "messages": QUESTION, "stream": "yes"}, "stream"),
+    ({"model": MODEL, "messages": QUESTION, "seed": True}, "seed"),
+    ({"model": 7, "messages": QUESTION}, "model"),
+])
+async def test_malformed_input_is_a_400_in_openai_format(
+    web: Web, body: bytes | dict[str, Any], param: str | None
+) -> None:
+    response = await post(web, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+async def test_a_missing_key_and_an_unknown_route(web: Web) -> None:
+    response = await trio.to_thread.run_sync(lambda: httpx2.post(
+        f"{web.base_url}/chat/completions", json={"model": MODEL, "messages": QUESTION}))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    missing = await get(web, "/v1/nothing-here")
+    assert missing.status_code == 404 and "error" in missing.json()
+
+
+def scheduler_node(tree: dict[str, Any]) -> dict[str, Any] | None:
+    if "inflight" in tree and "queue_depth" in tree:
+        return tree
+    for child in tree.get("children", []):
+        if (found := scheduler_node(child)) is not None:
+            return found
+    return None
+
+
+async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
+    body = json.dumps({"model": MODEL, "messages": QUESTION, "stream": True,
+                       "max_tokens": 1500, "ignore_eos": True}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {web.key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    stream = await trio.open_tcp_stream("127.0.0.1", web.port)
+    await stream.send_all(head + body)
+    received = b""
+    with trio.fail_after(60):
+        while received.count(b'"content"') < 3:  # the role chunk and two content chunks
+            data = await stream.receive_some()
+            assert data, "the server closed the stream early"
+            received += data
+    assert received.startswith(b"HTTP/1.1 200")
+    await stream.aclose()
+    [handle] = web.handles
+    closed = trio.Event()
+    handle.stream.add_done_callback(lambda _: closed.set())
+    with trio.fail_after(30):
+        await closed.wait()
+        while True:  # the abort reaches the engine at its next step
+            node = scheduler_node(web.chat.snapshot()["tree"])
+            assert node is not None
+            if node["inflight"] == 0 and node["running"] == 0:
+                break
+            # An ask to the worker is answered between engine steps: wait one step.
+            worker = await web.chat.system.registry.wait_for(WORKER_KEY)
+            await worker.ask(GetStats())
+    assert handle.stream.completion_tokens < 1500

@@ -1,0 +1,71 @@
+"""The wire format without a server: request parsing, error mapping, and a real bug
+turning into an OpenAI-format 500 (through Quart's test client, with a stub service)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from chorusline.chat import ChatService
+from chorusline.protocols import InvalidRequest, Overloaded, RateLimited
+from chorusline.protocols import openai as wire
+from chorusline.web import create_app
+from chorusline.web.app import error_response
+
+
+def test_parsing_normalises_what_openai_clients_send() -> None:
+    parsed = wire.parse_chat_request({
+        "model": "m",
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "a"},
+                                         {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": None},
+        ],
+        "max_tokens": 5, "max_completion_tokens": 7, "stop": "END",
+        "logit_bias": {"42": -100}, "seed": 3, "stream": True,
+        "stream_options": {"include_usage": True}, "user": "u",
+    })
+    assert parsed.messages == (("system", "Be brief."), ("user", "ab"), ("assistant", ""))
+    assert parsed.sampling == {"max_tokens": 7, "stop": ("END",), "logit_bias": {42: -100},
+                               "seed": 3}
+    assert parsed.stream and parsed.include_usage and parsed.user == "u"
+
+
+def test_image_parts_and_empty_messages_are_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        wire.parse_chat_request({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]})
+    with pytest.raises(InvalidRequest):
+        wire.parse_chat_request({"model": "m", "messages": []})
+
+
+def test_engine_finish_reasons_map_to_openai_ones() -> None:
+    assert [wire.finish_reason(r) for r in ("stop", "length", "content_filter", "abort")] == [
+        "stop", "length", "content_filter", "stop"]
+
+
+def test_overload_and_rate_limits_carry_retry_after() -> None:
+    busy = error_response(Overloaded("busy", retry_after=0.2))
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    limited = error_response(RateLimited("slow down", retry_after=2.5,
+                                         headers={"x-ratelimit-remaining-requests": "0"}))
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+class _BrokenService:
+    async def authenticate(self, key: str) -> Any:
+        raise RuntimeError("a bug")
+
+
+async def test_a_bug_is_a_logged_openai_format_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(cast(ChatService, _BrokenService()), "m")
+    response = await app.test_client().post(
+        "/v1/chat/completions", json={"model": "m", "messages": []},
+        headers={"Authorization": "Bearer k"})
+    assert response.status_code == 500
+    body = await response.get_json()
+    assert body["error"]["type"] == "server_error"
+    assert "a bug" in caplog.text
