@@ -1,4 +1,8 @@
-"""``chorusline`` command line. Today: ``demo``; the web issue adds ``serve`` and ``keys``.
+"""``chorusline`` command line: ``serve`` (the HTTP API) and ``demo``.
+
+Every ``serve`` flag has a ``CHORUSLINE_*`` environment variable; the defaults run with no
+services at all (SQLite file, in-process rate limits, the bundled model, CPU). On first
+start the server creates an admin API key and prints it once.
 
 ``demo`` starts the whole supervised chat tree on embedded defaults (SQLite in a
 temporary folder, in-process rate limits, the bundled SmolLM2 model, CPU), streams a
@@ -9,14 +13,26 @@ the stream carrying on, and prints the actor tree.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import trio
 
-from chorusline.chat import WORKER_KEY, ChatRequest, ChatSettings, SqliteStore, open_chat_service
+from chorusline.chat import (
+    WORKER_KEY,
+    ChatRequest,
+    ChatSettings,
+    SqliteStore,
+    Tiers,
+    open_chat_service,
+)
+from chorusline.protocols import ChoruslineError
 from chorusline.runtime import EngineConfig, SamplingParams
+from chorusline.web import serve
 
 
 async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
@@ -50,6 +66,42 @@ async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
             print_tree(chat.snapshot()["tree"])
 
 
+async def serve_forever(args: argparse.Namespace) -> None:
+    settings = ChatSettings(
+        database_url=args.database_url,
+        model_path=args.model_path,
+        redis_url=args.redis_url,
+        engine=EngineConfig(device=args.device),
+        tiers=Tiers.load(args.tiers_file) if args.tiers_file else Tiers.defaults(),
+    )
+    print("loading the model and starting the actor tree...", file=sys.stderr)
+    async with open_chat_service(settings) as chat:
+        store = chat.store
+        if not await chat.db(store.has_admin_key):
+            admin = await chat.db(store.create_user, "admin")
+            issued = await chat.db(store.create_api_key, admin.id, tier="enterprise",
+                                   is_admin=True)
+            print(f"created the admin API key (shown only now): {issued.plaintext}")
+        shutdown = trio.Event()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(
+                    partial(serve, chat, host=args.host, port=args.port,
+                            model_name=settings.model_name, shutdown=shutdown)
+                )
+                print(f"chorusline is serving http://{args.host}:{port}/v1 "
+                      f"(model {settings.model_name!r}); authenticate with "
+                      "'Authorization: Bearer <api key>'", flush=True)
+                async for _ in signals:
+                    print("draining...", file=sys.stderr)
+                    shutdown.set()
+                    break
+
+
+def env(name: str, default: str | None) -> str | None:
+    return os.environ.get(f"CHORUSLINE_{name}", default)
+
+
 def print_tree(node: dict[str, object], depth: int = 0) -> None:
     label = f"{node.get('path') or '/'} [{node.get('kind')}, {node.get('state')}"
     label += f", restarts={node.get('restarts')}]"
@@ -67,7 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     run_demo.add_argument("question", nargs="?", default="What is the capital of France?")
     run_demo.add_argument("--max-tokens", type=int, default=48)
     run_demo.add_argument("--no-fault", action="store_true", help="do not kill the GPU worker")
+    run_serve = commands.add_parser("serve", help="serve the OpenAI-compatible HTTP API")
+    run_serve.add_argument("--host", default=env("HOST", "127.0.0.1"))
+    run_serve.add_argument("--port", type=int, default=int(env("PORT", "8000") or 8000))
+    run_serve.add_argument("--database-url",
+                           default=env("DATABASE_URL", "sqlite:///chorusline.db"))
+    run_serve.add_argument("--redis-url", default=env("REDIS_URL", None))
+    run_serve.add_argument("--model-path", default=env("MODEL_PATH", None))
+    run_serve.add_argument("--device", default=env("DEVICE", None))
+    run_serve.add_argument("--tiers-file", default=env("TIERS_FILE", None))
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            trio.run(serve_forever, args)
+        except (ChoruslineError, ValueError, OSError) as error:
+            print(f"chorusline: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
     trio.run(demo, args.question, args.max_tokens, not args.no_fault)
