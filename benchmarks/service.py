@@ -60,12 +60,12 @@ from chorusline.chat import (
     ChatSettings,
     Principal,
     SqliteStore,
+    Submit,
     Tiers,
+    TokenStream,
+    assemble,
     open_chat_service,
 )
-from chorusline.chat.context import assemble
-from chorusline.chat.scheduler_actor import Submit
-from chorusline.chat.stream import TokenStream
 from chorusline.runtime import (
     Engine,
     EngineConfig,
