@@ -24,7 +24,14 @@ from chorusline.chat.context import assemble, system_text
 from chorusline.chat.deps import SCHEDULER_KEY, ChatDeps
 from chorusline.chat.moderation import Stage, Verdict
 from chorusline.chat.scheduler_actor import Submit
-from chorusline.chat.store import MessageStatus, ModerationStage, Role, Turn
+from chorusline.chat.store import (
+    ACTIVE_LEAF,
+    MessageStatus,
+    ModerationStage,
+    ParentRef,
+    Role,
+    Turn,
+)
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.turn import TurnHandle, TurnRequest
 from chorusline.protocols import ChoruslineError, InvalidRequest
@@ -63,7 +70,18 @@ class ConversationActor(Actor):
         deps, store = self.deps, self.deps.store
         if request.params.n != 1:
             raise InvalidRequest("a stored conversation takes one choice (n=1)", param="n")
+        if request.regenerate_message_id is not None:
+            return await self._regenerate(request, request.regenerate_message_id)
         verdict = deps.moderator.check_input(request.content)
+        parent: ParentRef = ACTIVE_LEAF
+        if request.edit_message_id is not None:
+            # Editing a past message: the new one becomes its sibling (same parent, None
+            # for the first message) and the old branch is kept.
+            edited = await deps.db(store.get_message, request.user_id, self.conversation_id,
+                                   request.edit_message_id)
+            if edited.role is not Role.USER:
+                raise InvalidRequest("only a user message can be edited", param="message_id")
+            parent = edited.parent_message_id
         turn = await deps.db(
             store.begin_turn,
             request.user_id,
@@ -71,14 +89,38 @@ class ConversationActor(Actor):
             request.idempotency_key,
             content=verdict.redacted_text,
             request_id=request.idempotency_key,
+            parent=parent,
         )
         if turn.replayed:
             return await self._replay(turn)
         await self._record(verdict, turn.user_message.id)
         if verdict.blocked:
             return await self._refuse(request, turn, verdict)
+        handle = await self._generate(request, turn.user_message.id)
+        await deps.db(
+            store.record_turn_result,
+            request.user_id,
+            request.idempotency_key,
+            assistant_message_id=handle.assistant_message_id,
+        )
+        return handle
+
+    async def _regenerate(self, request: TurnRequest, message_id: str) -> TurnHandle:
+        """A new reply to the same user message, as a sibling of the old reply."""
+        old = await self.deps.db(
+            self.deps.store.get_message, request.user_id, self.conversation_id, message_id
+        )
+        if old.role is not Role.ASSISTANT or old.parent_message_id is None:
+            raise InvalidRequest("only an assistant reply can be regenerated",
+                                 param="message_id")
+        return await self._generate(request, old.parent_message_id)
+
+    async def _generate(self, request: TurnRequest, user_message_id: str) -> TurnHandle:
+        """Draft a reply to ``user_message_id`` from the branch that ends there."""
+        deps, store = self.deps, self.deps.store
         conversation = await deps.db(store.get_conversation, request.user_id, self.conversation_id)
-        branch = await deps.db(store.get_active_branch, request.user_id, self.conversation_id)
+        branch = await deps.db(store.get_active_branch, request.user_id, self.conversation_id,
+                               leaf_message_id=user_message_id)
         history = [
             {"role": m.role.value, "content": m.content}
             for m in branch
@@ -97,15 +139,9 @@ class ConversationActor(Actor):
             store.create_draft,
             request.user_id,
             self.conversation_id,
-            parent=turn.user_message.id,
+            parent=user_message_id,
             model=deps.model_name,
             request_id=request.idempotency_key,
-        )
-        await deps.db(
-            store.record_turn_result,
-            request.user_id,
-            request.idempotency_key,
-            assistant_message_id=draft.id,
         )
         scheduler = await self.context.system.registry.wait_for(SCHEDULER_KEY)
         params = request.params
@@ -134,7 +170,7 @@ class ConversationActor(Actor):
             request_id=engine_stream.request_id,
             stream=client,
             conversation_id=self.conversation_id,
-            user_message_id=turn.user_message.id,
+            user_message_id=user_message_id,
             assistant_message_id=draft.id,
             prompt_tokens=len(assembled.prompt_token_ids),
         )

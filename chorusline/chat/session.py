@@ -55,6 +55,8 @@ class ChatRequest:
     messages: tuple[tuple[str, str], ...] = ()
     idempotency_key: str | None = None
     custom_instructions: str | None = None
+    edit_message_id: str | None = None
+    regenerate_message_id: str | None = None
 
 
 class SessionActor(Actor):
@@ -118,14 +120,14 @@ class SessionActor(Actor):
 
     async def _route(self, request: ChatRequest, request_id: str) -> TurnHandle:
         if request.conversation_id is not None:
-            if not request.content:
+            if not request.content and request.regenerate_message_id is None:
                 raise InvalidRequest("the message is empty", param="content")
             return await self._stored(request, request_id)
         return await self._stateless(request)
 
     async def _stored(self, request: ChatRequest, request_id: str) -> TurnHandle:
         conversation_id = request.conversation_id
-        assert conversation_id is not None and request.content is not None
+        assert conversation_id is not None
         # Ownership is checked before an actor is spawned for someone else's id.
         await self.deps.db(self.deps.store.get_conversation, self.principal.user_id,
                            conversation_id)
@@ -142,13 +144,15 @@ class SessionActor(Actor):
         handle: TurnHandle = await conversation.ask(
             TurnRequest(
                 user_id=self.principal.user_id,
-                content=request.content,
+                content=request.content or "",
                 idempotency_key=request_id,
                 params=request.params,
                 priority=self.principal.tier.priority,
                 tenant=self.principal.user_id,
                 api_key_id=self.principal.api_key_id,
                 custom_instructions=request.custom_instructions,
+                edit_message_id=request.edit_message_id,
+                regenerate_message_id=request.regenerate_message_id,
             ),
             timeout=60.0,
         )

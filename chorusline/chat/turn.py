@@ -22,6 +22,10 @@ class TurnRequest:
     tenant: str = "default"
     api_key_id: str | None = None
     custom_instructions: str | None = None
+    #: Edit: the new user message becomes a sibling of this one (the old branch is kept).
+    edit_message_id: str | None = None
+    #: Regenerate: a new reply to the user message this assistant message answered.
+    regenerate_message_id: str | None = None
 
 
 @dataclass

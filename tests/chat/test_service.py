@@ -179,3 +179,31 @@ async def test_rate_limits_refuse_with_headers(chat_model: LoadedModel, tmp_path
         assert (await read(await chat.chat(principal, request)))[1] is not None
         assert info.value.retry_after > 0
         assert "x-ratelimit-limit-requests" in info.value.headers
+
+
+async def test_edit_and_regenerate_make_siblings_and_keep_the_old_branch(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        first = await chat.chat(principal, ChatRequest(GREEDY, conv, "Name a fruit."))
+        await read(first)
+        await first.persisted.wait()
+        # Regenerate: a second reply to the same user message.
+        again = await chat.chat(principal, ChatRequest(
+            GREEDY, conv, regenerate_message_id=first.assistant_message_id))
+        await read(again)
+        await again.persisted.wait()
+        # Edit: a new user message beside the first one (both are roots).
+        edited = await chat.chat(principal, ChatRequest(
+            GREEDY, conv, "Name a vegetable.", edit_message_id=first.user_message_id))
+        await read(edited)
+        await edited.persisted.wait()
+        tree = await chat.db(chat.store.get_message_tree, principal.user_id, conv)
+        by_id = {m.id: m for m in tree}
+        replies = [m for m in tree if m.parent_message_id == first.user_message_id]
+        assert {m.id for m in replies} == {first.assistant_message_id,
+                                          again.assistant_message_id}
+        assert by_id[edited.user_message_id].parent_message_id is None
+        assert all(m.status is MessageStatus.COMPLETE for m in tree)
+        active = await chat.db(chat.store.get_active_branch, principal.user_id, conv)
+        assert [m.id for m in active] == [edited.user_message_id, edited.assistant_message_id]
