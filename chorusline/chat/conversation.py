@@ -26,6 +26,7 @@ from chorusline.chat.moderation import Stage, Verdict
 from chorusline.chat.scheduler_actor import Submit
 from chorusline.chat.store import (
     ACTIVE_LEAF,
+    Message,
     MessageStatus,
     ModerationStage,
     ParentRef,
@@ -57,6 +58,7 @@ class ConversationActor(Actor):
         self.conversation_id = conversation_id
         self.deps = deps
         self.turns = 0
+        self.cache_hits = 0
 
     async def on_start(self) -> None:
         await self.deps.db(self.deps.store.mark_interrupted_drafts, self.conversation_id)
@@ -96,7 +98,7 @@ class ConversationActor(Actor):
         await self._record(verdict, turn.user_message.id)
         if verdict.blocked:
             return await self._refuse(request, turn, verdict)
-        handle = await self._generate(request, turn.user_message.id)
+        handle = await self._generate(request, turn.user_message)
         await deps.db(
             store.record_turn_result,
             request.user_id,
@@ -113,19 +115,39 @@ class ConversationActor(Actor):
         if old.role is not Role.ASSISTANT or old.parent_message_id is None:
             raise InvalidRequest("only an assistant reply can be regenerated",
                                  param="message_id")
-        return await self._generate(request, old.parent_message_id)
+        asked = await self.deps.db(
+            self.deps.store.get_message, request.user_id, self.conversation_id,
+            old.parent_message_id,
+        )
+        return await self._generate(request, asked)
 
-    async def _generate(self, request: TurnRequest, user_message_id: str) -> TurnHandle:
-        """Draft a reply to ``user_message_id`` from the branch that ends there."""
-        deps, store = self.deps, self.deps.store
-        conversation = await deps.db(store.get_conversation, request.user_id, self.conversation_id)
-        branch = await deps.db(store.get_active_branch, request.user_id, self.conversation_id,
-                               leaf_message_id=user_message_id)
-        history = [
-            {"role": m.role.value, "content": m.content}
-            for m in branch
+    async def _history(self, request: TurnRequest, user_message: Message) -> list[dict[str, str]]:
+        """The branch ending at ``user_message``, from the hot cache when it holds exactly
+        the branch this message extends (a plain new turn), else from the store."""
+        deps = self.deps
+        cache = deps.hot_cache
+        plain = request.edit_message_id is None and request.regenerate_message_id is None
+        if cache is not None and not plain:
+            await deps.db(cache.invalidate, self.conversation_id)
+        elif cache is not None:
+            cached = await deps.db(cache.get, self.conversation_id)
+            if cached and cached[-1].get("id") == user_message.parent_message_id:
+                self.cache_hits += 1
+                return [*cached, as_entry(user_message)]
+        branch = await deps.db(deps.store.get_active_branch, request.user_id,
+                               self.conversation_id, leaf_message_id=user_message.id)
+        return [
+            as_entry(m) for m in branch
             if m.role is not Role.SYSTEM and m.status is MessageStatus.COMPLETE and m.content
         ]
+
+    async def _generate(self, request: TurnRequest, user_message: Message) -> TurnHandle:
+        """Draft a reply to ``user_message`` from the branch that ends there."""
+        deps, store = self.deps, self.deps.store
+        user_message_id = user_message.id
+        conversation = await deps.db(store.get_conversation, request.user_id, self.conversation_id)
+        entries = await self._history(request, user_message)
+        history = [{"role": e["role"], "content": e["content"]} for e in entries]
         budget = request.params.max_tokens or deps.default_reply_budget
         assembled = assemble(
             history,
@@ -162,7 +184,14 @@ class ConversationActor(Actor):
         persisted = trio.Event()
 
         async def pump() -> None:
-            await self._pump(request, engine_stream, client, draft.id, started, persisted)
+            status, content = await self._pump(
+                request, engine_stream, client, draft.id, started, persisted
+            )
+            if deps.hot_cache is not None and status is MessageStatus.COMPLETE:
+                # The branch now ends with this reply: the next plain turn can skip the
+                # store. A failed or blocked reply leaves the cache as it was.
+                reply = {"id": draft.id, "role": "assistant", "content": content}
+                await deps.db(deps.hot_cache.put, self.conversation_id, [*entries, reply])
 
         self.context.start_soon(pump, name=f"{self.context.path}:turn")
         return TurnHandle(
@@ -183,8 +212,8 @@ class ConversationActor(Actor):
         draft_id: str,
         started: float,
         persisted: trio.Event,
-    ) -> None:
-        """Stream, moderate and persist one reply.
+    ) -> tuple[MessageStatus, str]:
+        """Stream, moderate and persist one reply; returns how it ended and its text.
 
         The final chunk (the one with ``finish_reason``) is only pushed after the reply
         is finalised in the store: a client that saw the end of a reply can count on it
@@ -237,6 +266,7 @@ class ConversationActor(Actor):
             else:
                 client.fail(error or ConversationInterrupted("the conversation stopped mid-reply"))
             persisted.set()
+        return status, shown
 
     async def _persist(
         self,
@@ -332,4 +362,9 @@ class ConversationActor(Actor):
             )
 
     def introspect(self) -> dict[str, Any]:
-        return {"conversation_id": self.conversation_id, "turns": self.turns}
+        return {"conversation_id": self.conversation_id, "turns": self.turns,
+                "cache_hits": self.cache_hits}
+
+
+def as_entry(message: Message) -> dict[str, str]:
+    return {"id": message.id, "role": message.role.value, "content": message.content}

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import trio
 
 from chorusline.chat.context import TemplateLike, TokenizerLike
+from chorusline.chat.hot_cache import HotCache
 from chorusline.chat.moderation import Moderator
 from chorusline.chat.ratelimit import RedisBucket
 from chorusline.chat.store import Store
@@ -40,6 +41,8 @@ class ChatDeps:
     max_pending_chars: int = 64 * 1024
     #: Shared rate limits across nodes; None keeps them in process (BucketActor).
     redis_bucket: RedisBucket | None = None
+    #: Recent turns of active conversations in Redis; None reads history from the store.
+    hot_cache: HotCache | None = None
     _limiter: trio.CapacityLimiter | None = field(default=None, repr=False)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -20,6 +20,7 @@ import trio
 from chorusline.actors import ActorRef, ActorSpec, ActorSystem, open_actor_system
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.gpu_worker import EngineLike
+from chorusline.chat.hot_cache import HotCache
 from chorusline.chat.moderation import Moderator
 from chorusline.chat.ratelimit import RedisBucket, Tiers
 from chorusline.chat.scheduler_actor import AdmissionLimits
@@ -136,6 +137,7 @@ async def open_chat_service(
         redis_bucket=None if settings.redis_url is None else RedisBucket.from_url(
             settings.redis_url
         ),
+        hot_cache=None if settings.redis_url is None else HotCache.from_url(settings.redis_url),
     )
     factory = make_engine or engine_factory(model, engine_config)
     async with _system(system) as actors:
@@ -147,6 +149,8 @@ async def open_chat_service(
             await trio.to_thread.run_sync(store.close)
             if deps.redis_bucket is not None:
                 deps.redis_bucket.close()
+            if deps.hot_cache is not None:
+                deps.hot_cache.close()
 
 
 @asynccontextmanager

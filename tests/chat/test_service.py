@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,10 +29,12 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
 
 
 @asynccontextmanager
-async def service(model: LoadedModel, tmp_path: Path, tier: str = "enterprise"
+async def service(model: LoadedModel, tmp_path: Path, tier: str = "enterprise",
+                  redis_url: str | None = None
                   ) -> AsyncIterator[tuple[ChatService, Principal, str]]:
     store = SqliteStore(tmp_path / "chat.db")
-    settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=64 * 1024 * 1024))
+    settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=64 * 1024 * 1024),
+                            redis_url=redis_url)
     async with open_chat_service(settings, model=model, store=store) as chat:
         user = store.create_user("ada")
         issued = store.create_api_key(user.id, tier=tier)
@@ -207,3 +211,33 @@ async def test_edit_and_regenerate_make_siblings_and_keep_the_old_branch(
         assert all(m.status is MessageStatus.COMPLETE for m in tree)
         active = await chat.db(chat.store.get_active_branch, principal.user_id, conv)
         assert [m.id for m in active] == [edited.user_message_id, edited.assistant_message_id]
+
+
+async def test_the_redis_hot_cache_serves_the_next_plain_turn(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    url = os.environ.get("CHORUSLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    async with service(chat_model, tmp_path, redis_url=url) as (chat, principal, conv):
+        texts = []
+        for question in ("Name a colour.", "Name another one."):
+            handle = await chat.chat(principal, ChatRequest(GREEDY, conv, question))
+            texts.append((await read(handle))[0])
+            await handle.persisted.wait()
+        node = conversation_node(chat.snapshot()["tree"], conv)
+        assert node is not None and node["turns"] == 2 and node["cache_hits"] == 1
+        assert chat.deps.hot_cache is not None
+        cached = chat.deps.hot_cache.get(conv)
+        assert cached is not None
+        assert [e["role"] for e in cached] == ["user", "assistant"] * 2
+        assert cached[-1]["content"] == texts[-1]
+        chat.deps.hot_cache.invalidate(conv)
+
+
+def conversation_node(node: dict[str, Any], conv: str) -> dict[str, Any] | None:
+    if node.get("conversation_id") == conv:
+        return node
+    for child in node.get("children", []):
+        found = conversation_node(child, conv)
+        if found is not None:
+            return found
+    return None
