@@ -132,6 +132,10 @@ class SessionActor(Actor):
         await self.deps.db(self.deps.store.get_conversation, self.principal.user_id,
                            conversation_id)
         deps = self.deps
+        instructions = request.custom_instructions
+        if instructions is None:
+            user = await deps.db(deps.store.get_user, self.principal.user_id)
+            instructions = user.custom_instructions
         spec = ChildSpec(
             factory=lambda: ConversationActor(conversation_id, deps),
             name=f"conv-{conversation_id}",
@@ -150,7 +154,7 @@ class SessionActor(Actor):
                 priority=self.principal.tier.priority,
                 tenant=self.principal.user_id,
                 api_key_id=self.principal.api_key_id,
-                custom_instructions=request.custom_instructions,
+                custom_instructions=instructions,
                 edit_message_id=request.edit_message_id,
                 regenerate_message_id=request.regenerate_message_id,
             ),

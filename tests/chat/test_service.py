@@ -241,3 +241,21 @@ def conversation_node(node: dict[str, Any], conv: str) -> dict[str, Any] | None:
         if found is not None:
             return found
     return None
+
+
+async def test_the_users_custom_instructions_reach_the_prompt(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        plain = await chat.chat(principal, ChatRequest(GREEDY, conv, "Hi."))
+        await read(plain)
+        await plain.persisted.wait()
+        rule = "Always answer in French, in one short sentence."
+        await chat.db(chat.store.set_custom_instructions, principal.user_id, rule)
+        instructed = await chat.chat(principal, ChatRequest(GREEDY, conv, "Hi again."))
+        await read(instructed)
+        # The same history plus the instructions' tokens: the prompt grew by more than
+        # the new message alone would explain.
+        assert instructed.prompt_tokens > plain.prompt_tokens + len(
+            chat_model.tokenizer.encode(rule)
+        )
