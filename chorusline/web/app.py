@@ -26,6 +26,7 @@ from chorusline.protocols import (
     Unauthorized,
 )
 from chorusline.protocols import openai as wire
+from chorusline.web import conversations, observability
 from chorusline.web.completions import build_request, complete
 
 log = logging.getLogger("chorusline.web")
@@ -100,6 +101,9 @@ def create_app(chat: ChatService, model_name: str) -> QuartTrio:
         key = request.headers.get("Idempotency-Key") or request.headers.get("X-Request-Id")
         turn = build_request(parsed, model_name, key or None)
         return await complete(chat, principal, turn, parsed, model_name)
+
+    conversations.register(app, chat, model_name)
+    observability.register(app, chat, model_name)
 
     @app.errorhandler(ChoruslineError)
     async def on_chorusline_error(error: ChoruslineError) -> Response:
