@@ -184,14 +184,8 @@ class ConversationActor(Actor):
         persisted = trio.Event()
 
         async def pump() -> None:
-            status, content = await self._pump(
-                request, engine_stream, client, draft.id, started, persisted
-            )
-            if deps.hot_cache is not None and status is MessageStatus.COMPLETE:
-                # The branch now ends with this reply: the next plain turn can skip the
-                # store. A failed or blocked reply leaves the cache as it was.
-                reply = {"id": draft.id, "role": "assistant", "content": content}
-                await deps.db(deps.hot_cache.put, self.conversation_id, [*entries, reply])
+            await self._pump(request, engine_stream, client, draft.id, started, persisted,
+                             entries)
 
         self.context.start_soon(pump, name=f"{self.context.path}:turn")
         return TurnHandle(
@@ -212,8 +206,9 @@ class ConversationActor(Actor):
         draft_id: str,
         started: float,
         persisted: trio.Event,
-    ) -> tuple[MessageStatus, str]:
-        """Stream, moderate and persist one reply; returns how it ended and its text.
+        entries: list[dict[str, str]],
+    ) -> None:
+        """Stream, moderate and persist one reply (then cache its branch, if complete).
 
         The final chunk (the one with ``finish_reason``) is only pushed after the reply
         is finalised in the store: a client that saw the end of a reply can count on it
@@ -260,13 +255,18 @@ class ConversationActor(Actor):
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await self._persist(request, engine, draft_id, started, status, finish, shown,
                                     prompt_tokens, completion_tokens)
+                if deps.hot_cache is not None and status is MessageStatus.COMPLETE:
+                    # The branch now ends with this reply: the next plain turn can skip
+                    # the store. A failed or blocked reply leaves the cache as it was.
+                    reply = {"id": draft_id, "role": "assistant", "content": shown}
+                    await deps.db(deps.hot_cache.put, self.conversation_id,
+                                  [*entries, reply])
             if completed:
                 client.push(Chunk(0, ending, finish_reason=finish, prompt_tokens=prompt_tokens,
                                   completion_tokens=completion_tokens))
             else:
                 client.fail(error or ConversationInterrupted("the conversation stopped mid-reply"))
             persisted.set()
-        return status, shown
 
     async def _persist(
         self,
@@ -306,8 +306,10 @@ class ConversationActor(Actor):
 
     async def _replay(self, turn: Turn) -> TurnHandle:
         reply = turn.assistant_message
-        if reply is None:
-            raise InvalidRequest("this request is still being set up; retry shortly")
+        if reply is None or reply.is_open_draft:
+            # The first attempt is still being answered: replaying a partial reply as
+            # if finished would hand the client a truncated answer.
+            raise InvalidRequest("the original request is still being answered; retry shortly")
         finish = reply.finish_reason or "stop"
         return TurnHandle(
             request_id=turn.idempotency_key,

@@ -44,7 +44,8 @@ class TurnHandle:
     replayed: bool = False
     prompt_tokens: int = 0
     rate_headers: dict[str, str] = field(default_factory=dict)
-    #: Set once the reply is final in the store (at once for replays and refusals).
+    #: Set once the reply is final in the store and, if complete, in the hot cache (at
+    #: once for replays and refusals).
     persisted: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:

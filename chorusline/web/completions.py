@@ -20,6 +20,7 @@ from quart import Response
 from chorusline.chat import ChatRequest, ChatService, Chunk, Principal, TurnHandle
 from chorusline.protocols import ChoruslineError, InvalidRequest, ModelNotFound
 from chorusline.protocols import openai as wire
+from chorusline.web.observability import TurnObserver, observe_turn
 
 #: SamplingParams comes from the default request rather than from chorusline.runtime,
 #: which the layering keeps out of web; ``replace`` re-runs its validation.
@@ -65,23 +66,25 @@ class _Usage:
 
 async def complete(chat: ChatService, principal: Principal, request: ChatRequest,
                    parsed: wire.ChatCompletionRequest, model: str) -> Response:
+    observer = observe_turn()  # now: the request context is gone once streaming starts
     handle = await chat.chat(principal, request)
     response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if parsed.stream:
-        body = _SseBody(handle, _events(handle, parsed, response_id, created, model))
+        body = _SseBody(handle, _events(handle, parsed, response_id, created, model,
+                                        observer), observer)
         response = Response(body, mimetype="text/event-stream")
         response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
     else:
-        response = await _collect(handle, response_id, created, model)
+        response = await _collect(handle, response_id, created, model, observer)
     response.headers.update(handle.rate_headers)
     response.headers["X-Request-Id"] = handle.request_id
     return response
 
 
-async def _collect(handle: TurnHandle, response_id: str, created: int, model: str
-                   ) -> Response:
+async def _collect(handle: TurnHandle, response_id: str, created: int, model: str,
+                   observer: TurnObserver) -> Response:
     choices = max(handle.stream.choices, 1)
     texts = [""] * choices
     finishes: list[str | None] = [None] * choices
@@ -92,16 +95,19 @@ async def _collect(handle: TurnHandle, response_id: str, created: int, model: st
                 texts[chunk.index] += chunk.text
                 finishes[chunk.index] = chunk.finish_reason or finishes[chunk.index]
                 usage.add(chunk)
+            observer.progress(usage.body()["completion_tokens"])
     finally:
         handle.stream.close()
-    counts = usage.body()
+        counts = usage.body()
+        observer.finish(counts["prompt_tokens"], counts["completion_tokens"])
     body = wire.completion(response_id, created, model, list(zip(texts, finishes, strict=True)),
                            counts["prompt_tokens"], counts["completion_tokens"])
     return Response(wire.json_bytes(body), mimetype="application/json")
 
 
 async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
-                  response_id: str, created: int, model: str) -> AsyncIterator[bytes]:
+                  response_id: str, created: int, model: str,
+                  observer: TurnObserver) -> AsyncIterator[bytes]:
     include = parsed.include_usage
     usage = _Usage(handle)
     started: set[int] = set()
@@ -120,10 +126,16 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                     yield frame([wire.delta(chunk.index, content=chunk.text)])
                 if chunk.finish_reason is not None:
                     yield frame([wire.delta(chunk.index, finish=chunk.finish_reason)])
+            observer.progress(usage.body()["completion_tokens"])
     except ChoruslineError as error:
         # The status line is gone; OpenAI reports a mid-stream failure as an error event.
         yield wire.sse(wire.error_body(error))
         return
+    finally:
+        # Counted however the stream ends (finished, failed, client gone): the tokens
+        # were generated either way. The first call wins, so the body's aclose is a no-op.
+        counts = usage.body()
+        observer.finish(counts["prompt_tokens"], counts["completion_tokens"])
     if include:
         yield wire.sse(wire.chunk(response_id, created, model, [], include_usage=True,
                                   usage_body=usage.body()))
@@ -135,9 +147,11 @@ class _SseBody:
     the turn's stream. Quart calls ``aclose`` after sending or on cancellation; a plain
     generator that never started would not run its ``finally``, this does."""
 
-    def __init__(self, handle: TurnHandle, events: AsyncIterator[bytes]) -> None:
+    def __init__(self, handle: TurnHandle, events: AsyncIterator[bytes],
+                 observer: TurnObserver) -> None:
         self.handle = handle
         self.events = events
+        self.observer = observer
 
     def __aiter__(self) -> _SseBody:
         return self
@@ -152,3 +166,7 @@ class _SseBody:
                 await close()
         finally:
             self.handle.stream.close()
+            # A body never iterated (the client left before the first byte) still ends
+            # its turn for the metrics; after a normal end this does nothing.
+            self.observer.finish(self.handle.prompt_tokens,
+                                 self.handle.stream.completion_tokens)

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import trio
 
@@ -86,3 +87,18 @@ async def web(
             ))
             yield Web(chat, port, issued.plaintext, user.id, handles)
             shutdown.set()
+
+
+async def api(web: Web, method: str, path: str, *, key: str | None = None,
+              json: Any = None, content: bytes | None = None,
+              headers: dict[str, str] | None = None, auth: bool = True
+              ) -> httpx2.Response:
+    """One raw HTTP request to ``/v1{path}`` with ``key`` (the fixture's by default, none
+    when ``auth`` is False), made on a thread so the server keeps running in this trio
+    run."""
+    sent = dict(headers or {})
+    if auth:
+        sent["Authorization"] = f"Bearer {key or web.key}"
+    return await trio.to_thread.run_sync(lambda: httpx2.request(
+        method, f"{web.base_url}{path}", json=json, content=content, headers=sent,
+        timeout=120))

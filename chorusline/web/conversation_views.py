@@ -1,0 +1,152 @@
+"""The JSON shapes of the conversation API and the checks on what clients send for it.
+
+Pure functions, kept apart from the routes, so each promised shape is written once. The
+checks turn every malformed field into ``InvalidRequest`` (400) before a store call sees
+it: the store checks lengths, but a wrong *type* would reach it as a bare ``TypeError``
+and leave as a 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from chorusline.chat import Conversation, Message
+from chorusline.protocols import InvalidRequest, NotFound
+
+#: Ids are UUIDs and share tokens URL-safe base64. Anything else cannot exist, so it is
+#: answered NotFound at once; that also keeps odd bytes (a NUL...) away from the driver,
+#: which PostgreSQL would reject with a raw error rather than a NotFound.
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def checked_id(value: str, what: str) -> str:
+    if not _ID.fullmatch(value):
+        raise NotFound(f"{what.replace('_', ' ')} {value[:64]!r} not found", param=what)
+    return value
+
+
+def body_id(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string", param=name)
+    return checked_id(value, name)
+
+
+def object_body(body: Any, allowed: set[str] | None = None) -> dict[str, Any]:
+    """The body as an object; with ``allowed``, an unknown field is refused rather than
+    ignored, so a misspelt ``archvied`` does not silently change nothing."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    if allowed is not None:
+        for name in body:
+            if name not in allowed:
+                raise InvalidRequest(f"unknown field {name!r}", param=name)
+    return body
+
+
+def optional_text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string", param=name)
+    return value
+
+
+def query_int(args: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidRequest(f"{name} must be an integer between 1 and {maximum}", param=name)
+    return int(raw)
+
+
+def query_flag(args: Mapping[str, str], name: str, *, any_word: str | None = None
+               ) -> bool | None:
+    """A boolean query parameter (absent is False); ``any_word`` names the value that
+    means "either" (None)."""
+    raw = (args.get(name) or "false").lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if any_word is not None and raw == any_word:
+        return None
+    choices = "true or false" + (f" or {any_word}" if any_word else "")
+    raise InvalidRequest(f"{name} must be {choices}", param=name)
+
+
+def _ts(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def conversation(c: Conversation) -> dict[str, Any]:
+    """The owner's view; the share token itself is only handed out by ``/share``."""
+    return {
+        "id": c.id,
+        "object": "conversation",
+        "title": c.title,
+        "system_prompt": c.system_prompt,
+        "model": c.model,
+        "archived": c.archived,
+        "shared": c.share_token is not None,
+        "parent_conversation_id": c.parent_conversation_id,
+        "branch_point_message_id": c.branch_point_message_id,
+        "created_at": _ts(c.created),
+        "updated_at": _ts(c.updated),
+    }
+
+
+def message(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "object": "conversation.message",
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "parent_message_id": m.parent_message_id,
+        "role": m.role.value,
+        "content": m.content,
+        "status": m.status.value,
+        "finish_reason": m.finish_reason,
+        "model": m.model,
+        "prompt_tokens": m.prompt_tokens,
+        "completion_tokens": m.completion_tokens,
+        "created_at": _ts(m.created),
+    }
+
+
+def listing(data: list[dict[str, Any]], next_cursor: str | None = None) -> dict[str, Any]:
+    return {"object": "list", "data": data, "next_cursor": next_cursor}
+
+
+# SharedConversation and SearchHit are not exported by chorusline.chat, so these take
+# them structurally (attribute access) rather than by their names.
+
+def shared(snapshot: Any) -> dict[str, Any]:
+    """What anyone with the link sees: no owner, no ids, no system prompt."""
+    return {
+        "object": "shared_conversation",
+        "token": snapshot.token,
+        "title": snapshot.title,
+        "created_at": _ts(snapshot.created),
+        "messages": [
+            {"role": m.role.value, "content": m.content, "created_at": _ts(m.created)}
+            for m in snapshot.messages
+        ],
+    }
+
+
+def search_hit(hit: Any) -> dict[str, Any]:
+    return {
+        "object": "conversation.search_result",
+        "conversation": conversation(hit.conversation),
+        "title_matched": hit.title_matched,
+        "message_ids": list(hit.message_ids),
+        "snippet": hit.snippet,
+    }

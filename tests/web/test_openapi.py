@@ -1,0 +1,135 @@
+"""``/openapi.json``: the document is complete, and the real server keeps to it.
+
+schemathesis generates requests from the document as the server serves it and checks
+every response: no 5xx, a documented status and content type, and a body matching the
+schema. Hypothesis runs in a worker thread (its test function is synchronous) while the
+server runs in the test's trio loop, like the other HTTP tests.
+
+For speed, a copy of the document is tightened before generation; the served document
+stays the real contract. Tightening only narrows what is generated (the served model
+name, ``max_tokens`` required and at most 2, few and short messages, no ``ignore_eos``),
+so every request sent is still valid under the served document.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import httpx2
+import schemathesis
+import trio
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.web.conftest import MODEL, Web
+
+CORE = {"GET /health", "GET /ready", "GET /v1/models", "POST /v1/chat/completions"}
+CONVERSATIONS = {
+    "POST /v1/conversations", "GET /v1/conversations", "GET /v1/conversations/search",
+    "GET /v1/conversations/{conversation_id}", "PATCH /v1/conversations/{conversation_id}",
+    "DELETE /v1/conversations/{conversation_id}",
+    "GET /v1/conversations/{conversation_id}/messages",
+    "POST /v1/conversations/{conversation_id}/messages",
+    "POST /v1/conversations/{conversation_id}/branch",
+    "POST /v1/conversations/{conversation_id}/share",
+    "DELETE /v1/conversations/{conversation_id}/share",
+    "GET /v1/conversations/{conversation_id}/export", "GET /v1/shared/{token}",
+}
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+#: Examples per operation: generating ones are the slow ones (a prefill and 1-2 tokens).
+GENERATING = {"POST /v1/chat/completions": 25,
+              "POST /v1/conversations/{conversation_id}/messages": 10}
+OTHERS = 8
+
+
+async def fetch_spec(web: Web) -> dict[str, Any]:
+    response = await trio.to_thread.run_sync(
+        lambda: httpx2.get(f"http://127.0.0.1:{web.port}/openapi.json", timeout=30))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    spec: dict[str, Any] = response.json()
+    return spec
+
+
+async def test_the_document_describes_every_route(web: Web) -> None:
+    spec = await fetch_spec(web)
+    assert spec["openapi"].startswith("3.1")
+    operations = {f"{method.upper()} {path}" for path, item in spec["paths"].items()
+                  for method in item if method != "parameters"}
+    assert operations >= CORE | CONVERSATIONS | {"GET /metrics"}
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    chat = spec["paths"]["/v1/chat/completions"]["post"]
+    assert set(chat["responses"]) == {"200", "400", "401", "404", "413", "429", "503"}
+    assert {"application/json", "text/event-stream"} <= set(chat["responses"]["200"]["content"])
+    assert "Retry-After" in chat["responses"]["429"]["headers"]
+    assert "x-ratelimit-remaining-tokens" in chat["responses"]["429"]["headers"]
+    accepted = spec["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    for name in ("model", "messages", "max_tokens", "max_completion_tokens", "temperature",
+                 "top_p", "top_k", "min_p", "seed", "stop", "n", "presence_penalty",
+                 "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
+                 "stream", "stream_options", "conversation_id"):
+        assert name in accepted, name
+
+
+def tighten(spec: dict[str, Any]) -> dict[str, Any]:
+    """The served document, narrowed so generation stays short (see the module doc)."""
+    out = copy.deepcopy(spec)
+    schemas = out["components"]["schemas"]
+    short = {"type": "string", "maxLength": 40}
+    schemas["ChatMessage"]["properties"]["content"] = {"anyOf": [short, {"type": "null"}]}
+    request = schemas["ChatCompletionRequest"]
+    request["properties"]["model"] = {"const": MODEL}
+    request["properties"]["messages"]["maxItems"] = 3
+    turn = out["paths"]["/v1/conversations/{conversation_id}/messages"]["post"][
+        "requestBody"]["content"]["application/json"]["schema"]
+    turn["properties"]["content"] = short
+    for body in (request, turn):
+        props = body["properties"]
+        props["max_tokens"] = {"type": "integer", "minimum": 1, "maximum": 2}
+        props["n"] = {"type": "integer", "minimum": 1, "maximum": 2}
+        for name in ("max_completion_tokens", "ignore_eos"):
+            props.pop(name)
+        body["required"] = sorted({*body.get("required", []), "max_tokens"})
+    return out
+
+
+async def test_the_server_keeps_to_its_document(web: Web) -> None:
+    spec = tighten(await fetch_spec(web))
+    schema = schemathesis.openapi.from_dict(spec)
+    operations = [result.ok() for result in schema.get_all_operations()
+                  if isinstance(result, Ok)]
+    selected = [op for op in operations if op.label in CORE | CONVERSATIONS]
+    assert {op.label for op in selected} == CORE | CONVERSATIONS
+    base_url = f"http://127.0.0.1:{web.port}"
+    auth = {"Authorization": f"Bearer {web.key}"}
+    statuses: dict[str, set[int]] = {}
+
+    def run(operation: Any) -> None:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=GENERATING.get(operation.label, OTHERS), deadline=None,
+                  database=None, phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        def check(case: Any) -> None:
+            response = case.call_and_validate(base_url=base_url, headers=auth,
+                                              checks=CHECKS, timeout=60)
+            statuses.setdefault(operation.label, set()).add(response.status_code)
+
+        check()
+
+    def fuzz() -> None:
+        for operation in selected:
+            run(operation)
+
+    await trio.to_thread.run_sync(fuzz)
+    # The generated requests really reached the engine (not only validation errors).
+    assert 200 in statuses["POST /v1/chat/completions"], statuses
+    assert 201 in statuses["POST /v1/conversations"], statuses
