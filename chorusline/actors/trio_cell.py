@@ -10,7 +10,6 @@ ones the actor declared in ``expected_errors`` go back to the asker instead.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -20,26 +19,23 @@ from chorusline.actors.actor import Actor, ActorContext, SyncActor
 from chorusline.actors.cell import Ask, Cell, ChildExit, Crash, Stop
 from chorusline.actors.errors import (
     ActorDead,
-    ActorStartFailed,
     AskTimeout,
     InjectedFault,
     MailboxFull,
-    NameTaken,
 )
 from chorusline.actors.mailbox import Overflow
 from chorusline.actors.messages import (
     KILLED,
     NORMAL,
     PASSIVATED,
-    SHUTDOWN,
     ExitReason,
     Terminated,
 )
+from chorusline.actors.parenting import ParentCell
 from chorusline.actors.reply import ReplySlot
 from chorusline.actors.stats import ActorState
 
 if TYPE_CHECKING:
-    from chorusline.actors.ref import ActorRef
     from chorusline.actors.spec import ActorSpec
     from chorusline.actors.system import ActorSystem
 
@@ -47,7 +43,7 @@ BATCH = 64
 _DROPPED = object()
 
 
-class TrioCell(Cell):
+class TrioCell(ParentCell):
     def __init__(
         self,
         system: ActorSystem,
@@ -335,52 +331,6 @@ class TrioCell(Cell):
         self.fail_pending(pending)
         self.space.unpark_all()
 
-    # -- children and background tasks --------------------------------------------------
-    async def spawn_child(self, spec: ActorSpec, *, restarts: int = 0) -> ActorRef:
-        if self.nursery is None or self.state not in (ActorState.STARTING, ActorState.RUNNING):
-            raise ActorDead(self.path, self.exit_reason)
-        name = spec.name or self.system.fresh_name(spec)
-        if "/" in name or not name:
-            raise ValueError(f"actor name {name!r} must be non-empty and contain no '/'")
-        if self.system.lookup(f"{self.path}/{name}") is not None:
-            raise NameTaken(f"{self.path}/{name} is already alive")
-        try:
-            child = self.system.make_cell(self, spec, name, restarts)
-        except Exception as error:
-            raise ActorStartFailed(f"factory of {self.path}/{name} failed: {error}") from error
-        self.children[child] = None
-        self.system.remember(child)
-        await self.nursery.start(child.run)
-        if child.start_error is not None:
-            raise ActorStartFailed(
-                f"{child.path} failed to start: {child.start_error!r}"
-            ) from child.start_error
-        self.system.started(child)
-        await self.actor.on_child_started(child.ref, spec)
-        return child.ref
-
-    async def stop_child(self, ref: ActorRef, timeout: float | None = None) -> None:
-        child = ref.cell
-        if child.parent is not self:
-            raise ValueError(f"{ref.path} is not a child of {self.path}")
-        await stop_cell(child, child.spec.shutdown_timeout if timeout is None else timeout)
-
-    async def _stop_children(self) -> None:
-        for child in reversed(list(self.children)):
-            await stop_cell(child, child.spec.shutdown_timeout)
-
-    def start_background(self, fn: Callable[[], Awaitable[object]], name: str | None) -> None:
-        if self.nursery is None or self.dead:
-            raise ActorDead(self.path, self.exit_reason)
-
-        async def guarded() -> None:
-            try:
-                await fn()
-            except Exception as error:
-                self.post_system(Crash(error))
-
-        self.nursery.start_soon(guarded, name=name or f"{self.path}:background")
-
     # -- introspection ------------------------------------------------------------------
     def mailbox_depth(self) -> int:
         return len(self.queue)
@@ -393,16 +343,3 @@ class TrioCell(Cell):
 
     def introspect(self) -> dict[str, Any]:
         return self.actor.introspect()
-
-
-async def stop_cell(cell: Cell, timeout: float) -> None:
-    """Stop ``cell`` (its ``on_stop`` runs); past ``timeout`` cancel it outright."""
-    if cell.dead:
-        return
-    cell.stopped_by_parent = True
-    cell.request_stop(SHUTDOWN)
-    with trio.move_on_after(timeout):
-        await cell.wait_dead()
-        return
-    cell.hard_cancel()
-    await cell.wait_dead()
