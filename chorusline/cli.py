@@ -8,6 +8,10 @@ start the server creates an admin API key and prints it once.
 temporary folder, in-process rate limits, the bundled SmolLM2 model, CPU), streams a
 reply to one question through a stored conversation, kills the GPU worker halfway to show
 the stream carrying on, and prints the actor tree.
+
+``keys create|list|revoke`` manages API keys straight in the database (the same
+``--database-url`` as ``serve``; no model is loaded, and a running server sees the change
+on its next request).
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from chorusline.chat import (
     ChatRequest,
     ChatSettings,
     SqliteStore,
+    Store,
     Tiers,
     open_chat_service,
+    open_store,
 )
-from chorusline.protocols import ChoruslineError
+from chorusline.protocols import ChoruslineError, NotFound
 from chorusline.runtime import EngineConfig, SamplingParams
 from chorusline.web import serve
+
+TIERS = ("free", "plus", "enterprise")
 
 
 async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
@@ -98,6 +106,47 @@ async def serve_forever(args: argparse.Namespace) -> None:
                     break
 
 
+def keys(args: argparse.Namespace) -> None:
+    """``chorusline keys ...``; raises ChoruslineError / ValueError for the caller to
+    print as one line."""
+    store = open_store(args.database_url)
+    try:
+        if args.keys_command == "create":
+            owners = [u for u in store.list_users() if u.name == args.owner]
+            user = owners[0] if owners else store.create_user(args.owner)
+            issued = store.create_api_key(user.id, tier=args.tier, is_admin=args.admin)
+            print(f"created API key {issued.key.id} for {user.name!r} "
+                  f"(tier {issued.key.tier}{', admin' if issued.key.is_admin else ''}); "
+                  "it is shown only now:", file=sys.stderr)
+            print(issued.plaintext)
+        elif args.keys_command == "list":
+            print_keys(store, args.owner)
+        else:
+            for user in store.list_users():
+                if any(k.id == args.key_id for k in store.list_api_keys(user.id)):
+                    key = store.revoke_api_key(user.id, args.key_id)
+                    print(f"revoked API key {key.id} ({key.prefix}) of {user.name!r} "
+                          f"at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+                    return
+            raise NotFound(f"API key {args.key_id!r} not found", param="key_id")
+    finally:
+        store.close()
+
+
+def print_keys(store: Store, owner: str | None) -> None:
+    rows = [("ID", "OWNER", "PREFIX", "TIER", "ADMIN", "REVOKED")]
+    for user in store.list_users():
+        if owner is not None and user.name != owner:
+            continue
+        for key in store.list_api_keys(user.id):
+            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "no"
+            rows.append((key.id, user.name, key.prefix, key.tier,
+                         "yes" if key.is_admin else "no", revoked))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 def env(name: str, default: str | None) -> str | None:
     return os.environ.get(f"CHORUSLINE_{name}", default)
 
@@ -122,13 +171,39 @@ def main(argv: list[str] | None = None) -> int:
     run_serve = commands.add_parser("serve", help="serve the OpenAI-compatible HTTP API")
     run_serve.add_argument("--host", default=env("HOST", "127.0.0.1"))
     run_serve.add_argument("--port", type=int, default=int(env("PORT", "8000") or 8000))
-    run_serve.add_argument("--database-url",
-                           default=env("DATABASE_URL", "sqlite:///chorusline.db"))
+    database_url = env("DATABASE_URL", "sqlite:///chorusline.db")
+    run_serve.add_argument("--database-url", default=database_url)
     run_serve.add_argument("--redis-url", default=env("REDIS_URL", None))
     run_serve.add_argument("--model-path", default=env("MODEL_PATH", None))
     run_serve.add_argument("--device", default=env("DEVICE", None))
     run_serve.add_argument("--tiers-file", default=env("TIERS_FILE", None))
+    run_keys = commands.add_parser("keys", help="create, list or revoke API keys")
+    run_keys.add_argument("--database-url", default=database_url)
+    key_commands = run_keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="issue a key (printed once)")
+    create.add_argument("--database-url", default=argparse.SUPPRESS)
+    create.add_argument("--owner", required=True, help="user name (created if missing)")
+    create.add_argument("--tier", choices=TIERS, default="free")
+    create.add_argument("--admin", action="store_true", help="an admin key")
+    listing = key_commands.add_parser("list", help="list keys (never the secrets)")
+    listing.add_argument("--database-url", default=argparse.SUPPRESS)
+    listing.add_argument("--owner", default=None, help="only this user's keys")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("--database-url", default=argparse.SUPPRESS)
+    revoke.add_argument("key_id")
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        if args.keys_command == "create" and not args.owner.strip():
+            create.error("--owner must not be empty")
+        try:
+            keys(args)
+        except (ChoruslineError, ValueError, OSError) as error:
+            print(f"chorusline: {error}", file=sys.stderr)
+            return 1
+        except Exception as error:  # a driver error (bad path, unreachable server)
+            print(f"chorusline: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "serve":
         try:
             trio.run(serve_forever, args)

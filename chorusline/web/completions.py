@@ -5,6 +5,11 @@ byte is sent, so every refusal is a proper HTTP status. Streaming then writes ea
 of chunks as soon as the TokenStream yields it. The stream is closed in every way the
 response can end (finished, failed, cancelled by a client disconnect, or never iterated at
 all) because closing it is what aborts the generation in the engine.
+
+While a stream waits for output (queued, prefilling a long prompt, or a GPU worker
+restarting) it sends an SSE comment every ``HEARTBEAT_SECONDS`` so that proxies and
+clients with idle timeouts keep the connection; SSE clients, the OpenAI SDK included,
+ignore comment lines.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import trio
 from quart import Response
 
 from chorusline.chat import ChatRequest, ChatService, Chunk, Principal, TurnHandle
@@ -25,6 +31,11 @@ from chorusline.web.observability import TurnObserver, observe_turn
 #: SamplingParams comes from the default request rather than from chorusline.runtime,
 #: which the layering keeps out of web; ``replace`` re-runs its validation.
 _DEFAULT = ChatRequest()
+
+#: Seconds of silence after which a streaming response sends ``KEEP_ALIVE``; read at
+#: each request, so tests (or an embedding application) may change it.
+HEARTBEAT_SECONDS = 5.0
+KEEP_ALIVE = b": keep-alive\n\n"
 
 
 def build_request(
@@ -115,9 +126,17 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
     def frame(choices: list[dict[str, Any]]) -> bytes:
         return wire.sse(wire.chunk(response_id, created, model, choices, include_usage=include))
 
+    heartbeat = HEARTBEAT_SECONDS
     try:
-        async for chunks in handle.stream:
-            for chunk in chunks:
+        while True:
+            with trio.move_on_after(heartbeat) as waiting:
+                batch = await handle.stream.next()  # cancel-safe: it waits on an Event
+            if waiting.cancelled_caught:
+                yield KEEP_ALIVE
+                continue
+            if batch is None:
+                break
+            for chunk in batch:
                 usage.add(chunk)
                 if chunk.index not in started:  # OpenAI sends the role on its own first
                     started.add(chunk.index)
@@ -132,6 +151,7 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
         yield wire.sse(wire.error_body(error))
         return
     finally:
+        handle.stream.close()  # as ``async for`` over the stream did; a no-op once ended
         # Counted however the stream ends (finished, failed, client gone): the tokens
         # were generated either way. The first call wins, so the body's aclose is a no-op.
         counts = usage.body()

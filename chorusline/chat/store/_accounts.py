@@ -70,6 +70,14 @@ class AccountsMixin(SqlStore):
             raise NotFound(f"user {user_id!r} not found", param="user_id")
         return self._user(row)
 
+    def list_users(self) -> list[User]:
+        with self._transaction(write=False) as tx:
+            rows = tx.fetchall(
+                "SELECT id, name, custom_instructions, created FROM users ORDER BY created, id",
+                (),
+            )
+        return [self._user(r) for r in rows]
+
     def set_custom_instructions(self, user_id: str, instructions: str | None) -> User:
         if instructions is not None:
             check_text(instructions, "custom_instructions", max_len=100_000)

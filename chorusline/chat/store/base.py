@@ -66,6 +66,10 @@ class Store(abc.ABC):
         """Raises ``NotFound``."""
 
     @abc.abstractmethod
+    def list_users(self) -> list[User]:
+        """Every user, oldest first (names need not be unique); for admin tooling."""
+
+    @abc.abstractmethod
     def set_custom_instructions(self, user_id: str, instructions: str | None) -> User: ...
 
     @abc.abstractmethod

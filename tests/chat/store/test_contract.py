@@ -93,6 +93,13 @@ def test_api_key_is_stored_only_as_a_hash(store: Store, alice: User) -> None:
     assert key is not None and key.user_id == alice.id and key.tier == "pro" and key.is_admin
 
 
+def test_list_users_oldest_first(store: Store) -> None:
+    assert store.list_users() == []
+    first = store.create_user("carol")
+    second = store.create_user("carol", custom_instructions="be brief")
+    assert store.list_users() == [first, second]
+
+
 def test_api_key_lookup_rejects_wrong_secret_and_revoked_keys(
     store: Store, alice: User, bob: User
 ) -> None:

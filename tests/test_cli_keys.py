@@ -1,0 +1,122 @@
+"""``chorusline keys create|list|revoke`` against a SQLite file, as subprocesses; a
+revoked key is refused by a server already running on the same database."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}")
+    return subprocess.run([sys.executable, "-m", "chorusline.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def listed(db: Path, *args: str) -> list[list[str]]:
+    result = cli(db, "keys", "list", *args)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["ID", "OWNER", "PREFIX", "TIER", "ADMIN", "REVOKED"]
+    return [row.split() for row in rows]
+
+
+@contextmanager
+def running_server(db: Path) -> Iterator[tuple[str, str]]:
+    """``chorusline serve --port 0`` on ``db``: yields (base URL ending in /v1, admin key)
+    and drains it with SIGTERM afterwards."""
+    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}")
+    server = subprocess.Popen([sys.executable, "-m", "chorusline.cli", "serve", "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=env)
+    try:
+        assert server.stdout is not None
+        key_line = server.stdout.readline()
+        assert "admin API key" in key_line, key_line
+        ready = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/v1", ready)
+        assert url, ready
+        yield url.group(0), key_line.rsplit(" ", 1)[1].strip()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_create_list_and_revoke(tmp_path: Path) -> None:
+    db = tmp_path / "keys.db"
+    created = cli(db, "keys", "create", "--owner", "ada", "--tier", "plus")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert re.fullmatch(r"ck_[0-9a-f]{12}_\S+", key)
+    admin = cli(db, "keys", "create", "--owner", "ada", "--admin")
+    other = cli(db, "keys", "create", "--owner", "bob", "--tier", "enterprise")
+    assert admin.returncode == other.returncode == 0
+    everything = listed(db)
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in everything] == [
+        ("ada", key[:15], "plus", "no", "no"),
+        ("ada", admin.stdout.strip()[:15], "free", "yes", "no"),
+        ("bob", other.stdout.strip()[:15], "enterprise", "no", "no"),
+    ]
+    shown = cli(db, "keys", "list").stdout
+    assert all(s not in shown for s in (key, admin.stdout.strip(), other.stdout.strip()))
+    assert [r[1] for r in listed(db, "--owner", "ada")] == ["ada", "ada"]  # one user reused
+    assert listed(db, "--owner", "nobody") == []
+
+    revoked = cli(db, "keys", "revoke", everything[0][0])
+    assert revoked.returncode == 0, revoked.stderr
+    assert everything[0][0] in revoked.stdout
+    rows = listed(db)
+    assert rows[0][5] != "no" and [r[5] for r in rows[1:]] == ["no", "no"]
+    assert cli(db, "keys", "revoke", everything[0][0]).returncode == 0  # idempotent
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["keys", "revoke", "no-such-key"], 1, "API key 'no-such-key' not found"),
+    (["keys", "create", "--owner", "ada", "--tier", "gold"], 2, "invalid choice: 'gold'"),
+    (["keys", "create"], 2, "the following arguments are required: --owner"),
+    (["keys", "create", "--owner", " "], 2, "--owner must not be empty"),
+    (["keys"], 2, "the following arguments are required: keys_command"),
+    (["keys", "--database-url", "mysql://x", "list"], 1, "unsupported database URL"),
+    (["keys", "list", "--database-url", "sqlite:///no/such/dir/x.db"], 1,
+     "unable to open database file"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path: Path, args: list[str], code: int,
+                                       message: str) -> None:
+    result = cli(tmp_path / "keys.db", *args)
+    assert result.returncode == code
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert message in result.stderr.strip().splitlines()[-1]
+    if code == 1:
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def models_status(url: str, key: str) -> int:
+    request = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_running_server_refuses_a_key_once_revoked(tmp_path: Path) -> None:
+    db = tmp_path / "srv.db"
+    with running_server(db) as (url, _admin):
+        key = cli(db, "keys", "create", "--owner", "ada").stdout.strip()
+        assert models_status(url, key) == 200
+        key_id = next(r[0] for r in listed(db, "--owner", "ada"))
+        assert cli(db, "keys", "revoke", key_id).returncode == 0
+        assert models_status(url, key) == 401
