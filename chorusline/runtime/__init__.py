@@ -17,8 +17,8 @@ _EXPORTS: dict[str, str] = {
     "NoFreeBlocksError": "block_manager",
     "Scheduler": "scheduler",
     "SchedulerConfig": "scheduler",
-    "SchedulerOutput": "scheduler",
-    "ScheduledChunk": "scheduler",
+    "SchedulerOutput": "batch",
+    "ScheduledChunk": "batch",
     "Sequence": "sequence",
     "SequenceGroup": "sequence",
     "SequenceStatus": "sequence",
@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from chorusline.runtime.batch import ScheduledChunk as ScheduledChunk
+    from chorusline.runtime.batch import SchedulerOutput as SchedulerOutput
     from chorusline.runtime.block_manager import BlockManager as BlockManager
     from chorusline.runtime.block_manager import BlockUsage as BlockUsage
     from chorusline.runtime.block_manager import NoFreeBlocksError as NoFreeBlocksError
@@ -64,10 +66,8 @@ if TYPE_CHECKING:
     from chorusline.runtime.loader import default_model_path as default_model_path
     from chorusline.runtime.loader import load_model as load_model
     from chorusline.runtime.sampling_params import SamplingParams as SamplingParams
-    from chorusline.runtime.scheduler import ScheduledChunk as ScheduledChunk
     from chorusline.runtime.scheduler import Scheduler as Scheduler
     from chorusline.runtime.scheduler import SchedulerConfig as SchedulerConfig
-    from chorusline.runtime.scheduler import SchedulerOutput as SchedulerOutput
     from chorusline.runtime.sequence import Sequence as Sequence
     from chorusline.runtime.sequence import SequenceGroup as SequenceGroup
     from chorusline.runtime.sequence import SequenceStatus as SequenceStatus

@@ -31,11 +31,12 @@ important class, never of its own: equal priority waits its turn.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from chorusline.runtime.batch import ScheduledChunk, SchedulerOutput
 from chorusline.runtime.block_manager import BlockManager
+from chorusline.runtime.fair_queue import FairQueue
 from chorusline.runtime.sequence import Sequence, SequenceGroup, SequenceStatus
 
 __all__ = ["ScheduledChunk", "Scheduler", "SchedulerConfig", "SchedulerOutput"]
@@ -66,129 +67,6 @@ class SchedulerConfig:
                 "without chunked_prefill a whole sequence must fit in one step: "
                 "max_model_len must be <= max_num_batched_tokens"
             )
-
-
-@dataclass(frozen=True)
-class ScheduledChunk:
-    """Tokens ``[start, start + len(token_ids))`` of one sequence, computed this step."""
-
-    seq: Sequence
-    token_ids: tuple[int, ...]
-    #: Position of ``token_ids[0]``; positions run consecutively from here.
-    start: int
-    #: Physical block ids of the sequence, covering at least ``context_len`` tokens.
-    block_table: tuple[int, ...]
-    #: Flat KV slot (``block * block_size + offset``) for each token of ``token_ids``.
-    slot_mapping: tuple[int, ...]
-    #: Sequences that get one token sampled from the logits of this chunk's last
-    #: token: empty for a chunk in the middle of a prefill; the sequence itself for a
-    #: decode or a completing prefill; the leader plus its ``n - 1`` siblings when the
-    #: leader of a group completes its prompt (each sibling samples on its own).
-    sample_seqs: tuple[Sequence, ...]
-
-    @property
-    def seq_id(self) -> int:
-        return self.seq.seq_id
-
-    @property
-    def request_id(self) -> str:
-        return self.seq.request_id
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.token_ids)
-
-    @property
-    def context_len(self) -> int:
-        """Tokens to attend over, including this chunk's own."""
-        return self.start + len(self.token_ids)
-
-    @property
-    def positions(self) -> range:
-        return range(self.start, self.start + len(self.token_ids))
-
-    @property
-    def sample(self) -> bool:
-        return bool(self.sample_seqs)
-
-    @property
-    def sample_seq_ids(self) -> tuple[int, ...]:
-        return tuple(s.seq_id for s in self.sample_seqs)
-
-    @property
-    def is_prefill(self) -> bool:
-        """Part of a (re)prefill rather than a single-token decode."""
-        return len(self.token_ids) > 1 or not self.sample
-
-
-@dataclass(frozen=True)
-class SchedulerOutput:
-    chunks: tuple[ScheduledChunk, ...]
-    #: Copy-on-write pairs ``(src_block, dst_block)``; copy before running the step.
-    blocks_to_copy: tuple[tuple[int, int], ...]
-    #: Sequences that lost their blocks this step (they will be recomputed later).
-    preempted: tuple[Sequence, ...]
-
-    @property
-    def num_batched_tokens(self) -> int:
-        return sum(len(c.token_ids) for c in self.chunks)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.chunks
-
-
-class _FairQueue:
-    """Waiting sequences by priority class, then by tenant, FIFO inside a tenant.
-
-    `peek` takes the most important class and, inside it, the tenant admitted longest
-    ago (never-admitted tenants first, then by the arrival of their oldest request).
-    With ``T`` backlogged tenants in a class, any ``T`` consecutive admissions from that
-    class therefore include every one of them: a flood from one tenant costs the others
-    at most one admission per round.
-    """
-
-    def __init__(self) -> None:
-        self._classes: dict[int, dict[str, deque[Sequence]]] = {}
-        self._last_served: dict[str, int] = {}
-        self._clock = 0
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def push(self, seq: Sequence, front: bool = False) -> None:
-        q = self._classes.setdefault(seq.priority, {}).setdefault(seq.tenant, deque())
-        if front:
-            q.appendleft(seq)
-        else:
-            q.append(seq)
-        self._len += 1
-
-    def peek(self) -> Sequence | None:
-        if not self._classes:
-            return None
-        tenants = self._classes[min(self._classes)]
-        tenant = min(
-            tenants, key=lambda t: (self._last_served.get(t, -1), tenants[t][0].arrival, t)
-        )
-        return tenants[tenant][0]
-
-    def admit(self, seq: Sequence) -> None:
-        """Remove the `peek`ed sequence and count its tenant as served."""
-        self.remove(seq)
-        self._last_served[seq.tenant] = self._clock
-        self._clock += 1
-
-    def remove(self, seq: Sequence) -> None:
-        tenants = self._classes[seq.priority]
-        q = tenants[seq.tenant]
-        q.remove(seq)
-        self._len -= 1
-        if not q:
-            del tenants[seq.tenant]
-            if not tenants:
-                del self._classes[seq.priority]
 
 
 @dataclass
@@ -223,7 +101,7 @@ class Scheduler:
             config.max_model_len, block_manager.num_blocks * block_manager.block_size
         )
         self.num_preemptions = 0
-        self._waiting = _FairQueue()
+        self._waiting = FairQueue()
         self._running: list[Sequence] = []
         # Siblings of an n > 1 request wait here until the leader samples its first
         # token; then they are forked from the leader's blocks.
