@@ -6,13 +6,9 @@ load, so they are reported by the script (PASS/MISS) and never asserted here.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "actors.py"
+from tests.benchmarks.quick_run import run_quick
 
 ROWS = [
     "chorusline tell -> SyncActor",
@@ -36,23 +32,6 @@ TARGETS = ["tell SyncActor", "tell Actor", "ask direct (SyncActor) / trio",
 
 
 def test_quick_run_prints_every_row_and_target(tmp_path: Path) -> None:
-    out = tmp_path / "actors.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    for row in ROWS:
-        assert any(line.startswith(row) for line in lines), f"missing row {row!r}"
-    for target in TARGETS:
-        assert any(
-            line[:4] in ("PASS", "MISS") and target in line for line in lines
-        ), f"missing target {target!r}"
+    lines, figures = run_quick("actors.py", ROWS, TARGETS, tmp_path, timeout=120, row_end="")
     assert any(line.startswith("ask targets met by:") for line in lines)
-    figures = json.loads(out.read_text())
-    assert {row["label"] for row in figures["rows"]} == set(ROWS)
     assert all(row["value"] > 0 for row in figures["rows"])
