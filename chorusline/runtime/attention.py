@@ -6,7 +6,14 @@ per token) into a padded ``[B, max_blocks * block_size]`` key range and attended
 ``scaled_dot_product_attention`` call under a boolean mask. Gathering by block keeps the index
 tensors tiny, and because gathered key slot ``p`` *is* absolute position ``p``, the causal
 mask is a single comparison. Decode tokens never get padded on the query side, so the common
-case (many sequences, one token each) costs one gather and one SDPA per layer.
+case (many sequences, one token each) costs one gather and one attention per layer.
+
+On CPU, a decode group (one query per sequence) skips SDPA for two batched matmuls with an
+fp32 softmax between them. Measured on the project's 2-core AMD EPYC (AVX512-BF16), batch 32,
+9 query / 3 KV heads, 128 keys: SDPA's CPU kernel took 2,247 µs in bf16 and 332 µs in fp32
+per call against 229 / 283 µs for the matmuls; with a query longer than one token SDPA wins
+(4.4 ms vs 8.4 ms at 40 queries), so prefill groups keep it. The mask is turned into an
+additive bias once per step and shared by every layer.
 
 All metadata (indices, masks) is built once per step and shared by every layer.
 """
@@ -33,6 +40,8 @@ class AttentionGroup:
     # Padded-query bookkeeping; None when every sequence has exactly max_q tokens.
     q_gather: torch.Tensor | None  # [B * max_q] rows of the slice (padding rows -> 0)
     out_rows: torch.Tensor | None  # [n tokens] rows of the padded output, in slice order
+    #: ``mask`` as an additive fp32 bias (0 / -inf), built by the first layer that needs it.
+    bias: torch.Tensor | None = None
 
 
 @dataclass
@@ -119,6 +128,8 @@ def _group_attention(
     _, block_size, kv_heads, head_dim = k_cache.shape
     num_heads = q.shape[1]
     b, width = g.block_index.shape
+    if g.max_q == 1 and q.device.type == "cpu":
+        return _decode_attention(q, k_cache, v_cache, g, scale)
     if g.q_gather is not None:
         q = q.index_select(0, g.q_gather)
     qb = q.view(b, g.max_q, num_heads, head_dim).transpose(1, 2)
@@ -132,6 +143,36 @@ def _group_attention(
     if g.out_rows is not None:
         o = o.index_select(0, g.out_rows)
     return o
+
+
+def _decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    g: AttentionGroup,
+    scale: float,
+) -> torch.Tensor:
+    """One query per sequence: ``softmax(q k^T * scale + bias) v`` as two batched matmuls.
+
+    Query heads are grouped by the KV head they share (head ``h`` reads KV head
+    ``h // group``, as ``enable_gqa`` does), so K and V are never repeated.
+    """
+    _, block_size, kv_heads, head_dim = k_cache.shape
+    b, width = g.block_index.shape
+    num_heads = q.shape[1]
+    span = width * block_size
+    if g.bias is None:
+        g.bias = torch.zeros(g.mask.shape, dtype=torch.float32, device=g.mask.device)
+        g.bias.masked_fill_(~g.mask, float("-inf"))
+    index = g.block_index.view(-1)
+    k = k_cache.index_select(0, index).view(b, span, kv_heads, head_dim)
+    v = v_cache.index_select(0, index).view(b, span, kv_heads, head_dim)
+    qg = q.view(b, kv_heads, num_heads // kv_heads, head_dim)
+    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)).float()  # [B, KVH, group, span]
+    scores.mul_(scale).add_(g.bias)
+    probs = scores.softmax(-1).to(q.dtype)
+    out = torch.matmul(probs, v.transpose(1, 2))  # [B, KVH, group, D]
+    return out.reshape(b, num_heads * head_dim)
 
 
 def reference_attention(

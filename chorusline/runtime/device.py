@@ -2,13 +2,17 @@
 
 CUDA gets bf16: tensor cores make it both faster and half the memory of fp32.
 
-CPU defaults to fp32. Measured with ``benchmarks/engine.py --threads 1`` on the 2-core
-AMD EPYC (AVX2, no AVX-512/AMX) this project develops on, SmolLM2-135M, load average ~2-3
-from other work: single-stream decode fp32 16.6 tok/s vs bf16 12.3 tok/s; 8 concurrent
-requests fp32 48.9 vs bf16 15.1 output tok/s. A bare [64, 576] x [576, 3072] matmul is
-about 7x slower in bf16. Without native bf16 dot-product instructions every bf16 matmul
-pays a widening conversion, which costs more than the memory bandwidth it saves. On a CPU
-with AVX512-BF16 or AMX the balance can flip; pass ``dtype`` explicitly there.
+CPU: bf16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX), fp32 elsewhere.
+The two machines this project has run on disagree, and the instruction set is the reason:
+
+- 2-core AMD EPYC with AVX512-BF16 (``benchmarks/engine.py --threads 2 --dtypes bf16,fp32``,
+  quiet machine): single-stream decode bf16 31.1 vs fp32 17.2 tok/s; 32 concurrent requests
+  256.7 vs 188.3 output tok/s. A ``[32, 576] x [576, 3072]`` matmul runs 3x faster in bf16.
+- 2-core AMD EPYC with AVX2 only (``--threads 1``, load ~2-3): single stream fp32 16.6 vs
+  bf16 12.3 tok/s; 8 concurrent fp32 48.9 vs bf16 15.1. Without native bf16 instructions
+  every bf16 matmul pays a widening conversion that costs more than the bandwidth it saves.
+
+The fp32 path stays the reference: the transformers oracle test runs it explicitly.
 
 Threads: on a shared 2-core machine a second torch thread made everything 4-7x *slower*
 (OpenMP workers spin waiting for a core another process holds), hence
@@ -30,10 +34,20 @@ def select_device(preferred: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def native_cpu_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles)."""
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def select_dtype(device: torch.device, preferred: torch.dtype | None = None) -> torch.dtype:
-    """bf16 on CUDA, fp32 on CPU, unless ``preferred`` says otherwise."""
+    """bf16 on CUDA and on CPUs with native bf16, fp32 on other CPUs, unless ``preferred``
+    says otherwise."""
     if preferred is not None:
         if preferred not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"unsupported model dtype {preferred}")
         return preferred
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if device.type == "cuda" or native_cpu_bf16():
+        return torch.bfloat16
+    return torch.float32

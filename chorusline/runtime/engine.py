@@ -21,6 +21,7 @@ from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.config import LlamaConfig
 from chorusline.runtime.detokenizer import IncrementalDetokenizer
 from chorusline.runtime.device import select_device, select_dtype
+from chorusline.runtime.int4 import int4_supported
 from chorusline.runtime.kv_cache import KVCache, blocks_for_budget
 from chorusline.runtime.model import LlamaModel
 from chorusline.runtime.model_runner import ModelRunner
@@ -62,6 +63,9 @@ class EngineConfig:
     seed: int | None = None
     #: torch intra-op threads for CPU work (process-wide); None leaves torch's default.
     cpu_threads: int | None = None
+    #: Packed 4-bit copies of 4-bit-grid weights for small CPU steps (see ``int4``);
+    #: None means wherever supported (CPU with bf16 activations).
+    int4: bool | None = None
 
 
 @dataclass
@@ -121,7 +125,11 @@ class Engine:
                                  mc.max_position_embeddings)
         num_blocks = config.num_blocks or blocks_for_budget(
             mc, config.block_size, self.dtype, config.kv_cache_bytes)
-        self.model = LlamaModel(mc, model.weights, device=self.device, dtype=self.dtype)
+        supported = int4_supported(self.device, self.dtype)
+        if config.int4 and not supported:
+            raise ValueError("int4 weights need a CPU device, bf16 and torch's int4 CPU kernel")
+        self.model = LlamaModel(mc, model.weights, device=self.device, dtype=self.dtype,
+                                int4=supported if config.int4 is None else config.int4)
         self.kv_cache = KVCache(mc, num_blocks, config.block_size, self.dtype, self.device)
         self.block_manager = BlockManager(num_blocks, config.block_size,
                                           config.enable_prefix_caching)

@@ -5,6 +5,10 @@ on a 2-core CPU is dominated by per-op overhead, so Q/K/V are one matmul, gate/u
 matmul, RoPE is applied to Q and K in one go, and the LM head only runs on the rows that
 will be sampled (a 40-token prompt would otherwise pay 40 vocab-sized matmuls for one).
 Numerics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE, RMSNorm in fp32).
+
+With ``int4=True`` (CPU, bf16) each linear layer whose weights lie on a 4-bit group grid
+also keeps a packed 4-bit copy, used for steps of at most ``int4.MAX_ROWS`` tokens, where
+reading the weights is the whole cost (see ``int4``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.int4 import MAX_ROWS, Int4Weight, pack_int4
 from chorusline.runtime.kv_cache import KVCache
 
 
@@ -68,6 +73,18 @@ class _Layer:
     b_gate_up: torch.Tensor | None
     w_down: torch.Tensor
     b_down: torch.Tensor | None
+    q4_qkv: Int4Weight | None = None
+    q4_o: Int4Weight | None = None
+    q4_gate_up: Int4Weight | None = None
+    q4_down: Int4Weight | None = None
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            packed: Int4Weight | None) -> torch.Tensor:
+    if packed is not None and x.shape[0] <= MAX_ROWS:
+        out = packed.matmul(x)
+        return out if bias is None else out + bias
+    return F.linear(x, weight, bias)
 
 
 class LlamaModel:
@@ -80,6 +97,7 @@ class LlamaModel:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        int4: bool = False,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
@@ -99,6 +117,10 @@ class LlamaModel:
         def cat_opt(names: list[str]) -> torch.Tensor | None:
             return cat(names) if all(n in weights for n in names) else None
 
+        def pack(names: list[str]) -> Int4Weight | None:
+            # From the source values: a bf16 cast first would move them off the grid.
+            return pack_int4(torch.cat([weights[n] for n in names], 0), dtype) if int4 else None
+
         self.embed = get("model.embed_tokens.weight")
         self.layers: list[_Layer] = []
         for i in range(config.num_hidden_layers):
@@ -116,6 +138,10 @@ class LlamaModel:
                 b_gate_up=cat_opt([n + ".bias" for n in gu]),
                 w_down=get(p + "mlp.down_proj.weight"),
                 b_down=opt(p + "mlp.down_proj.bias"),
+                q4_qkv=pack([n + ".weight" for n in qkv]),
+                q4_o=pack([p + "self_attn.o_proj.weight"]),
+                q4_gate_up=pack([n + ".weight" for n in gu]),
+                q4_down=pack([p + "mlp.down_proj.weight"]),
             ))
         self.norm = get("model.norm.weight")
         if config.tie_word_embeddings or "lm_head.weight" not in weights:
@@ -152,7 +178,7 @@ class LlamaModel:
         half = dim // 2
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.input_norm, eps)
-            qkv = F.linear(h, layer.w_qkv, layer.b_qkv)
+            qkv = _linear(h, layer.w_qkv, layer.b_qkv, layer.q4_qkv)
             qk = qkv[:, : qk_heads * dim].view(t, qk_heads, dim)
             rotated = torch.cat([-qk[..., half:], qk[..., :half]], -1)
             qk = qk * cos + rotated * sin
@@ -162,11 +188,11 @@ class LlamaModel:
             kv_cache.write(i, meta.slot_mapping, k, v)
             k_layer, v_layer = kv_cache.layer(i)
             attn = paged_attention(q, k_layer, v_layer, meta)
-            x = x + F.linear(attn, layer.w_o, layer.b_o)
+            x = x + _linear(attn, layer.w_o, layer.b_o, layer.q4_o)
             h = F.rms_norm(x, (x.shape[-1],), layer.post_norm, eps)
-            gate_up = F.linear(h, layer.w_gate_up, layer.b_gate_up)
+            gate_up = _linear(h, layer.w_gate_up, layer.b_gate_up, layer.q4_gate_up)
             gate, up = gate_up.chunk(2, -1)
-            x = x + F.linear(F.silu(gate) * up, layer.w_down, layer.b_down)
+            x = x + _linear(F.silu(gate) * up, layer.w_down, layer.b_down, layer.q4_down)
         if sample_rows is not None:
             x = x.index_select(0, sample_rows)
         x = F.rms_norm(x, (x.shape[-1],), self.norm, eps)
