@@ -2,7 +2,8 @@
 
 Every ``serve`` flag has a ``CHORUSLINE_*`` environment variable; the defaults run with no
 services at all (SQLite file, in-process rate limits, the bundled model, CPU). On first
-start the server creates an admin API key and prints it once.
+start the server creates an admin API key and prints it once. ``--workers N`` runs N
+server processes on one port, each with its own engine (see chorusline.workers).
 
 ``demo`` starts the whole supervised chat tree on embedded defaults (SQLite in a
 temporary folder, in-process rate limits, the bundled SmolLM2 model, CPU), streams a
@@ -21,6 +22,7 @@ import os
 import signal
 import sys
 import tempfile
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from chorusline.chat import (
 from chorusline.protocols import ChoruslineError, NotFound
 from chorusline.runtime import EngineConfig, SamplingParams
 from chorusline.web import serve
+from chorusline.workers import supervise, wait_for_stop
 
 TIERS = ("free", "plus", "enterprise")
 
@@ -74,36 +77,81 @@ async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
             print_tree(chat.snapshot()["tree"])
 
 
-async def serve_forever(args: argparse.Namespace) -> None:
-    settings = ChatSettings(
+def serve_settings(args: argparse.Namespace) -> ChatSettings:
+    engine = EngineConfig(device=args.device, cpu_threads=args.cpu_threads)
+    if args.kv_cache_mb is not None:
+        engine = replace(engine, kv_cache_bytes=args.kv_cache_mb * 1024 * 1024)
+    return ChatSettings(
         database_url=args.database_url,
         model_path=args.model_path,
         redis_url=args.redis_url,
-        engine=EngineConfig(device=args.device),
+        engine=engine,
         tiers=Tiers.load(args.tiers_file) if args.tiers_file else Tiers.defaults(),
     )
+
+
+def ensure_admin_key(store: Store) -> None:
+    """On the first start (no admin key yet), create one and print it, once."""
+    if not store.has_admin_key():
+        admin = store.create_user("admin")
+        issued = store.create_api_key(admin.id, tier="enterprise", is_admin=True)
+        print(f"created the admin API key (shown only now): {issued.plaintext}", flush=True)
+
+
+def serving_line(args: argparse.Namespace, port: int, model_name: str, workers: int) -> str:
+    processes = f", {workers} workers" if workers > 1 else ""
+    return (f"chorusline is serving http://{args.host}:{port}/v1 (model {model_name!r}"
+            f"{processes}); authenticate with 'Authorization: Bearer <api key>'")
+
+
+async def serve_forever(args: argparse.Namespace) -> None:
+    """One server process: the whole server, or (``--as-worker``) one of a
+    ``--workers`` parent's, which then made the admin key and watches this one."""
+    settings = serve_settings(args)
     print("loading the model and starting the actor tree...", file=sys.stderr)
     async with open_chat_service(settings) as chat:
-        store = chat.store
-        if not await chat.db(store.has_admin_key):
-            admin = await chat.db(store.create_user, "admin")
-            issued = await chat.db(store.create_api_key, admin.id, tier="enterprise",
-                                   is_admin=True)
-            print(f"created the admin API key (shown only now): {issued.plaintext}")
+        if not args.as_worker:
+            await chat.db(ensure_admin_key, chat.store)
         shutdown = trio.Event()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(
                     partial(serve, chat, host=args.host, port=args.port,
-                            model_name=settings.model_name, shutdown=shutdown)
+                            model_name=settings.model_name, shutdown=shutdown,
+                            reuse_port=args.as_worker)
                 )
-                print(f"chorusline is serving http://{args.host}:{port}/v1 "
-                      f"(model {settings.model_name!r}); authenticate with "
-                      "'Authorization: Bearer <api key>'", flush=True)
-                async for _ in signals:
-                    print("draining...", file=sys.stderr)
-                    shutdown.set()
-                    break
+                if args.as_worker:  # the parent reads this first line as "ready"
+                    print(f"worker {os.getpid()} ready on port {port}", flush=True)
+                else:
+                    print(serving_line(args, port, settings.model_name, 1), flush=True)
+                await wait_for_stop(signals, parent_pipe=args.as_worker)
+                print("draining...", file=sys.stderr)
+                shutdown.set()
+
+
+def serve_workers(args: argparse.Namespace) -> int:
+    """``serve --workers N``: the admin key first, then N ``--as-worker`` processes on
+    one port (see chorusline.workers), each with an even share of the CPU threads."""
+    store = open_store(args.database_url)
+    try:
+        ensure_admin_key(store)
+    finally:
+        store.close()
+    threads = args.cpu_threads or max(1, (os.cpu_count() or 1) // args.workers)
+
+    def command(port: int) -> list[str]:
+        argv = [sys.executable, "-m", "chorusline.cli", "serve", "--as-worker",
+                "--workers", "1", "--host", args.host, "--port", str(port),
+                "--database-url", args.database_url, "--cpu-threads", str(threads)]
+        for flag in ("redis_url", "model_path", "device", "tiers_file", "kv_cache_mb"):
+            if (value := getattr(args, flag)) is not None:
+                argv += [f"--{flag.replace('_', '-')}", str(value)]
+        return argv
+
+    model_name = ChatSettings().model_name
+    return trio.run(supervise, args.workers, args.host, args.port, command,
+                    lambda port: print(serving_line(args, port, model_name, args.workers),
+                                       flush=True))
 
 
 def keys(args: argparse.Namespace) -> None:
@@ -151,6 +199,11 @@ def env(name: str, default: str | None) -> str | None:
     return os.environ.get(f"CHORUSLINE_{name}", default)
 
 
+def optional_int(name: str) -> int | None:
+    value = env(name, None)
+    return None if value is None or not value.strip() else int(value)
+
+
 def print_tree(node: dict[str, object], depth: int = 0) -> None:
     label = f"{node.get('path') or '/'} [{node.get('kind')}, {node.get('state')}"
     label += f", restarts={node.get('restarts')}]"
@@ -177,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     run_serve.add_argument("--model-path", default=env("MODEL_PATH", None))
     run_serve.add_argument("--device", default=env("DEVICE", None))
     run_serve.add_argument("--tiers-file", default=env("TIERS_FILE", None))
+    run_serve.add_argument("--workers", type=int, default=int(env("WORKERS", "1") or 1),
+                           help="server processes sharing the port, each with its own "
+                                "engine (Linux: SO_REUSEPORT)")
+    run_serve.add_argument("--kv-cache-mb", type=int, default=optional_int("KV_CACHE_MB"),
+                           help="KV-cache budget per engine in MiB (default 512)")
+    run_serve.add_argument("--cpu-threads", type=int, default=optional_int("CPU_THREADS"),
+                           help="torch CPU threads per engine (default: all cores, "
+                                "shared evenly between workers)")
+    run_serve.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     run_keys = commands.add_parser("keys", help="create, list or revoke API keys")
     run_keys.add_argument("--database-url", default=database_url)
     key_commands = run_keys.add_subparsers(dest="keys_command", required=True)
@@ -205,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "serve":
+        for flag in ("workers", "kv_cache_mb", "cpu_threads"):
+            if (value := getattr(args, flag)) is not None and value < 1:
+                run_serve.error(f"--{flag.replace('_', '-')} must be at least 1")
         try:
+            if args.workers > 1:
+                return serve_workers(args)
             trio.run(serve_forever, args)
         except (ChoruslineError, ValueError, OSError) as error:
             print(f"chorusline: {error}", file=sys.stderr)

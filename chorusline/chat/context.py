@@ -9,7 +9,7 @@ it does not fit the request is refused with ``ContextTooLong`` rather than trunc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,12 @@ class TemplateLike(Protocol):
 
 class TokenizerLike(Protocol):
     def encode(self, text: str, *, allow_special: bool = False) -> list[int]: ...
+
+    # Decoding single tokens, for logprobs (see ``ChatService.token_bytes``).
+    def token_bytes(self, token_id: int) -> bytes: ...
+
+    @property
+    def special_tokens(self) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ is lost, and a retry with the same idempotency key replays the stored turn.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -33,9 +33,12 @@ from chorusline.chat.store import (
     Role,
     Turn,
 )
-from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.chat.stream import Chunk, LogprobAligner, TokenStream
 from chorusline.chat.turn import TurnHandle, TurnRequest
 from chorusline.protocols import ChoruslineError, InvalidRequest
+
+if TYPE_CHECKING:
+    from chorusline.runtime import TokenLogprob
 
 
 class ConversationInterrupted(ChoruslineError):
@@ -216,6 +219,8 @@ class ConversationActor(Actor):
         """
         deps, store = self.deps, self.deps.store
         moderator = deps.moderator.output_stream()
+        aligner = LogprobAligner()  # token logprobs wait for the moderator's hold-back
+        tail: list[TokenLogprob] = []
         shown, ending = "", ""
         status, finish = MessageStatus.INCOMPLETE, "abort"
         prompt_tokens = completion_tokens = 0
@@ -228,6 +233,7 @@ class ConversationActor(Actor):
                 prompt_tokens = chunk.prompt_tokens or prompt_tokens
                 completion_tokens = chunk.completion_tokens
                 safe = moderator.feed(chunk.text)
+                aligner.add(chunk.text, chunk.logprobs)
                 if chunk.finish_reason is not None and moderator.blocked is None:
                     safe += moderator.finish()
                 if moderator.blocked is not None:
@@ -235,9 +241,12 @@ class ConversationActor(Actor):
                 shown += safe
                 if chunk.finish_reason is not None:
                     status, finish, ending = MessageStatus.COMPLETE, chunk.finish_reason, safe
+                    tail = aligner.rest()
                     completed = True
                     break
-                client.push(Chunk(0, safe, list(chunk.token_ids), prompt_tokens=prompt_tokens,
+                client.push(Chunk(0, safe, list(chunk.token_ids),
+                                  aligner.release(moderator.settled),
+                                  prompt_tokens=prompt_tokens,
                                   completion_tokens=completion_tokens))
                 if trio.current_time() - flushed_at >= deps.draft_flush_interval:
                     await deps.db(store.update_draft, self.conversation_id, draft_id, shown)
@@ -262,7 +271,9 @@ class ConversationActor(Actor):
                     await deps.db(deps.hot_cache.put, self.conversation_id,
                                   [*entries, reply])
             if completed:
-                client.push(Chunk(0, ending, finish_reason=finish, prompt_tokens=prompt_tokens,
+                # A blocked reply's held-back tokens are dropped with their text.
+                client.push(Chunk(0, ending, logprobs=tail, finish_reason=finish,
+                                  prompt_tokens=prompt_tokens,
                                   completion_tokens=completion_tokens))
             else:
                 client.fail(error or ConversationInterrupted("the conversation stopped mid-reply"))

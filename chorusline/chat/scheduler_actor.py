@@ -81,6 +81,10 @@ class SchedulerActor(Actor):
         self.requeued = 0
         self.refused = 0
         self.steps = 0
+        #: Sequences that produced a token per step: the batch sizes operators tune for.
+        self.last_batch = 0
+        self.max_batch = 0
+        self.batched = 0
         self.prefill_rate = 1000.0  # prompt tokens/s, refined as steps complete
         self._ids = itertools.count(1)
         self._wake = trio.Event()
@@ -163,6 +167,9 @@ class SchedulerActor(Actor):
 
     def _fan_out(self, result: StepResult, elapsed: float, step: Step) -> None:
         self.stats = result.stats
+        self.last_batch = len(result.outputs)
+        self.max_batch = max(self.max_batch, self.last_batch)
+        self.batched += self.last_batch
         for request_id, error in result.refused:
             flight = self.inflight.pop(request_id, None)
             self.waiting.pop(request_id, None)
@@ -231,4 +238,7 @@ class SchedulerActor(Actor):
             "refused": self.refused,
             "running": 0 if stats is None else stats.num_running,
             "kv_usage": 0.0 if stats is None else stats.kv_usage,
+            "last_batch_size": self.last_batch,
+            "max_batch_size": self.max_batch,
+            "mean_batch_size": round(self.batched / self.steps, 3) if self.steps else 0.0,
         }

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from chorusline.actors import ActorRef, ActorSpec, ActorSystem, open_actor_system
-from chorusline.chat.deps import ChatDeps
-from chorusline.chat.gpu_worker import EngineLike
+from chorusline.actors import (
+    ActorDead,
+    ActorRef,
+    ActorSpec,
+    ActorSystem,
+    AskTimeout,
+    open_actor_system,
+)
+from chorusline.chat.deps import SCHEDULER_KEY, WORKER_KEY, ChatDeps
+from chorusline.chat.gpu_worker import EngineLike, GetStats
 from chorusline.chat.hot_cache import HotCache
 from chorusline.chat.moderation import Moderator
 from chorusline.chat.ratelimit import RedisBucket, Tiers
@@ -28,8 +36,8 @@ from chorusline.chat.session import ChatRequest, Principal, SessionActor
 from chorusline.chat.store import SqliteStore, Store
 from chorusline.chat.tree import chat_tree
 from chorusline.chat.turn import TurnHandle
-from chorusline.protocols import Unauthorized
-from chorusline.runtime import Engine, EngineConfig, LoadedModel, load_model
+from chorusline.protocols import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from chorusline.runtime import Engine, EngineConfig, EngineStats, LoadedModel, load_model
 from chorusline.supervisors import GetChild
 
 
@@ -91,8 +99,29 @@ class ChatService:
 
     async def chat(self, principal: Principal, request: ChatRequest) -> TurnHandle:
         session = await self.session(principal)
-        handle: TurnHandle = await session.ask(request, timeout=120.0)
+        try:
+            handle: TurnHandle = await session.ask(request, timeout=120.0)
+        except ActorDead as error:  # e.g. the conversation crashed and took the session
+            raise ServiceUnavailable("an actor serving this request crashed and is being "
+                                     "restarted; retry the request") from error
         return handle
+
+    @cached_property
+    def _special_ids(self) -> frozenset[int]:
+        return frozenset(self.deps.tokenizer.special_tokens.values())
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes that logprobs report for a generated token: its vocabulary bytes, and
+        none for a special (control) token. The end-of-turn token that ends a reply is
+        counted in usage and has a logprob, but adds no text; reporting it as empty keeps
+        the concatenated tokens equal to the reply (as vLLM does, skipping special
+        tokens). An id past the tokenizer's vocabulary (padded logits) is empty too."""
+        if token_id in self._special_ids:
+            return b""
+        try:
+            return self.deps.tokenizer.token_bytes(token_id)
+        except IndexError:
+            return b""
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one store call off the event loop (conversation management)."""
@@ -100,6 +129,84 @@ class ChatService:
 
     def snapshot(self) -> dict[str, Any]:
         return self.system.snapshot()
+
+    # -- operations: what the admin API (and the console behind it) may see and do -----
+    async def engine_stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The scheduler's counters plus fresh engine figures asked of the GPU worker.
+
+        The worker answers between engine steps, so the figures are exact rather than a
+        step old. ``engine`` is None while the worker restarts (or does not answer in
+        ``timeout``): operators need the scheduler's view most exactly then.
+        """
+        scheduler = self.system.registry.lookup(SCHEDULER_KEY)
+        node = None if scheduler is None else _find(self.snapshot()["tree"], scheduler.path)
+        engine: dict[str, Any] | None = None
+        worker = self.system.registry.lookup(WORKER_KEY)
+        if worker is not None:
+            try:
+                stats: EngineStats = await worker.ask(GetStats(), timeout=timeout)
+            except (ActorDead, AskTimeout):
+                pass
+            else:
+                engine = asdict(stats)
+                engine["kv_blocks_free"] = stats.kv_blocks_total - stats.kv_blocks_used
+        return {"scheduler": node, "engine": engine}
+
+    def inject_fault(self, path: str, action: str, *, on_message: int = 1,
+                     seconds: float = 0.0, fraction: float = 0.0,
+                     seed: int | None = None) -> None:
+        """Crash, delay, drop or kill the live actor at ``path``.
+
+        Only live actors can be named, so a typo is a NotFound rather than a plan that
+        silently waits for an actor that never comes. Thread actors (the GPU worker) run
+        no trio message loop for a plan to hook into: only ``kill`` applies to them.
+        """
+        ref = self.system.lookup(path)
+        if ref is None:
+            raise NotFound(f"no live actor at {path!r}", param="path")
+        faults = self.system.faults
+        if action == "kill":
+            if not faults.kill(path):  # it stopped since the lookup
+                raise NotFound(f"no live actor at {path!r}", param="path")
+            return
+        if ref.statistics().kind == "thread":
+            raise InvalidRequest(f"{path} is a thread actor: only 'kill' applies to it",
+                                 param="action")
+        try:
+            if action == "crash":
+                faults.crash(path, on_message=on_message)
+            elif action == "delay":
+                faults.delay(path, seconds)
+            elif action == "drop":
+                faults.drop(path, fraction, seed=seed)
+            else:
+                raise InvalidRequest(f"unknown fault action {action!r}", param="action")
+        except ValueError as error:  # an out-of-range number, as the injector checks it
+            raise InvalidRequest(str(error)) from None
+
+    def clear_faults(self, path: str | None = None) -> list[str]:
+        """Remove the fault plans (all, or ``path``'s); returns the paths that had one."""
+        active = self.system.faults.active()
+        if path is None:
+            self.system.faults.clear()
+            return sorted(active)
+        if path not in active and self.system.lookup(path) is None:
+            raise NotFound(f"no live actor and no fault plan at {path!r}", param="path")
+        self.system.faults.clear(path)
+        return [path] if path in active else []
+
+    def active_faults(self) -> dict[str, dict[str, Any]]:
+        """Fault plans in force, by actor path (a consumed one-shot crash is gone)."""
+        return self.system.faults.active()
+
+
+def _find(node: dict[str, Any], path: str) -> dict[str, Any] | None:
+    if node.get("path") == path:
+        return {k: v for k, v in node.items() if k != "children"}
+    for child in node.get("children", []):
+        if (found := _find(child, path)) is not None:
+            return found
+    return None
 
 
 def engine_factory(model: LoadedModel, config: EngineConfig) -> Callable[[], EngineLike]:

@@ -9,13 +9,17 @@ the reader counts as gone: the stream fails and its request is aborted. Closing 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from chorusline.protocols import ChoruslineError
+
+if TYPE_CHECKING:  # the engine module imports torch; a chunk only carries its records
+    from chorusline.runtime import TokenLogprob
 
 
 class SlowConsumer(ChoruslineError):
@@ -27,12 +31,19 @@ class SlowConsumer(ChoruslineError):
 
 @dataclass
 class Chunk:
-    """What one choice produced since the reader last looked (possibly several tokens)."""
+    """What one choice produced since the reader last looked (possibly several tokens).
+
+    ``logprobs`` (only when the request asked for them) are in generation order. From
+    the engine, a token's entry comes in the step that produced the token, possibly
+    before its text (the detokenizer holds back half a UTF-8 character or a possible
+    stop string); through the output moderator, with the chunk that completes its text
+    (see ``LogprobAligner``). Readers hold text-less entries until text follows.
+    """
 
     index: int
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
-    logprobs: list[Any] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -154,3 +165,35 @@ class TokenStream:
         if self._on_close is not None:
             callback, self._on_close = self._on_close, None
             callback(self.request_id)
+
+
+class LogprobAligner:
+    """Holds a reply's token logprobs back until a filter downstream of the engine (the
+    output moderator) has released the text those tokens produced, so a client gets
+    each token's entry with, or after, the delta that shows its text, never ahead of it.
+
+    Alignment is per engine chunk: a chunk's entries are released once all of its text
+    is settled. The filter reports how much of its *input* is settled, so a redaction
+    (which changes the output's length) does not shift the alignment.
+    """
+
+    def __init__(self) -> None:
+        self._fed = 0
+        self._queue: deque[tuple[int, list[TokenLogprob]]] = deque()
+
+    def add(self, text: str, logprobs: list[TokenLogprob]) -> None:
+        """Note one engine chunk: its text (as fed to the filter) and its entries."""
+        self._fed += len(text)
+        if logprobs:
+            self._queue.append((self._fed, logprobs))
+
+    def release(self, settled: int) -> list[TokenLogprob]:
+        """The entries whose text lies within the first ``settled`` characters fed."""
+        out: list[TokenLogprob] = []
+        while self._queue and self._queue[0][0] <= settled:
+            out.extend(self._queue.popleft()[1])
+        return out
+
+    def rest(self) -> list[TokenLogprob]:
+        """Everything still held: the reply ended and its text is all out."""
+        return self.release(self._fed)

@@ -10,7 +10,9 @@ from chorusline.protocols.errors import (
     ModelNotFound,
     NotFound,
     Overloaded,
+    PermissionDenied,
     RateLimited,
+    ServiceUnavailable,
     Unauthorized,
 )
 
@@ -23,7 +25,9 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "Overloaded",
+    "PermissionDenied",
     "RateLimited",
+    "ServiceUnavailable",
     "Unauthorized",
     "openai",
 ]

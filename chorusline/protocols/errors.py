@@ -71,6 +71,16 @@ class Unauthorized(ChoruslineError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(ChoruslineError):
+    """Valid credentials without the right to this operation (an admin route called
+    with a non-admin key). OpenAI answers such 403s with ``invalid_request_error``; the
+    code says which right is missing."""
+
+    http_status = 403
+    error_type = "invalid_request_error"
+    code = "insufficient_permissions"
+
+
 class RateLimited(ChoruslineError):
     """A rate-limit bucket refused the request; ``retry_after`` is in seconds."""
 
@@ -101,3 +111,13 @@ class Overloaded(ChoruslineError):
     def __init__(self, message: str, *, retry_after: float, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(ChoruslineError):
+    """An actor serving the request died mid-request (a crash its supervisor is
+    restarting). Nothing acknowledged is lost and a retry, with the same idempotency
+    key, is safe: a 503, not a 500, because it is not a bug in the request's handling."""
+
+    http_status = 503
+    error_type = "server_error"
+    code = "service_unavailable"

@@ -10,7 +10,8 @@ a constructor that would fail with a bare ``TypeError`` (a 500). Value *ranges* 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 #: OpenAI defines only these; an engine-internal reason ("abort"...) is reported as "stop".
 FINISH_REASONS = {"stop", "length", "content_filter"}
 SSE_DONE = b"data: [DONE]\n\n"
+#: What OpenAI reports for a probability too small to represent (JSON has no -Infinity).
+MIN_LOGPROB = -9999.0
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,11 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 def completion(
     id: str, created: int, model: str, choices: list[tuple[str, str | None]],
     prompt_tokens: int, completion_tokens: int,
+    logprobs: Sequence[list[dict[str, Any]] | None] | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` body; ``choices`` is ``(text, finish_reason)`` per index."""
+    """A ``chat.completion`` body; ``choices`` is ``(text, finish_reason)`` per index and
+    ``logprobs`` (when the client asked for them) the token entries per index."""
+    entries = logprobs if logprobs is not None else [None] * len(choices)
     return {
         "id": id,
         "object": "chat.completion",
@@ -184,10 +190,10 @@ def completion(
             {
                 "index": i,
                 "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
+                "logprobs": choice_logprobs(content),
                 "finish_reason": finish_reason(reason) or "stop",
             }
-            for i, (text, reason) in enumerate(choices)
+            for i, ((text, reason), content) in enumerate(zip(choices, entries, strict=True))
         ],
         "usage": usage(prompt_tokens, completion_tokens),
     }
@@ -213,14 +219,43 @@ def chunk(
 
 
 def delta(index: int, *, role: bool = False, content: str | None = None,
-          finish: str | None = None) -> dict[str, Any]:
+          finish: str | None = None,
+          logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One choice of a chunk; ``logprobs`` are the entries of the tokens whose text this
+    delta carries (None: not requested, or nothing to report on this delta)."""
     body: dict[str, Any] = {}
     if role:
         body["role"] = "assistant"
     if content is not None:
         body["content"] = content
-    return {"index": index, "delta": body, "logprobs": None,
+    return {"index": index, "delta": body, "logprobs": choice_logprobs(logprobs),
             "finish_reason": finish_reason(finish)}
+
+
+# -- logprobs ----------------------------------------------------------------------------
+
+def choice_logprobs(content: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """A choice's ``logprobs`` object; None (JSON null) when logprobs were not asked for."""
+    return None if content is None else {"content": content, "refusal": None}
+
+
+def top_logprob(token: bytes, logprob: float) -> dict[str, Any]:
+    """One ``{"token", "logprob", "bytes"}`` entry. ``token`` is the token's raw bytes: a
+    token that is only part of a UTF-8 character decodes with U+FFFD in ``token`` while
+    ``bytes`` keeps the exact bytes, so a client can rebuild the text from ``bytes``."""
+    value = float(logprob)
+    return {"token": token.decode("utf-8", errors="replace"),
+            "logprob": value if math.isfinite(value) else MIN_LOGPROB,
+            "bytes": list(token)}
+
+
+def token_logprob(token: bytes, logprob: float,
+                  top: Sequence[tuple[bytes, float]] = ()) -> dict[str, Any]:
+    """The entry for one generated token: itself plus its most likely alternatives (in the
+    engine's order, most likely first)."""
+    entry = top_logprob(token, logprob)
+    entry["top_logprobs"] = [top_logprob(t, lp) for t, lp in top]
+    return entry
 
 
 def model_list(name: str, created: int, owned_by: str = "chorusline") -> dict[str, Any]:

@@ -26,7 +26,7 @@ from chorusline.protocols import (
     Unauthorized,
 )
 from chorusline.protocols import openai as wire
-from chorusline.web import conversations, observability
+from chorusline.web import admin, conversations, observability
 from chorusline.web.completions import build_request, complete
 
 log = logging.getLogger("chorusline.web")
@@ -42,6 +42,8 @@ def error_response(error: ChoruslineError) -> Response:
         response.headers.update(error.headers)
     if isinstance(error, RateLimited | Overloaded):
         response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    elif error.http_status == 503:  # a restart in progress: soon over, so retry soon
+        response.headers["Retry-After"] = "1"
     return response
 
 
@@ -104,6 +106,7 @@ def create_app(chat: ChatService, model_name: str) -> QuartTrio:
 
     conversations.register(app, chat, model_name)
     observability.register(app, chat, model_name)
+    admin.register(app, chat)
 
     @app.errorhandler(ChoruslineError)
     async def on_chorusline_error(error: ChoruslineError) -> Response:

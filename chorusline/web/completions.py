@@ -10,6 +10,12 @@ While a stream waits for output (queued, prefilling a long prompt, or a GPU work
 restarting) it sends an SSE comment every ``HEARTBEAT_SECONDS`` so that proxies and
 clients with idle timeouts keep the connection; SSE clients, the OpenAI SDK included,
 ignore comment lines.
+
+With ``logprobs`` each token's entry travels with the delta that shows its text: a token
+whose text the engine or the moderator still holds back (half a UTF-8 character, a
+possible stop string, the moderation window) has its entry kept until that text goes
+out, and entries with no text of their own (the end-of-turn token) ride on the chunk
+that carries the ``finish_reason``.
 """
 
 from __future__ import annotations
@@ -75,27 +81,50 @@ class _Usage:
         return wire.usage(self.prompt, sum(self.completion.values()))
 
 
+class _Logprobs:
+    """Turns the engine's token logprobs into OpenAI entries, per choice, for a request
+    that asked for them (``wanted``); for one that did not, every method gives None."""
+
+    def __init__(self, chat: ChatService, wanted: bool) -> None:
+        self.token_bytes = chat.token_bytes
+        self.wanted = wanted
+        self.held: dict[int, list[dict[str, Any]]] = {}
+
+    def add(self, chunk: Chunk) -> None:
+        if self.wanted:
+            tb = self.token_bytes
+            self.held.setdefault(chunk.index, []).extend(
+                wire.token_logprob(tb(lp.token_id), lp.logprob,
+                                   [(tb(t), v) for t, v in lp.top_logprobs])
+                for lp in chunk.logprobs)
+
+    def take(self, index: int) -> list[dict[str, Any]] | None:
+        """The entries held for a choice (emptied); None if logprobs were not asked for."""
+        return self.held.pop(index, []) if self.wanted else None
+
+
 async def complete(chat: ChatService, principal: Principal, request: ChatRequest,
                    parsed: wire.ChatCompletionRequest, model: str) -> Response:
     observer = observe_turn()  # now: the request context is gone once streaming starts
     handle = await chat.chat(principal, request)
     response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    logprobs = _Logprobs(chat, request.params.logprobs)
     if parsed.stream:
         body = _SseBody(handle, _events(handle, parsed, response_id, created, model,
-                                        observer), observer)
+                                        observer, logprobs), observer)
         response = Response(body, mimetype="text/event-stream")
         response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
     else:
-        response = await _collect(handle, response_id, created, model, observer)
+        response = await _collect(handle, response_id, created, model, observer, logprobs)
     response.headers.update(handle.rate_headers)
     response.headers["X-Request-Id"] = handle.request_id
     return response
 
 
 async def _collect(handle: TurnHandle, response_id: str, created: int, model: str,
-                   observer: TurnObserver) -> Response:
+                   observer: TurnObserver, logprobs: _Logprobs) -> Response:
     choices = max(handle.stream.choices, 1)
     texts = [""] * choices
     finishes: list[str | None] = [None] * choices
@@ -104,6 +133,7 @@ async def _collect(handle: TurnHandle, response_id: str, created: int, model: st
         async for chunks in handle.stream:
             for chunk in chunks:
                 texts[chunk.index] += chunk.text
+                logprobs.add(chunk)
                 finishes[chunk.index] = chunk.finish_reason or finishes[chunk.index]
                 usage.add(chunk)
             observer.progress(usage.body()["completion_tokens"])
@@ -112,13 +142,14 @@ async def _collect(handle: TurnHandle, response_id: str, created: int, model: st
         counts = usage.body()
         observer.finish(counts["prompt_tokens"], counts["completion_tokens"])
     body = wire.completion(response_id, created, model, list(zip(texts, finishes, strict=True)),
-                           counts["prompt_tokens"], counts["completion_tokens"])
+                           counts["prompt_tokens"], counts["completion_tokens"],
+                           [logprobs.take(i) for i in range(choices)])
     return Response(wire.json_bytes(body), mimetype="application/json")
 
 
 async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                   response_id: str, created: int, model: str,
-                  observer: TurnObserver) -> AsyncIterator[bytes]:
+                  observer: TurnObserver, logprobs: _Logprobs) -> AsyncIterator[bytes]:
     include = parsed.include_usage
     usage = _Usage(handle)
     started: set[int] = set()
@@ -138,13 +169,19 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                 break
             for chunk in batch:
                 usage.add(chunk)
-                if chunk.index not in started:  # OpenAI sends the role on its own first
-                    started.add(chunk.index)
-                    yield frame([wire.delta(chunk.index, role=True, content="")])
+                index = chunk.index
+                if index not in started:  # OpenAI sends the role on its own first
+                    started.add(index)
+                    yield frame([wire.delta(index, role=True, content="",
+                                            logprobs=logprobs.take(index))])
+                logprobs.add(chunk)
                 if chunk.text:
-                    yield frame([wire.delta(chunk.index, content=chunk.text)])
+                    yield frame([wire.delta(index, content=chunk.text,
+                                            logprobs=logprobs.take(index))])
                 if chunk.finish_reason is not None:
-                    yield frame([wire.delta(chunk.index, finish=chunk.finish_reason)])
+                    # Like OpenAI, null here unless some entries had no text to go with.
+                    yield frame([wire.delta(index, finish=chunk.finish_reason,
+                                            logprobs=logprobs.take(index) or None)])
             observer.progress(usage.body()["completion_tokens"])
     except ChoruslineError as error:
         # The status line is gone; OpenAI reports a mid-stream failure as an error event.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chorusline.web.admin_spec import admin_paths
+
 JSON = "application/json"
 Schema = dict[str, Any]
 
@@ -132,15 +134,37 @@ def sampling_properties() -> dict[str, Schema]:
                            "the vocabulary is a 400 `invalid_token_id`.",
         },
         "logprobs": {"type": ["boolean", "null"],
-                     "description": "Accepted; log probabilities are not returned "
-                                    "(`logprobs` is always null)."},
+                     "description": "Return each generated token's log probability in "
+                                    "the choice's `logprobs` (else it is null)."},
         "top_logprobs": {**NULL_INT, "minimum": 0, "maximum": 20,
-                         "description": "Non-zero requires `logprobs: true` (else 400)."},
+                         "description": "Most likely alternatives per token; non-zero "
+                                        "requires `logprobs: true` (else 400)."},
         "ignore_eos": {"type": ["boolean", "null"],
                        "description": "chorusline extension: keep generating past "
                                       "end-of-sequence (benchmarks)."},
         "stream": {"type": ["boolean", "null"]},
         "stream_options": _nullable(_obj({"include_usage": {"type": ["boolean", "null"]}})),
+    }
+
+
+def logprob_schemas() -> dict[str, Schema]:
+    """OpenAI's ``logprobs`` object of a choice (``chorusline.protocols.openai``)."""
+    top: dict[str, Schema] = {
+        "token": {**STR, "description": "The token's text (U+FFFD for part of a "
+                                        "character; empty for a special token)."},
+        "logprob": {"type": "number"},
+        "bytes": {"type": ["array", "null"],
+                  "items": {"type": "integer", "minimum": 0, "maximum": 255}},
+    }
+    return {
+        "TopLogprob": _obj(top, ["token", "logprob", "bytes"], closed=True),
+        "TokenLogprob": _obj(
+            {**top, "top_logprobs": {"type": "array", "items": _ref("TopLogprob")}},
+            ["token", "logprob", "bytes", "top_logprobs"], closed=True),
+        "ChoiceLogprobs": _obj({
+            "content": {"type": ["array", "null"], "items": _ref("TokenLogprob")},
+            "refusal": {"type": "null"},
+        }, ["content"], closed=True),
     }
 
 
@@ -202,7 +226,7 @@ def components(model_name: str) -> Schema:
                     "message": _obj({"role": {"const": "assistant"}, "content": STR,
                                      "refusal": {"type": "null"}},
                                     ["role", "content"], closed=True),
-                    "logprobs": {"type": "null"},
+                    "logprobs": _nullable(_ref("ChoiceLogprobs")),
                     "finish_reason": FINISH,
                 }, ["index", "message", "finish_reason"], closed=True)},
                 "usage": usage,
@@ -214,11 +238,12 @@ def components(model_name: str) -> Schema:
                     "index": INT,
                     "delta": _obj({"role": {"const": "assistant"}, "content": STR},
                                   closed=True),
-                    "logprobs": {"type": "null"},
+                    "logprobs": _nullable(_ref("ChoiceLogprobs")),
                     "finish_reason": _nullable(FINISH),
                 }, ["index", "delta", "finish_reason"])},
                 "usage": _nullable(usage),
             }, ["id", "object", "created", "model", "choices"]),
+            **logprob_schemas(),
             "ModelList": _obj({
                 "object": {"const": "list"},
                 "data": {"type": "array", "items": _obj({
@@ -442,6 +467,7 @@ def build_spec(model_name: str) -> Schema:
                     **_errors(400, 401, 404, 413, 429, 503),
                 }}},
             **_conversation_paths(),
+            **admin_paths(),
         },
         "components": components(model_name),
     }

@@ -1,18 +1,32 @@
-"""Raw HTTP: SSE framing, error bodies for malformed input, probes, and a client that
-hangs up mid-stream (which must abort the generation in the engine)."""
+"""Raw HTTP: SSE framing, error bodies for malformed input, probes, a client that
+hangs up mid-stream (which must abort the generation in the engine), and admission
+control refusing a request the engine queue has no room for (503 + Retry-After)."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 import trio
 
-from chorusline.chat import WORKER_KEY
+from chorusline.chat import (
+    WORKER_KEY,
+    AdmissionLimits,
+    ChatSettings,
+    SqliteStore,
+    open_chat_service,
+)
 from chorusline.chat.gpu_worker import GetStats
-from tests.web.conftest import MODEL, Web
+from chorusline.runtime import Engine, EngineConfig, LoadedModel
+from chorusline.web import serve
+from tests.web.conftest import MODEL, TIERS, Web
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -132,3 +146,85 @@ async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
             worker = await web.chat.system.registry.wait_for(WORKER_KEY)
             await worker.ask(GetStats())
     assert handle.stream.completion_tokens < 1500
+
+
+class GatedEngine:
+    """The real engine whose ``step`` waits for ``gate``: holding the first request's
+    first step makes "the engine is still busy with it" a fact, not a race."""
+
+    def __init__(self, engine: Engine, gate: threading.Event, entered: threading.Event
+                 ) -> None:
+        self.engine, self.gate, self.entered = engine, gate, entered
+
+    def add_request(self, *args: Any, **kwargs: Any) -> None:
+        self.engine.add_request(*args, **kwargs)
+
+    def abort(self, request_id: str) -> bool:
+        return self.engine.abort(request_id)
+
+    def has_unfinished(self) -> bool:
+        return self.engine.has_unfinished()
+
+    def stats(self) -> Any:
+        return self.engine.stats()
+
+    def step(self) -> Any:
+        self.entered.set()
+        self.gate.wait(timeout=120)  # bounded: a failing test must not hang the worker
+        return self.engine.step()
+
+
+@asynccontextmanager
+async def gated_server(chat_model: LoadedModel, tmp_path: Path, limits: AdmissionLimits,
+                       gate: threading.Event, entered: threading.Event
+                       ) -> AsyncIterator[Web]:
+    store = SqliteStore(tmp_path / "gated.db")
+    config = EngineConfig(kv_cache_bytes=16 * 1024 * 1024, max_model_len=2048)
+    settings = ChatSettings(model_name=MODEL, tiers=TIERS, limits=limits)
+    make_engine = lambda: GatedEngine(Engine(chat_model, config), gate, entered)  # noqa: E731
+    async with open_chat_service(settings, model=chat_model, store=store,
+                                 make_engine=make_engine) as chat:
+        user = store.create_user("ada")
+        key = store.create_api_key(user.id, tier="big").plaintext
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(
+                serve, chat, port=0, model_name=MODEL, shutdown=shutdown,
+                graceful_timeout=1.0))
+            try:
+                yield Web(chat, port, key, user.id)
+            finally:
+                gate.set()
+                shutdown.set()
+
+
+async def test_overload_is_a_503_with_retry_after(chat_model: LoadedModel,
+                                                  tmp_path: Path) -> None:
+    gate, entered = threading.Event(), threading.Event()
+    limits = AdmissionLimits(max_waiting_requests=1)
+    body = {"model": MODEL, "messages": QUESTION, "max_tokens": 4, "temperature": 0}
+    first: list[httpx2.Response] = []
+    async with gated_server(chat_model, tmp_path, limits, gate, entered) as web:
+        async with trio.open_nursery() as nursery:
+
+            async def send_first() -> None:
+                first.append(await post(web, body))
+
+            nursery.start_soon(send_first)
+            # The first request is admitted and its first engine step is held at the
+            # gate, so it still waits for an engine slot while the others arrive.
+            assert await trio.to_thread.run_sync(entered.wait, 60)
+            for stream in (False, True):
+                refused = await post(web, {**body, "stream": stream})
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["content-type"].startswith("application/json")
+                error = refused.json()["error"]
+                assert error == {"message": error["message"], "type": "server_error",
+                                 "param": None, "code": "overloaded"}
+                assert int(refused.headers["Retry-After"]) >= 1
+            gate.set()
+        [served] = first
+        assert served.status_code == 200, served.text
+        assert served.json()["usage"]["completion_tokens"] == 4
+        metrics = await get(web, "/metrics")
+        assert "chorusline_admission_refusals_total 2.0" in metrics.text

@@ -12,6 +12,7 @@ from chorusline.protocols import InvalidRequest, Overloaded, RateLimited
 from chorusline.protocols import openai as wire
 from chorusline.web import create_app
 from chorusline.web.app import error_response
+from chorusline.web.completions import build_request
 
 
 def test_parsing_normalises_what_openai_clients_send() -> None:
@@ -69,3 +70,24 @@ async def test_a_bug_is_a_logged_openai_format_500(caplog: pytest.LogCaptureFixt
     body = await response.get_json()
     assert body["error"]["type"] == "server_error"
     assert "a bug" in caplog.text
+
+
+def test_logprob_fields_reach_the_sampling_params() -> None:
+    parsed = wire.parse_chat_request({"model": "m", "messages": [{"role": "user",
+                                      "content": "hi"}], "logprobs": True, "top_logprobs": 5})
+    assert parsed.sampling == {"logprobs": True, "top_logprobs": 5}
+    params = build_request(parsed, "m", None).params
+    assert params.logprobs and params.top_logprobs == 5
+
+
+@pytest.mark.parametrize("fields", [
+    {"logprobs": True, "top_logprobs": 21}, {"logprobs": True, "top_logprobs": -1},
+    {"top_logprobs": 1}, {"logprobs": "yes"}, {"logprobs": True, "top_logprobs": 2.5},
+    {"logprobs": True, "top_logprobs": True},
+])
+def test_bad_logprob_fields_are_a_400(fields: dict[str, Any]) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
+    with pytest.raises(InvalidRequest) as caught:
+        build_request(wire.parse_chat_request(body), "m", None)
+    assert caught.value.http_status == 400
+    assert caught.value.param in ("logprobs", "top_logprobs")

@@ -103,6 +103,12 @@ class OutputModerator:
         """Everything returned so far by ``feed`` and ``finish``."""
         return "".join(self._out)
 
+    @property
+    def settled(self) -> int:
+        """How many characters of the input (what ``feed`` took, before redaction) are
+        final and emitted; lets a caller align per-token data with the released text."""
+        return self._line_start + self._cut
+
     def pending_limit(self, line_length: int) -> int:
         """How many characters of the current line may wait before it is re-scanned.
 

@@ -1,0 +1,133 @@
+"""The admin API (``/v1/admin/...``): what the supervisor console reads and does.
+
+Every route needs an API key with the admin flag (``chorusline keys create --admin``, or
+the key the first start prints): no key is a 401 like everywhere else, a valid key
+without the flag is a 403 (``insufficient_permissions``). Unlike conversation ids, the
+routes themselves are no secret, so refusing with 403 rather than 404 leaks nothing and
+tells an operator with the wrong key what is wrong.
+
+The routes only read what the actor system already publishes (the tree snapshot, the
+GPU worker's ``GetStats``) and drive its fault injector, through ``ChatService``'s public
+methods; nothing here reaches into an actor. Each answer names the process that served
+it (``worker_pid``): with ``chorusline serve --workers N`` every worker has its own actor
+tree, so a fault injected through one connection touches only the worker that took it.
+
+Bodies are checked strictly (unknown fields, a field the action does not use, a wrong
+type or range: 400), so a misspelt fault never silently does something else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from chorusline.chat import ChatService
+from chorusline.protocols import InvalidRequest, PermissionDenied
+
+#: The fields each fault action takes besides ``path`` and ``action``.
+ACTION_FIELDS: dict[str, frozenset[str]] = {
+    "crash": frozenset({"on_message"}),
+    "delay": frozenset({"seconds"}),
+    "drop": frozenset({"fraction", "seed"}),
+    "kill": frozenset(),
+}
+#: A delay longer than this is a typo (milliseconds meant), not a plan.
+MAX_DELAY_SECONDS = 3600.0
+
+
+def _number(body: dict[str, Any], name: str, *, low: float, high: float) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequest(f"{name} must be a number", param=name)
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be within [{low:g}, {high:g}]", param=name)
+    return float(value)
+
+
+def _integer(body: dict[str, Any], name: str, *, low: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer", param=name)
+    if low is not None and value < low:
+        raise InvalidRequest(f"{name} must be at least {low}", param=name)
+    return value
+
+
+def _actor_path(value: object, param: str = "path") -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 1024:
+        raise InvalidRequest("path must be an actor path such as "
+                             "'/chat/conversations/conv-<id>'", param=param)
+    return value
+
+
+def parse_fault(body: object) -> dict[str, Any]:
+    """A POST /v1/admin/faults body as keyword arguments for ``ChatService.inject_fault``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    action = body.get("action")
+    if not isinstance(action, str) or action not in ACTION_FIELDS:
+        raise InvalidRequest(f"action must be one of {', '.join(ACTION_FIELDS)}",
+                             param="action")
+    extra = set(body) - {"path", "action"} - ACTION_FIELDS[action]
+    if extra:
+        name = sorted(extra)[0]
+        raise InvalidRequest(f"{name!r} does not apply to a {action!r} fault", param=name)
+    fault: dict[str, Any] = {"path": _actor_path(body.get("path")), "action": action}
+    if action == "crash":
+        fault["on_message"] = _integer(body, "on_message", low=1) or 1
+    elif action == "delay":
+        fault["seconds"] = _number(body, "seconds", low=0.0, high=MAX_DELAY_SECONDS)
+    elif action == "drop":
+        fault["fraction"] = _number(body, "fraction", low=0.0, high=1.0)
+        fault["seed"] = _integer(body, "seed")
+    return fault
+
+
+def register(app: QuartTrio, chat: ChatService) -> None:
+    """Add the admin routes to ``app``."""
+    from chorusline.web.app import authenticate, json_body, json_response
+
+    async def require_admin() -> None:
+        principal = await authenticate(chat)
+        if not principal.admin:
+            raise PermissionDenied("this route needs an API key with the admin flag "
+                                   "('chorusline keys create --admin')")
+
+    def answer(kind: str, data: dict[str, Any]) -> Response:
+        return json_response({"object": kind, "worker_pid": os.getpid(), **data})
+
+    @app.get("/v1/admin/actors")
+    async def admin_actors() -> Response:
+        await require_admin()
+        return answer("admin.actors", chat.snapshot())
+
+    @app.get("/v1/admin/engine")
+    async def admin_engine() -> Response:
+        await require_admin()
+        return answer("admin.engine", await chat.engine_stats())
+
+    @app.get("/v1/admin/faults")
+    async def admin_faults() -> Response:
+        await require_admin()
+        return answer("admin.faults", {"active": chat.active_faults()})
+
+    @app.post("/v1/admin/faults")
+    async def admin_inject_fault() -> Response:
+        await require_admin()
+        fault = parse_fault(await json_body())
+        chat.inject_fault(**fault)
+        return answer("admin.fault", {"path": fault["path"], "action": fault["action"],
+                                      "active": chat.active_faults()})
+
+    @app.delete("/v1/admin/faults")
+    async def admin_clear_faults() -> Response:
+        await require_admin()
+        path = request.args.get("path")
+        cleared = chat.clear_faults(None if path is None else _actor_path(path))
+        return answer("admin.faults", {"cleared": cleared, "active": chat.active_faults()})
