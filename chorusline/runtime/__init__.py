@@ -3,23 +3,12 @@
 Names are exported lazily (PEP 562): the block manager and scheduler are pure Python and
 must stay importable without torch, so ``import chorusline.runtime`` loads nothing heavy
 until a torch-backed name (``Engine``, ``load_model``...) is first used.
-
-Importing the package also sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already
-says otherwise, because torch's OpenMP workers otherwise spin while they wait for work. On
-a machine whose cores are shared (the event loop, the HTTP clients, other processes) a
-spinning worker keeps a core from the thread it waits for: 32 concurrent requests (50
-prompt + 64 new tokens each) with two torch threads at load average ~5 ran at 27 output
-tok/s spinning and 211 tok/s passive (one thread: 229 tok/s); see docs/performance.md.
-The variable is read when OpenMP starts, so it only helps if torch was not imported first.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS: dict[str, str] = {
     # pure Python
