@@ -1,22 +1,30 @@
 """Engine throughput on the bundled SmolLM2-135M, printed as one table.
 
     .venv/bin/python benchmarks/engine.py [--threads N] [--batches 1,8,32,64]
-                                          [--dtypes fp32,bf16] [--no-hf]
+                                          [--dtypes default,fp32] [--no-hf]
+                                          [--repeats 3]
 
 Rows: model load (cold: dequantise into an empty cache dir; cached: second load), single
 stream decode tok/s (time between first and last token, so prefill is excluded), aggregate
 output tok/s for B concurrent requests (~40-token prompts, 64 new tokens each, wall time
 from submission to the last token, prefill included), and transformers' ``generate`` on
-the same weights (64 new tokens, greedy, wall time). Figures depend heavily on what else
-the machine runs: report ``uptime`` with them.
+the same weights (64 new tokens, greedy, wall time), in fp32 (the dequantised weights as
+loaded) and in bf16, so that the comparison can be made against its faster setting.
+``default`` is whatever ``EngineConfig`` picks on this machine (dtype and 4-bit path). The
+targets compare the default against transformers' *faster* dtype. Every throughput is the
+median of ``--repeats`` runs, printed with the range: on the shared VM the same command
+moved by up to a quarter between runs minutes apart. Report ``uptime`` with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +32,21 @@ import torch
 
 from chorusline.runtime import Engine, EngineConfig, LoadedModel, SamplingParams, load_model
 
+REPEATS = 3
+
+
+def median_of(measure: Callable[[], float]) -> str:
+    """``measure()`` run REPEATS times: the median tok/s and the range."""
+    values = sorted(measure() for _ in range(REPEATS))
+    if len(values) == 1:
+        return f"{values[0]:.1f} tok/s"
+    return f"{statistics.median(values):.1f} tok/s  ({values[0]:.1f}-{values[-1]:.1f})"
+
 NEW_TOKENS = 64
 TOPICS = ["the sea", "volcanoes", "bread", "chess", "the moon", "bees", "rivers", "trains",
           "glass", "owls", "paper", "tea", "clocks", "maps", "salt", "wind"]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES: dict[str, torch.dtype | None] = {"default": None, "fp32": torch.float32,
+                                         "bf16": torch.bfloat16}
 
 
 def prompts(model: LoadedModel, count: int) -> list[list[int]]:
@@ -60,7 +79,7 @@ def aggregate(engine: Engine, batch: list[list[int]]) -> float:
     return len(batch) * NEW_TOKENS / elapsed
 
 
-def transformers_generate(model: LoadedModel, prompt: list[int]) -> float:
+def transformers_generate(model: LoadedModel, prompt: list[int], dtype: torch.dtype) -> float:
     import transformers
 
     c = model.config
@@ -75,6 +94,7 @@ def transformers_generate(model: LoadedModel, prompt: list[int]) -> float:
     hf: Any = transformers.LlamaForCausalLM(hf_config)
     hf.train(False)
     hf.load_state_dict(model.weights, strict=False)
+    hf.to(dtype)
     ids = torch.tensor([prompt])
     with torch.inference_mode():
         hf.generate(ids, max_new_tokens=4, do_sample=False)
@@ -89,9 +109,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batches", default="1,8,32,64")
-    parser.add_argument("--dtypes", default="fp32")
+    parser.add_argument("--dtypes", default="default,fp32")
     parser.add_argument("--no-hf", action="store_true")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args()
+    global REPEATS
+    REPEATS = max(1, args.repeats)
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, str]] = [("torch threads", str(args.threads)),
                                    ("load average (1 min)", f"{os.getloadavg()[0]:.2f}")]
@@ -113,14 +136,19 @@ def main() -> None:
                               max_num_batched_tokens=4096, enable_prefix_caching=False)
         engine = Engine(model, config)
         engine.generate({"warm": batch_prompts[0]}, SamplingParams(temperature=0, max_tokens=4))
-        stream = single_stream(engine, batch_prompts[0])
-        rows.append((f"[{name}] single-stream decode", f"{stream:.1f} tok/s"))
+        stream = median_of(partial(single_stream, engine, batch_prompts[0]))
+        label = f"{name}: {str(engine.dtype).removeprefix('torch.')}"
+        if any(layer.q4_qkv is not None for layer in engine.model.layers):
+            label += " + int4"
+        name = label
+        rows.append((f"[{name}] single-stream decode", stream))
         for b in batches:
             rows.append((f"[{name}] aggregate output, batch {b}",
-                         f"{aggregate(engine, batch_prompts[:b]):.1f} tok/s"))
+                         median_of(partial(aggregate, engine, batch_prompts[:b]))))
     if not args.no_hf:
-        rows.append(("transformers generate, single stream",
-                     f"{transformers_generate(model, batch_prompts[0]):.1f} tok/s"))
+        for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            rate = median_of(partial(transformers_generate, model, batch_prompts[0], dtype))
+            rows.append((f"transformers generate {label}, single stream", rate))
     rows.append(("load average (1 min, end)", f"{os.getloadavg()[0]:.2f}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -139,10 +139,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def engine_config(threads: int) -> EngineConfig:
-    # Prefix caching off: every turn prefills its whole prompt on both sides.
+def engine_config(threads: int, prefix_caching: bool = False) -> EngineConfig:
+    # Prefix caching off by default: every turn prefills its whole prompt on both sides.
     return EngineConfig(device="cpu", kv_cache_bytes=256 * 1024 * 1024, max_num_seqs=64,
-                        max_model_len=CONTEXT_WINDOW, enable_prefix_caching=False,
+                        max_model_len=CONTEXT_WINDOW, enable_prefix_caching=prefix_caching,
                         cpu_threads=threads)
 
 

@@ -104,7 +104,7 @@ def paged_attention(
     v_cache: torch.Tensor,
     meta: AttentionMetadata,
 ) -> torch.Tensor:
-    """Attend ``q [T, H, D]`` against one layer's cache ``[num_blocks, block_size, KVH, D]``.
+    """Attend ``q [T, H, D]`` against one layer's cache ``[KVH, num_blocks, block_size, D]``.
 
     Returns ``[T, H * D]``. The caller must already have written this step's K/V.
     """
@@ -125,7 +125,7 @@ def _group_attention(
     g: AttentionGroup,
     scale: float,
 ) -> torch.Tensor:
-    _, block_size, kv_heads, head_dim = k_cache.shape
+    kv_heads, _, block_size, head_dim = k_cache.shape
     num_heads = q.shape[1]
     b, width = g.block_index.shape
     if g.max_q == 1 and q.device.type == "cpu":
@@ -133,10 +133,10 @@ def _group_attention(
     if g.q_gather is not None:
         q = q.index_select(0, g.q_gather)
     qb = q.view(b, g.max_q, num_heads, head_dim).transpose(1, 2)
-    k = k_cache.index_select(0, g.block_index.view(-1)).view(b, width * block_size, kv_heads,
-                                                             head_dim).transpose(1, 2)
-    v = v_cache.index_select(0, g.block_index.view(-1)).view(b, width * block_size, kv_heads,
-                                                             head_dim).transpose(1, 2)
+    index = g.block_index.view(-1)
+    span = width * block_size
+    k = k_cache.index_select(1, index).view(kv_heads, b, span, head_dim).transpose(0, 1)
+    v = v_cache.index_select(1, index).view(kv_heads, b, span, head_dim).transpose(0, 1)
     o = F.scaled_dot_product_attention(qb, k, v, attn_mask=g.mask, scale=scale,
                                        enable_gqa=kv_heads != num_heads)
     o = o.transpose(1, 2).reshape(b * g.max_q, num_heads * head_dim)
@@ -157,22 +157,22 @@ def _decode_attention(
     Query heads are grouped by the KV head they share (head ``h`` reads KV head
     ``h // group``, as ``enable_gqa`` does), so K and V are never repeated.
     """
-    _, block_size, kv_heads, head_dim = k_cache.shape
+    kv_heads, _, block_size, head_dim = k_cache.shape
     b, width = g.block_index.shape
     num_heads = q.shape[1]
     span = width * block_size
     if g.bias is None:
-        g.bias = torch.zeros(g.mask.shape, dtype=torch.float32, device=g.mask.device)
-        g.bias.masked_fill_(~g.mask, float("-inf"))
+        g.bias = torch.zeros(1, b, 1, span, dtype=torch.float32, device=g.mask.device)
+        g.bias.masked_fill_(~g.mask.view(1, b, 1, span), float("-inf"))
     index = g.block_index.view(-1)
-    k = k_cache.index_select(0, index).view(b, span, kv_heads, head_dim)
-    v = v_cache.index_select(0, index).view(b, span, kv_heads, head_dim)
-    qg = q.view(b, kv_heads, num_heads // kv_heads, head_dim)
-    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)).float()  # [B, KVH, group, span]
+    k = k_cache.index_select(1, index).view(kv_heads, b, span, head_dim)
+    v = v_cache.index_select(1, index).view(kv_heads, b, span, head_dim)
+    qg = q.view(b, kv_heads, num_heads // kv_heads, head_dim).transpose(0, 1)
+    scores = torch.matmul(qg, k.transpose(2, 3)).float()  # [KVH, B, group, span]
     scores.mul_(scale).add_(g.bias)
     probs = scores.softmax(-1).to(q.dtype)
-    out = torch.matmul(probs, v.transpose(1, 2))  # [B, KVH, group, D]
-    return out.reshape(b, num_heads * head_dim)
+    out = torch.matmul(probs, v)  # [KVH, B, group, D]
+    return out.transpose(0, 1).reshape(b, num_heads * head_dim)
 
 
 def reference_attention(

@@ -33,7 +33,12 @@ def blocks_for_budget(
 
 
 class KVCache:
-    """``data[layer, 0|1, block, offset, kv_head, head_dim]`` (0 = keys, 1 = values)."""
+    """``data[layer, 0|1, kv_head, block, offset, head_dim]`` (0 = keys, 1 = values).
+
+    Heads lead the block axis so that gathering a batch's blocks yields each head's keys
+    already laid out ``[KVH, batch, positions, D]``, the shape the batched attention
+    matmuls read, with no transposing copy per layer.
+    """
 
     def __init__(
         self,
@@ -47,8 +52,8 @@ class KVCache:
         self.block_size = block_size
         self.null_block = num_blocks
         self.data = torch.zeros(
-            config.num_hidden_layers, 2, num_blocks + 1, block_size,
-            config.num_key_value_heads, config.head_dim, dtype=dtype, device=device,
+            config.num_hidden_layers, 2, config.num_key_value_heads, num_blocks + 1,
+            block_size, config.head_dim, dtype=dtype, device=device,
         )
 
     @property
@@ -56,7 +61,7 @@ class KVCache:
         return (self.num_blocks + 1) * self.block_size
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of one layer, ``[num_blocks + 1, block_size, KVH, D]`` views."""
+        """Keys and values of one layer, ``[KVH, num_blocks + 1, block_size, D]`` views."""
         return self.data[index, 0], self.data[index, 1]
 
     def write(
@@ -64,9 +69,9 @@ class KVCache:
     ) -> None:
         """Store ``k``/``v`` ``[T, KVH, D]`` at flat slots ``block * block_size + offset``."""
         kv = self.data[layer]
-        heads, dim = kv.shape[-2:]
-        kv[0].view(-1, heads, dim).index_copy_(0, slot_mapping, k)
-        kv[1].view(-1, heads, dim).index_copy_(0, slot_mapping, v)
+        heads, dim = kv.shape[1], kv.shape[-1]
+        kv[0].view(heads, -1, dim).index_copy_(1, slot_mapping, k.transpose(0, 1))
+        kv[1].view(heads, -1, dim).index_copy_(1, slot_mapping, v.transpose(0, 1))
 
     def copy_blocks(self, pairs: list[tuple[int, int]]) -> None:
         """Copy whole blocks ``src -> dst`` in every layer (copy-on-write of a shared block)."""
@@ -75,7 +80,7 @@ class KVCache:
         device = self.data.device
         src = torch.tensor([p[0] for p in pairs], dtype=torch.int64, device=device)
         dst = torch.tensor([p[1] for p in pairs], dtype=torch.int64, device=device)
-        self.data.index_copy_(2, dst, self.data.index_select(2, src))
+        self.data.index_copy_(3, dst, self.data.index_select(3, src))
 
     def slot(self, block: int, offset: int) -> int:
         return block * self.block_size + offset

@@ -21,8 +21,8 @@ HEADS, KV_HEADS, DIM, BLOCK = 6, 2, 8, 4
 def scatter_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, table: list[int],
                k: torch.Tensor, v: torch.Tensor) -> None:
     for p in range(k.shape[0]):
-        k_cache[table[p // BLOCK], p % BLOCK] = k[p]
-        v_cache[table[p // BLOCK], p % BLOCK] = v[p]
+        k_cache[:, table[p // BLOCK], p % BLOCK] = k[p]
+        v_cache[:, table[p // BLOCK], p % BLOCK] = v[p]
 
 
 @settings(max_examples=40, deadline=None)
@@ -39,7 +39,7 @@ def test_mixed_batch_matches_dense(decode_ctx: list[int], prefill: list[tuple[in
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     num_blocks = 200
-    k_cache = torch.zeros(num_blocks + 1, BLOCK, KV_HEADS, DIM)
+    k_cache = torch.zeros(KV_HEADS, num_blocks + 1, BLOCK, DIM)
     v_cache = torch.zeros_like(k_cache)
     free = list(range(num_blocks))
     rng.shuffle(free)
@@ -70,7 +70,7 @@ def test_mixed_batch_matches_dense(decode_ctx: list[int], prefill: list[tuple[in
 
 def test_padding_never_reads_other_sequences() -> None:
     """Poisoned (NaN-free but huge) values outside a sequence's range must not leak in."""
-    k_cache = torch.full((5, BLOCK, KV_HEADS, DIM), 1e4)
+    k_cache = torch.full((KV_HEADS, 5, BLOCK, DIM), 1e4)
     v_cache = torch.full_like(k_cache, 1e4)
     k = torch.randn(3, KV_HEADS, DIM)
     v = torch.randn(3, KV_HEADS, DIM)

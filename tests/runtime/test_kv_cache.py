@@ -23,20 +23,20 @@ def test_budget_sizing() -> None:
 
 def test_write_by_slot_and_copy_blocks() -> None:
     cache = KVCache(CONFIG, 4, 2, torch.float32, torch.device("cpu"))
-    assert cache.data.shape == (3, 2, 5, 2, 2, 4) and cache.null_block == 4
+    assert cache.data.shape == (3, 2, 2, 5, 2, 4) and cache.null_block == 4
     assert not cache.data.any()  # zeroed: masked keys must not carry NaN garbage
     k = torch.randn(3, 2, 4)
     v = torch.randn(3, 2, 4)
     slots = torch.tensor([cache.slot(3, 1), cache.slot(0, 0), cache.slot(0, 1)])
     cache.write(1, slots, k, v)
     keys, values = cache.layer(1)
-    torch.testing.assert_close(keys[3, 1], k[0])
-    torch.testing.assert_close(values[0], v[1:])
+    torch.testing.assert_close(keys[:, 3, 1], k[0])
+    torch.testing.assert_close(values[:, 0], v[1:].transpose(0, 1))
     assert not cache.layer(0)[0].any() and not cache.layer(2)[1].any()
     cache.write(2, slots, k, v)
     cache.copy_blocks([(0, 2), (3, 1)])
     for layer in (1, 2):
         keys, values = cache.layer(layer)
-        torch.testing.assert_close(keys[2], keys[0])
-        torch.testing.assert_close(values[1], values[3])
+        torch.testing.assert_close(keys[:, 2], keys[:, 0])
+        torch.testing.assert_close(values[:, 1], values[:, 3])
     cache.copy_blocks([])
