@@ -106,6 +106,7 @@ def transformers_generate(model: LoadedModel, prompt: list[int], dtype: torch.dt
 
 
 def main() -> None:
+    global REPEATS
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batches", default="1,8,32,64")
@@ -113,7 +114,6 @@ def main() -> None:
     parser.add_argument("--no-hf", action="store_true")
     parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args()
-    global REPEATS
     REPEATS = max(1, args.repeats)
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, str]] = [("torch threads", str(args.threads)),
