@@ -125,24 +125,30 @@ def _group_attention(
     g: AttentionGroup,
     scale: float,
 ) -> torch.Tensor:
-    kv_heads, _, block_size, head_dim = k_cache.shape
+    kv_heads, head_dim = k_cache.shape[0], k_cache.shape[-1]
     num_heads = q.shape[1]
-    b, width = g.block_index.shape
+    b = g.block_index.shape[0]
     if g.max_q == 1 and q.device.type == "cpu":
         return _decode_attention(q, k_cache, v_cache, g, scale)
     if g.q_gather is not None:
         q = q.index_select(0, g.q_gather)
     qb = q.view(b, g.max_q, num_heads, head_dim).transpose(1, 2)
-    index = g.block_index.view(-1)
-    span = width * block_size
-    k = k_cache.index_select(1, index).view(kv_heads, b, span, head_dim).transpose(0, 1)
-    v = v_cache.index_select(1, index).view(kv_heads, b, span, head_dim).transpose(0, 1)
+    k = _gather(k_cache, g).transpose(0, 1)
+    v = _gather(v_cache, g).transpose(0, 1)
     o = F.scaled_dot_product_attention(qb, k, v, attn_mask=g.mask, scale=scale,
                                        enable_gqa=kv_heads != num_heads)
     o = o.transpose(1, 2).reshape(b * g.max_q, num_heads * head_dim)
     if g.out_rows is not None:
         o = o.index_select(0, g.out_rows)
     return o
+
+
+def _gather(cache: torch.Tensor, g: AttentionGroup) -> torch.Tensor:
+    """The group's blocks of one layer's keys or values as ``[KVH, B, span, D]``."""
+    kv_heads, _, block_size, head_dim = cache.shape
+    b, width = g.block_index.shape
+    flat = cache.index_select(1, g.block_index.view(-1))
+    return flat.view(kv_heads, b, width * block_size, head_dim)
 
 
 def _decode_attention(
@@ -157,16 +163,13 @@ def _decode_attention(
     Query heads are grouped by the KV head they share (head ``h`` reads KV head
     ``h // group``, as ``enable_gqa`` does), so K and V are never repeated.
     """
-    kv_heads, _, block_size, head_dim = k_cache.shape
-    b, width = g.block_index.shape
+    k = _gather(k_cache, g)
+    v = _gather(v_cache, g)
+    kv_heads, b, span, head_dim = k.shape
     num_heads = q.shape[1]
-    span = width * block_size
     if g.bias is None:
         g.bias = torch.zeros(1, b, 1, span, dtype=torch.float32, device=g.mask.device)
         g.bias.masked_fill_(~g.mask.view(1, b, 1, span), float("-inf"))
-    index = g.block_index.view(-1)
-    k = k_cache.index_select(1, index).view(kv_heads, b, span, head_dim)
-    v = v_cache.index_select(1, index).view(kv_heads, b, span, head_dim)
     qg = q.view(b, kv_heads, num_heads // kv_heads, head_dim).transpose(0, 1)
     scores = torch.matmul(qg, k.transpose(2, 3)).float()  # [KVH, B, group, span]
     scores.mul_(scale).add_(g.bias)
