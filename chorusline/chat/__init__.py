@@ -1,11 +1,12 @@
 """The chat product: the supervised cast of actors, storage, rate limits, moderation."""
 
 from chorusline.chat.context import Assembled, assemble
-from chorusline.chat.conversation import ConversationActor, ConversationInterrupted
+from chorusline.chat.conversation import ConversationActor
 from chorusline.chat.deps import SCHEDULER_KEY, WORKER_KEY, ChatDeps
 from chorusline.chat.gpu_worker import EngineLike, GpuWorker
 from chorusline.chat.moderation import Moderator, Policy, Verdict
 from chorusline.chat.ratelimit import Decision, Tier, TierConfigError, Tiers
+from chorusline.chat.reply_pump import ConversationInterrupted
 from chorusline.chat.scheduler_actor import AdmissionLimits, EngineRestarted, SchedulerActor, Submit
 from chorusline.chat.service import ChatService, ChatSettings, open_chat_service, open_store
 from chorusline.chat.session import ChatRequest, Principal, SessionActor

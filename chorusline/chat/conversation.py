@@ -22,30 +22,23 @@ import trio
 from chorusline.actors import Actor
 from chorusline.chat.context import assemble, system_text
 from chorusline.chat.deps import SCHEDULER_KEY, ChatDeps
-from chorusline.chat.moderation import Stage, Verdict
+from chorusline.chat.moderation import Verdict
+from chorusline.chat.reply_pump import ReplyPump, record_verdict
 from chorusline.chat.scheduler_actor import Submit
 from chorusline.chat.store import (
     ACTIVE_LEAF,
     Message,
     MessageStatus,
-    ModerationStage,
     ParentRef,
     Role,
     Turn,
 )
-from chorusline.chat.stream import Chunk, LogprobAligner, TokenStream
+from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.turn import TurnHandle, TurnRequest
 from chorusline.protocols import ChoruslineError, InvalidRequest
 
 if TYPE_CHECKING:
-    from chorusline.runtime import TokenLogprob
-
-
-class ConversationInterrupted(ChoruslineError):
-    """The conversation actor stopped mid-reply; the draft is kept as incomplete."""
-
-    http_status = 503
-    code = "interrupted"
+    pass
 
 
 def finished_stream(request_id: str, text: str, finish_reason: str) -> TokenStream:
@@ -98,7 +91,7 @@ class ConversationActor(Actor):
         )
         if turn.replayed:
             return await self._replay(turn)
-        await self._record(verdict, turn.user_message.id)
+        await record_verdict(self.deps, self.conversation_id, verdict, turn.user_message.id)
         if verdict.blocked:
             return await self._refuse(request, turn, verdict)
         handle = await self._generate(request, turn.user_message)
@@ -186,11 +179,9 @@ class ConversationActor(Actor):
         started = trio.current_time()
         persisted = trio.Event()
 
-        async def pump() -> None:
-            await self._pump(request, engine_stream, client, draft.id, started, persisted,
-                             entries)
-
-        self.context.start_soon(pump, name=f"{self.context.path}:turn")
+        pump = ReplyPump(self.deps, self.conversation_id, request, engine_stream, client,
+                         draft.id, started, persisted, entries)
+        self.context.start_soon(pump.run, name=f"{self.context.path}:turn")
         return TurnHandle(
             persisted=persisted,
             request_id=engine_stream.request_id,
@@ -199,120 +190,6 @@ class ConversationActor(Actor):
             user_message_id=user_message_id,
             assistant_message_id=draft.id,
             prompt_tokens=len(assembled.prompt_token_ids),
-        )
-
-    async def _pump(
-        self,
-        request: TurnRequest,
-        engine: TokenStream,
-        client: TokenStream,
-        draft_id: str,
-        started: float,
-        persisted: trio.Event,
-        entries: list[dict[str, str]],
-    ) -> None:
-        """Stream, moderate and persist one reply (then cache its branch, if complete).
-
-        The final chunk (the one with ``finish_reason``) is only pushed after the reply
-        is finalised in the store: a client that saw the end of a reply can count on it
-        being stored.
-        """
-        deps, store = self.deps, self.deps.store
-        moderator = deps.moderator.output_stream()
-        aligner = LogprobAligner()  # token logprobs wait for the moderator's hold-back
-        tail: list[TokenLogprob] = []
-        shown, ending = "", ""
-        status, finish = MessageStatus.INCOMPLETE, "abort"
-        prompt_tokens = completion_tokens = 0
-        error: ChoruslineError | None = None
-        completed = False
-        flushed_at = trio.current_time()
-        try:
-            async for chunks in engine:
-                chunk = chunks[0]
-                prompt_tokens = chunk.prompt_tokens or prompt_tokens
-                completion_tokens = chunk.completion_tokens
-                safe = moderator.feed(chunk.text)
-                aligner.add(chunk.text, chunk.logprobs)
-                if chunk.finish_reason is not None and moderator.blocked is None:
-                    safe += moderator.finish()
-                if moderator.blocked is not None:
-                    break
-                shown += safe
-                if chunk.finish_reason is not None:
-                    status, finish, ending = MessageStatus.COMPLETE, chunk.finish_reason, safe
-                    tail = aligner.rest()
-                    completed = True
-                    break
-                client.push(Chunk(0, safe, list(chunk.token_ids),
-                                  aligner.release(moderator.settled),
-                                  prompt_tokens=prompt_tokens,
-                                  completion_tokens=completion_tokens))
-                if trio.current_time() - flushed_at >= deps.draft_flush_interval:
-                    await deps.db(store.update_draft, self.conversation_id, draft_id, shown)
-                    flushed_at = trio.current_time()
-            blocked = moderator.blocked
-            if blocked is not None:
-                engine.close()
-                status, finish, ending = MessageStatus.BLOCKED, "content_filter", blocked.text
-                shown = blocked.text
-                completed = True
-                await self._record(blocked, draft_id)
-        except ChoruslineError as failure:
-            error, finish = failure, "error"
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(10):
-                await self._persist(request, engine, draft_id, started, status, finish, shown,
-                                    prompt_tokens, completion_tokens)
-                if deps.hot_cache is not None and status is MessageStatus.COMPLETE:
-                    # The branch now ends with this reply: the next plain turn can skip
-                    # the store. A failed or blocked reply leaves the cache as it was.
-                    reply = {"id": draft_id, "role": "assistant", "content": shown}
-                    await deps.db(deps.hot_cache.put, self.conversation_id,
-                                  [*entries, reply])
-            if completed:
-                # A blocked reply's held-back tokens are dropped with their text.
-                client.push(Chunk(0, ending, logprobs=tail, finish_reason=finish,
-                                  prompt_tokens=prompt_tokens,
-                                  completion_tokens=completion_tokens))
-            else:
-                client.fail(error or ConversationInterrupted("the conversation stopped mid-reply"))
-            persisted.set()
-
-    async def _persist(
-        self,
-        request: TurnRequest,
-        engine: TokenStream,
-        draft_id: str,
-        started: float,
-        status: MessageStatus,
-        finish: str,
-        content: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        deps, store = self.deps, self.deps.store
-        await deps.db(
-            store.finalize_message,
-            self.conversation_id,
-            draft_id,
-            status=status,
-            finish_reason=finish,
-            content=content,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
-        first = engine.first_token_at
-        await deps.db(
-            store.record_usage,
-            user_id=request.user_id,
-            model=deps.model_name,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            api_key_id=request.api_key_id,
-            conversation_id=self.conversation_id,
-            ttft_ms=None if first is None else (first - started) * 1000,
-            latency_ms=(trio.current_time() - started) * 1000,
         )
 
     async def _replay(self, turn: Turn) -> TurnHandle:
@@ -360,19 +237,6 @@ class ConversationActor(Actor):
         )
         handle.persisted.set()
         return handle
-
-    async def _record(self, verdict: Verdict, message_id: str) -> None:
-        stage = ModerationStage.INPUT if verdict.stage is Stage.INPUT else ModerationStage.OUTPUT
-        for record in verdict.records():
-            await self.deps.db(
-                self.deps.store.record_moderation,
-                stage=stage,
-                category=record.category,
-                action=record.action.value,
-                conversation_id=self.conversation_id,
-                message_id=message_id,
-                detail=record.detail,
-            )
 
     def introspect(self) -> dict[str, Any]:
         return {"conversation_id": self.conversation_id, "turns": self.turns,
