@@ -47,6 +47,7 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable without installing it.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import Row, percentile
 from chorusline.actors import (
     Actor,
     ActorRef,
@@ -106,15 +107,6 @@ QUICK = Sizes(
 )
 
 
-@dataclass
-class Row:
-    key: str
-    label: str
-    value: float
-    unit: str
-    note: str = ""
-
-
 # -- actors under test ----------------------------------------------------------------------
 class SyncCounter(SyncActor):
     """Counts tells; an ask for ``"count"`` reports the total, anything else echoes."""
@@ -164,12 +156,6 @@ class PykkaCounter(pykka.ThreadingActor):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 async def best_rate(repeats: int, count: int, once: Callable[[], Awaitable[float]]) -> float:
     """Operations per second of the fastest of ``repeats`` runs (``once`` returns seconds)."""
     return max([count / await once() for _ in range(repeats)])

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import TOPICS
 from chorusline.runtime import Engine, EngineConfig, LoadedModel, SamplingParams, load_model
 
 REPEATS = 3
@@ -42,9 +43,8 @@ def median_of(measure: Callable[[], float]) -> str:
         return f"{values[0]:.1f} tok/s"
     return f"{statistics.median(values):.1f} tok/s  ({values[0]:.1f}-{values[-1]:.1f})"
 
+
 NEW_TOKENS = 64
-TOPICS = ["the sea", "volcanoes", "bread", "chess", "the moon", "bees", "rivers", "trains",
-          "glass", "owls", "paper", "tea", "clocks", "maps", "salt", "wind"]
 DTYPES: dict[str, torch.dtype | None] = {"default": None, "fp32": torch.float32,
                                          "bf16": torch.bfloat16}
 

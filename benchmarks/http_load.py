@@ -37,7 +37,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,14 +50,14 @@ if str(ROOT) not in sys.path:
     # Run as a script: make the repository (and ``benchmarks.service``) importable.
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import Row, percentile, print_checks, user_texts, write_report  # noqa: E402
+
 LLAMA_CPP_TOK_S = (53.0, 60.0)  # llama-cpp-python's OpenAI server, same GGUF (FACTS.md)
 LLAMA_CPP_TTFT_C32_S = 32.0
 RATIO_TARGET = 0.90
 SPEEDUP_TARGET = 5.0
 TTFT_TARGET_S = 1.0
 REQUEST_TIMEOUT_S = 600.0
-TOPICS = ["the sea", "volcanoes", "bread", "chess", "the moon", "bees", "rivers", "trains",
-          "glass", "owls", "paper", "tea", "clocks", "maps", "salt", "wind"]
 
 
 @dataclass(frozen=True)
@@ -70,21 +69,6 @@ class Sizes:
 
 FULL = Sizes(new_tokens=32, levels={1: 3, 8: 2, 32: 2})
 QUICK = Sizes(new_tokens=8, levels={1: 2, 8: 1})
-
-
-def user_texts(concurrency: int, count: int) -> list[str]:
-    """Distinct ~20-token user messages (the same shape as ``benchmarks/service.py``'s)."""
-    return [f"Question {concurrency}.{i}: in two short sentences, tell a child about "
-            f"{TOPICS[i % len(TOPICS)]} and why it matters." for i in range(count)]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (with few samples p99 is the maximum); NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 # -- the client: OpenAI wire format only ------------------------------------------------------
@@ -284,15 +268,6 @@ async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
 
 
 # -- report -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    key: str
-    label: str
-    value: float
-    unit: str
-    note: str = ""
-
-
 def fmt(value: float, unit: str) -> str:
     if math.isnan(value):
         return "n/a"
@@ -417,20 +392,14 @@ def main(argv: list[str] | None = None) -> int:
          "passed": all(v.failures == 0 for v in levels),
          "shown": f"{sum(v.failures for v in levels)} failed"},
     ]
-    for check in checks:
-        print(f"{'PASS' if check['passed'] else 'MISS'}  {check['label']:<70} {check['shown']}")
+    print_checks(checks, 70)
     elapsed = time.perf_counter() - began
     print(f"# total {elapsed:.1f} s")
 
-    if args.json is not None:
-        args.json.write_text(json.dumps({
-            "mode": mode, "target": target, "model": model,
-            "load_average": {"before": load_before, "after": load_after},
-            "new_tokens": sizes.new_tokens,
-            "rows": [asdict(row) for row in rows],
-            "targets": checks,
-            "seconds": elapsed,
-        }, indent=2, default=str))
+    write_report(args.json, mode=mode, target=target, model=model,
+                 load_average={"before": load_before, "after": load_after},
+                 new_tokens=sizes.new_tokens, rows=[asdict(row) for row in rows],
+                 targets=checks, seconds=elapsed)
     return 0
 
 

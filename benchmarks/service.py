@@ -33,8 +33,6 @@ figures taken under the same machine load (the project's machines are shared: qu
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import platform
 import statistics
@@ -52,6 +50,7 @@ if __package__ in (None, ""):
     # Run as a script: make the repository importable without installing it.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import Row, percentile, print_checks, user_texts, write_report
 from chorusline.chat import (
     SCHEDULER_KEY,
     AdmissionLimits,
@@ -79,9 +78,6 @@ from chorusline.runtime import (
 GPU_TARGET_TOK_S = 25_000.0  # what an H100 serving the target load would emit
 OVERHEAD_TARGET = 0.10
 CONTEXT_WINDOW = 2048
-TOPICS = ["the sea", "volcanoes", "bread", "chess", "the moon", "bees", "rivers", "trains",
-          "glass", "owls", "paper", "tea", "clocks", "maps", "salt", "wind"]
-
 # Limits so high that rate limiting never interferes with what is measured.
 BENCH_TIERS = Tiers.from_mapping({
     "default": "bench",
@@ -123,33 +119,11 @@ class Run:
         return self.turns / self.seconds
 
 
-@dataclass(frozen=True)
-class Row:
-    key: str
-    label: str
-    value: float
-    unit: str
-    note: str = ""
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (with few samples p99 is the maximum)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def engine_config(threads: int, prefix_caching: bool = False) -> EngineConfig:
     # Prefix caching off by default: every turn prefills its whole prompt on both sides.
     return EngineConfig(device="cpu", kv_cache_bytes=256 * 1024 * 1024, max_num_seqs=64,
                         max_model_len=CONTEXT_WINDOW, enable_prefix_caching=prefix_caching,
                         cpu_threads=threads)
-
-
-def user_texts(concurrency: int, count: int) -> list[str]:
-    """Distinct ~20-token user messages (distinct per level, so no run reuses another's)."""
-    return [f"Question {concurrency}.{i}: in two short sentences, tell a child about "
-            f"{TOPICS[i % len(TOPICS)]} and why it matters." for i in range(count)]
 
 
 def prompt_ids(model: LoadedModel, text: str, new_tokens: int) -> tuple[int, ...]:
@@ -510,20 +484,14 @@ def main(argv: list[str] | None = None) -> int:
          "value": via_scheduler.tok_s, "passed": via_scheduler.tok_s >= GPU_TARGET_TOK_S,
          "shown": f"{via_scheduler.tok_s:,.0f} tok/s"},
     ]
-    for check in checks:
-        print(f"{'PASS' if check['passed'] else 'MISS'}  {check['label']:<62} {check['shown']}")
+    print_checks(checks, 62)
     elapsed = time.perf_counter() - began
     print(f"# total {elapsed:.1f} s")
 
-    if args.json is not None:
-        args.json.write_text(json.dumps({
-            "mode": mode,
-            "load_average": {"before": load_before, "after": load_after},
-            "new_tokens": sizes.new_tokens,
-            "rows": [asdict(row) for row in rows],
-            "targets": checks,
-            "seconds": elapsed,
-        }, indent=2))
+    write_report(args.json, mode=mode,
+                 load_average={"before": load_before, "after": load_after},
+                 new_tokens=sizes.new_tokens, rows=[asdict(row) for row in rows],
+                 targets=checks, seconds=elapsed)
     return 0
 
 
