@@ -1,4 +1,6 @@
-"""Fixtures for chat-service tests: the real SmolLM2 model, loaded once per session."""
+"""Fixtures for chat-service tests: the real SmolLM2 model (loaded once per session), and
+the throw-away PostgreSQL databases and private Redis servers that the store, rate-limit
+and fault-injection tests below this folder share."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from chorusline.runtime import LoadedModel, load_model
 from tests.chat.ratelimit.conftest import RedisServer
@@ -20,15 +22,10 @@ def chat_model() -> LoadedModel:
     return load_model(progress=False)
 
 
-# -- fault-injection fixtures (test_service_faults.py, test_service_postgres.py) ------------
+# -- throw-away services: store, rate-limit and fault-injection tests ----------------------
 
-@pytest.fixture
-def service_postgres() -> Iterator[tuple[str, str]]:
-    """A throw-away PostgreSQL database for a whole-service test: ``(conninfo, dbname)``.
-
-    Same approach as the store tests: a random database, dropped (with FORCE) afterwards.
-    An unreachable server fails the test loudly; it is never skipped.
-    """
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
     try:
         psycopg.connect(POSTGRES_URL, connect_timeout=5).close()
     except psycopg.Error as exc:
@@ -37,22 +34,41 @@ def service_postgres() -> Iterator[tuple[str, str]]:
             "CHORUSLINE_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE",
             pytrace=False,
         )
-    name = f"chorusline_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(POSTGRES_URL, dbname=name), name
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def make_postgres_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of throw-away databases; returns each one's conninfo."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"chorusline_test_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return make_conninfo(postgres_admin_url, dbname=name)
+
+    yield make
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        for name in created:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
 
 @pytest.fixture
+def service_postgres(make_postgres_database: Callable[[], str]) -> tuple[str, str]:
+    """A throw-away PostgreSQL database for a whole-service test: ``(conninfo, dbname)``,
+    dropped (with FORCE) afterwards, like the store tests' databases."""
+    conninfo = make_postgres_database()
+    return conninfo, str(conninfo_to_dict(conninfo)["dbname"])
+
+
+@pytest.fixture
 def spare_redis() -> Iterator[Callable[[], RedisServer]]:
-    """Private ``redis-server`` processes a test may start and kill to stage an outage
-    (the rate-limit tests' ``throwaway_redis``); all are killed afterwards."""
+    """Private ``redis-server`` processes a test may start and kill to stage an outage;
+    all are killed afterwards."""
     servers: list[RedisServer] = []
 
     def make() -> RedisServer:

@@ -24,6 +24,7 @@ from chorusline.chat import (
 )
 from chorusline.protocols import RateLimited
 from chorusline.runtime import EngineConfig, LoadedModel, SamplingParams
+from tests.chat.streams import read
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
 
@@ -41,15 +42,6 @@ async def service(model: LoadedModel, tmp_path: Path, tier: str = "enterprise",
         principal = await chat.authenticate(issued.plaintext)
         conversation = store.create_conversation(user.id, title="t")
         yield chat, principal, conversation.id
-
-
-async def read(handle: TurnHandle) -> tuple[str, str | None]:
-    text, finish = "", None
-    async for chunks in handle.stream:
-        for chunk in chunks:
-            text += chunk.text
-            finish = chunk.finish_reason or finish
-    return text, finish
 
 
 async def test_a_stored_turn_streams_and_is_persisted(

@@ -36,6 +36,7 @@ from chorusline.chat.store import ModerationStage, Role
 from chorusline.protocols import RateLimited
 from chorusline.runtime import EngineConfig, EngineStats, LoadedModel, SamplingParams
 from tests.chat.ratelimit.conftest import RedisServer
+from tests.chat.streams import read
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8)
 ENGINE = EngineConfig(kv_cache_bytes=64 * 1024 * 1024)
@@ -77,15 +78,6 @@ async def account(chat: ChatService, store: SqliteStore, name: str, tier: str = 
     principal = await chat.authenticate(issued.plaintext)
     conversation = store.create_conversation(user.id, title=name)
     return Account(principal, conversation.id)
-
-
-async def read(handle: TurnHandle) -> tuple[str, str | None]:
-    text, finish = "", None
-    async for chunks in handle.stream:
-        for chunk in chunks:
-            text += chunk.text
-            finish = chunk.finish_reason or finish
-    return text, finish
 
 
 async def engine_stats(chat: ChatService) -> EngineStats:

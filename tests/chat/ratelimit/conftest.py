@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -107,16 +107,3 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     finally:
         client.close()
 
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[Callable[[], RedisServer]]:
-    servers: list[RedisServer] = []
-
-    def make() -> RedisServer:
-        server = RedisServer()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()

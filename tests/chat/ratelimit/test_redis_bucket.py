@@ -188,10 +188,10 @@ def test_an_unreachable_redis_falls_back_to_local_limits(
 
 def test_outage_and_recovery_with_a_real_server(
     make_bucket: Factory,
-    throwaway_redis: Callable[[], RedisServer],
+    spare_redis: Callable[[], RedisServer],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = throwaway_redis()
+    server = spare_redis()
     server.start()
     now = [0.0]
     bucket = make_bucket(url=server.url, clock=lambda: now[0])

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from chorusline.chat.store import SqliteStore, Store
 from chorusline.chat.store.postgres_store import PostgresStore
@@ -38,39 +34,6 @@ class FakeClock:
         with self._lock:
             self._now += timedelta(milliseconds=1)
             return self._now
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> str:
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=5).close()
-    except psycopg.Error as exc:
-        pytest.fail(
-            f"PostgreSQL is not answering at {POSTGRES_URL!r} ({exc}); start it or point "
-            "CHORUSLINE_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE",
-            pytrace=False,
-        )
-    return POSTGRES_URL
-
-
-@pytest.fixture
-def make_postgres_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of throw-away databases; returns each one's conninfo."""
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"chorusline_test_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        created.append(name)
-        return make_conninfo(postgres_admin_url, dbname=name)
-
-    yield make
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        for name in created:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture
