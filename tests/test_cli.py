@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+from tests.cli_server import running_server
 
 
 def test_demo_streams_a_reply_through_a_worker_crash() -> None:
@@ -39,24 +38,9 @@ def test_bad_arguments_give_a_one_line_error() -> None:
 
 
 def test_serve_prints_an_admin_key_answers_and_drains_on_sigterm(tmp_path: Path) -> None:
-    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{tmp_path / 'srv.db'}")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "chorusline.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        key_line = server.stdout.readline()
-        assert "admin API key" in key_line
-        key = key_line.rsplit(" ", 1)[1].strip()
-        ready = server.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:(\d+)/v1", ready)
-        assert url, ready
+    with running_server(tmp_path / "srv.db") as (url, key):  # asserts exit 0 on SIGTERM
         request = urllib.request.Request(
-            f"{url.group(0)}/chat/completions",
+            f"{url}/chat/completions",
             data=json.dumps({
                 "model": "smollm2-135m-instruct",
                 "messages": [{"role": "user", "content": "What is the capital of France?"}],
@@ -68,9 +52,3 @@ def test_serve_prints_an_admin_key_answers_and_drains_on_sigterm(tmp_path: Path)
         with urllib.request.urlopen(request, timeout=120) as response:
             body = json.load(response)
         assert "Paris" in body["choices"][0]["message"]["content"]
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.cli_server import running_server
 
 
 def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,30 +28,6 @@ def listed(db: Path, *args: str) -> list[list[str]]:
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["ID", "OWNER", "PREFIX", "TIER", "ADMIN", "REVOKED"]
     return [row.split() for row in rows]
-
-
-@contextmanager
-def running_server(db: Path) -> Iterator[tuple[str, str]]:
-    """``chorusline serve --port 0`` on ``db``: yields (base URL ending in /v1, admin key)
-    and drains it with SIGTERM afterwards."""
-    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}")
-    server = subprocess.Popen([sys.executable, "-m", "chorusline.cli", "serve", "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env=env)
-    try:
-        assert server.stdout is not None
-        key_line = server.stdout.readline()
-        assert "admin API key" in key_line, key_line
-        ready = server.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/v1", ready)
-        assert url, ready
-        yield url.group(0), key_line.rsplit(" ", 1)[1].strip()
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def test_create_list_and_revoke(tmp_path: Path) -> None:
