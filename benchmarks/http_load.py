@@ -1,6 +1,7 @@
 """SSE load over HTTP against chorusline (or any OpenAI-compatible server).
 
     .venv/bin/python benchmarks/http_load.py [--quick] [--json PATH] [--threads N]
+    .venv/bin/python benchmarks/http_load.py --llama-cpp /tmp/llama/bin/python
     .venv/bin/python benchmarks/http_load.py --url http://127.0.0.1:8001/v1 --key KEY
 
 By default the script starts chorusline in this process (the bundled SmolLM2-135M on the
@@ -24,7 +25,10 @@ wall time of all the level's waves.
 In the default mode the same process then measures engine-direct throughput at the top
 concurrency (``chorusline.runtime.Engine`` on a worker thread, the same prompts assembled
 through the chat template, same ``EngineConfig``; ``benchmarks/service.py``'s method) and
-reports HTTP / engine-direct. The machines are shared: quote ``uptime`` with any figure.
+reports HTTP / engine-direct. With ``--llama-cpp PYTHON`` it then starts llama-cpp-python's
+server on the same GGUF and drives it with the same client (``benchmarks/llama_cpp.py``), so
+the "x llama-cpp-python" ratio is measured in one run on one machine; without it the ratio
+uses FACTS.md's figure. The machines are shared: quote ``uptime`` with any figure.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import Row, percentile, print_checks, user_texts, write_report  # noqa: E402
+from benchmarks.llama_cpp import EOS_BAN, llama_cpp_server  # noqa: E402
 
-LLAMA_CPP_TOK_S = (53.0, 60.0)  # llama-cpp-python's OpenAI server, same GGUF (FACTS.md)
+#: llama-cpp-python's OpenAI server on the same GGUF as FACTS.md records it, used when
+#: ``--llama-cpp`` does not measure it in the same run.
+LLAMA_CPP_TOK_S = (53.0, 60.0)
 LLAMA_CPP_TTFT_C32_S = 32.0
 RATIO_TARGET = 0.90
 SPEEDUP_TARGET = 5.0
@@ -100,8 +107,8 @@ class Level:
 
 
 async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
-                      new_tokens: int) -> Turn:
-    body = {
+                      new_tokens: int, ban_eos: bool = False) -> Turn:
+    body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": text}],
         "max_tokens": new_tokens,
@@ -110,6 +117,8 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
         "stream_options": {"include_usage": True},
         "ignore_eos": True,
     }
+    if ban_eos:  # for servers without ignore_eos (see benchmarks/llama_cpp.py)
+        body["logit_bias"] = EOS_BAN
     turn = Turn()
     deltas = 0
     usage: int | None = None
@@ -156,12 +165,12 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
 
 
 async def run_level(client: httpx2.AsyncClient, model: str, concurrency: int, waves: int,
-                    new_tokens: int) -> Level:
+                    new_tokens: int, ban_eos: bool) -> Level:
     texts = user_texts(concurrency, concurrency * waves)
     turns: list[Turn] = []
 
     async def one(text: str) -> None:
-        turns.append(await stream_turn(client, model, text, new_tokens))
+        turns.append(await stream_turn(client, model, text, new_tokens, ban_eos))
 
     start = time.perf_counter()
     for w in range(0, len(texts), concurrency):
@@ -187,8 +196,8 @@ async def discover_model(client: httpx2.AsyncClient) -> str:
     return str(response.json()["data"][0]["id"])
 
 
-async def client_main(url: str, key: str, sizes: Sizes, model: str | None
-                      ) -> tuple[str, list[Level]]:
+async def client_main(url: str, key: str, sizes: Sizes, model: str | None,
+                      ban_eos: bool = False) -> tuple[str, list[Level]]:
     top = max(sizes.levels)
     limits = httpx2.Limits(max_connections=top + 4, max_keepalive_connections=top + 4)
     async with httpx2.AsyncClient(
@@ -199,17 +208,19 @@ async def client_main(url: str, key: str, sizes: Sizes, model: str | None
         warm = await stream_turn(client, model, "Hi.", 4)  # spawns the session actor etc.
         if warm.error is not None:
             raise SystemExit(f"warm-up request failed: {warm.error}")
-        levels = [await run_level(client, model, c, waves, sizes.new_tokens)
+        levels = [await run_level(client, model, c, waves, sizes.new_tokens, ban_eos)
                   for c, waves in sizes.levels.items()]
     return model, levels
 
 
-def run_client_process(url: str, key: str, quick: bool, raw: Path) -> list[Level]:
+def run_client_process(url: str, key: str, quick: bool, raw: Path,
+                       ban_eos: bool = False) -> list[Level]:
     """The client in its own process (called from the server's trio run on a thread)."""
     import subprocess
 
     command = [sys.executable, str(Path(__file__).resolve()), "--url", url, "--key", key,
-               "--raw", str(raw)] + (["--quick"] if quick else [])
+               "--raw", str(raw)] + (["--quick"] if quick else []) + (
+                   ["--ban-eos"] if ban_eos else [])
     subprocess.run(command, check=True, timeout=REQUEST_TIMEOUT_S)
     return [Level(**level) for level in json.loads(raw.read_text())["levels"]]
 
@@ -280,10 +291,12 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
-def level_rows(level: Level, new_tokens: int) -> list[Row]:
-    c, key = level.concurrency, f"c{level.concurrency}"
+def level_rows(level: Level, new_tokens: int, who: str = "") -> list[Row]:
+    """The level's rows; ``who`` prefixes keys and labels (another server's figures)."""
+    c = level.concurrency
+    key, label = (f"{who.replace('-', '_')}_c{c}", f"{who} c={c}") if who else (f"c{c}", f"c={c}")
     ms = 1e3
-    return [
+    rows = [
         Row(f"{key}_tok_s", f"c={c} output", level.tok_s, "tok/s",
             f"{level.tokens} tokens, {level.requests} requests in {level.seconds:.2f} s, "
             f"N={new_tokens}"),
@@ -303,6 +316,8 @@ def level_rows(level: Level, new_tokens: int) -> list[Row]:
             f"{level.short} short turns (< N tokens)"
             + (f"; {'; '.join(level.errors)}" if level.errors else "")),
     ]
+    return [Row(r.key, r.label.replace(f"c={c}", label, 1), r.value, r.unit, r.note)
+            for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch CPU threads of the in-process server (default: all "
                         "cores; use 1 when another busy process shares a 2-core machine)")
+    parser.add_argument("--llama-cpp", metavar="PYTHON",
+                        help="also measure llama-cpp-python's server (installed in the "
+                        "environment of this interpreter) on the bundled GGUF, after "
+                        "chorusline, and compare with it instead of FACTS.md's figure")
+    parser.add_argument("--llama-cpp-threads", type=int, default=1,
+                        help="llama.cpp threads (default 1: on a 2-core machine shared with "
+                        "the client process its best setting, see docs/performance.md)")
+    parser.add_argument("--ban-eos", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -324,18 +347,25 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
 
     if args.raw is not None:  # the client process of the default mode
-        model, levels = trio.run(client_main, args.url, args.key, sizes, args.model)
+        model, levels = trio.run(client_main, args.url, args.key, sizes, args.model,
+                                 args.ban_eos)
         args.raw.write_text(json.dumps({"model": model,
                                         "levels": [asdict(level) for level in levels]}))
         return 0
 
     direct: Direct | None = None
+    llama: list[Level] | None = None
     if args.url is not None:
         model, levels = trio.run(client_main, args.url, args.key, sizes, args.model)
         target = args.url
     else:
         with tempfile.TemporaryDirectory() as tmp:
             model, levels, direct = trio.run(serve_and_measure, sizes, args.threads, Path(tmp))
+            if args.llama_cpp:
+                log = Path(tmp) / "llama.log"
+                with llama_cpp_server(args.llama_cpp, args.llama_cpp_threads, log) as llama_url:
+                    llama = run_client_process(llama_url, "x", args.quick,
+                                               Path(tmp) / "llama.json", ban_eos=True)
         target = "chorusline in process (127.0.0.1, ephemeral port)"
     load_after = os.getloadavg()
 
@@ -352,11 +382,18 @@ def main(argv: list[str] | None = None) -> int:
                         f"same run, same prompts; TTFT p50 {direct.ttft_p50 * 1e3:,.0f} ms"))
         rows.append(Row(f"c{top}_http_over_engine", f"c={top} HTTP / engine-direct",
                         ratio * 100, "%", f"target >= {RATIO_TARGET:.0%}"))
-    speedup = by_c[top].tok_s / LLAMA_CPP_TOK_S[1]
+    if llama is not None:
+        for level in llama:
+            rows += level_rows(level, sizes.new_tokens, who="llama-cpp")
+        baseline = {level.concurrency: level for level in llama}[top].tok_s
+        source = f"its {baseline:.1f} tok/s at c={top}, measured in this run"
+    else:
+        baseline = LLAMA_CPP_TOK_S[1]
+        source = (f"its best {baseline:.0f} tok/s ({LLAMA_CPP_TOK_S[0]:.0f}-{baseline:.0f}, "
+                  "FACTS.md, not measured here)")
+    speedup = by_c[top].tok_s / baseline
     rows.append(Row(f"c{top}_vs_llama_cpp", f"c={top} output / llama-cpp-python server",
-                    speedup, "x", f"against its best {LLAMA_CPP_TOK_S[1]:.0f} tok/s "
-                    f"({LLAMA_CPP_TOK_S[0]:.0f}-{LLAMA_CPP_TOK_S[1]:.0f}, FACTS.md, "
-                    "not measured here)"))
+                    speedup, "x", f"against {source}"))
 
     mode = "quick" if args.quick else "full"
     print(f"# chorusline HTTP load benchmark ({mode}); target {target}; model {model}; "
@@ -374,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     print("# targets")
     quick_note = "" if top == 32 else " (quick: c=32 not run)"
     ttft = percentile(by_c[top].ttft, 50)
-    need = SPEEDUP_TARGET * LLAMA_CPP_TOK_S[1]
+    need = SPEEDUP_TARGET * baseline
     checks: list[dict[str, Any]] = []
     if direct is not None:
         checks.append({"label": f"HTTP keeps >= {RATIO_TARGET:.0%} of engine-direct at "

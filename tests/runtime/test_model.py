@@ -88,3 +88,16 @@ def test_sample_rows_select_logits() -> None:
                                AttentionMetadata(torch.arange(5), [group], model.scale),
                                cache, torch.tensor([4, 1]))
     torch.testing.assert_close(picked, full[[4, 1]])
+
+
+@pytest.mark.parametrize("length", [1, 2, 40, 128, 129, 300])
+def test_transposed_gemm_route_gives_the_same_logits(length: int) -> None:
+    """The ``W @ x^T`` route (CPU fp32 default inside ``TRANSPOSED_ROWS``) is only a faster
+    order of the same product: logits agree with the plain route at every row count."""
+    model, hf = make_pair(None, False)
+    weights = {k: v.detach().clone() for k, v in hf.state_dict().items()}
+    plain = LlamaModel(model.config, weights, transposed_gemm=False)
+    assert model.transposed_gemm and not plain.transposed_gemm
+    ids = torch.randint(0, 97, (length,), generator=torch.Generator().manual_seed(2)).tolist()
+    torch.testing.assert_close(prefill_logits(model, ids), prefill_logits(plain, ids),
+                               rtol=1e-5, atol=1e-5)
