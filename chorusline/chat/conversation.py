@@ -22,8 +22,9 @@ import trio
 from chorusline.actors import Actor
 from chorusline.chat.context import assemble, system_text
 from chorusline.chat.deps import SCHEDULER_KEY, ChatDeps
+from chorusline.chat.moderated_relay import record_verdict
 from chorusline.chat.moderation import Verdict
-from chorusline.chat.reply_pump import ReplyPump, record_verdict
+from chorusline.chat.reply_pump import ReplyPump
 from chorusline.chat.scheduler_actor import Submit
 from chorusline.chat.store import (
     ACTIVE_LEAF,
@@ -91,7 +92,7 @@ class ConversationActor(Actor):
         )
         if turn.replayed:
             return await self._replay(turn)
-        await record_verdict(self.deps, self.conversation_id, verdict, turn.user_message.id)
+        await record_verdict(self.deps, verdict, self.conversation_id, turn.user_message.id)
         if verdict.blocked:
             return await self._refuse(request, turn, verdict)
         handle = await self._generate(request, turn.user_message)

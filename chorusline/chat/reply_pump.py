@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from chorusline.chat.deps import ChatDeps
-from chorusline.chat.moderation import Stage, Verdict
-from chorusline.chat.store import MessageStatus, ModerationStage
-from chorusline.chat.stream import Chunk, LogprobAligner, TokenStream
+from chorusline.chat.moderated_relay import ModeratedChoice, ReplyInterrupted, record_verdict
+from chorusline.chat.store import MessageStatus
+from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.turn import TurnRequest
 from chorusline.protocols import ChoruslineError
 
@@ -24,27 +24,8 @@ if TYPE_CHECKING:
     from chorusline.runtime import TokenLogprob
 
 
-class ConversationInterrupted(ChoruslineError):
+class ConversationInterrupted(ReplyInterrupted):
     """The conversation actor stopped mid-reply; the draft is kept as incomplete."""
-
-    http_status = 503
-    code = "interrupted"
-
-
-async def record_verdict(deps: ChatDeps, conversation_id: str, verdict: Verdict,
-                         message_id: str) -> None:
-    """Store each moderation record of ``verdict`` against ``message_id``."""
-    stage = ModerationStage.INPUT if verdict.stage is Stage.INPUT else ModerationStage.OUTPUT
-    for record in verdict.records():
-        await deps.db(
-            deps.store.record_moderation,
-            stage=stage,
-            category=record.category,
-            action=record.action.value,
-            conversation_id=conversation_id,
-            message_id=message_id,
-            detail=record.detail,
-        )
 
 
 @dataclass
@@ -71,8 +52,7 @@ class ReplyPump:
         deps, store = self.deps, self.deps.store
         engine, client = self.engine, self.client
         draft_id, persisted, entries = self.draft_id, self.persisted, self.entries
-        moderator = deps.moderator.output_stream()
-        aligner = LogprobAligner()  # token logprobs wait for the moderator's hold-back
+        choice = ModeratedChoice(deps.moderator.output_stream())
         tail: list[TokenLogprob] = []
         shown, ending = "", ""
         status, finish = MessageStatus.INCOMPLETE, "abort"
@@ -85,32 +65,29 @@ class ReplyPump:
                 chunk = chunks[0]
                 prompt_tokens = chunk.prompt_tokens or prompt_tokens
                 completion_tokens = chunk.completion_tokens
-                safe = moderator.feed(chunk.text)
-                aligner.add(chunk.text, chunk.logprobs)
-                if chunk.finish_reason is not None and moderator.blocked is None:
-                    safe += moderator.finish()
-                if moderator.blocked is not None:
+                taken = choice.take(chunk)
+                if taken is None:
                     break
+                safe, logprobs = taken
                 shown += safe
                 if chunk.finish_reason is not None:
                     status, finish, ending = MessageStatus.COMPLETE, chunk.finish_reason, safe
-                    tail = aligner.rest()
+                    tail = logprobs
                     completed = True
                     break
-                client.push(Chunk(0, safe, list(chunk.token_ids),
-                                  aligner.release(moderator.settled),
+                client.push(Chunk(0, safe, list(chunk.token_ids), logprobs,
                                   prompt_tokens=prompt_tokens,
                                   completion_tokens=completion_tokens))
                 if trio.current_time() - flushed_at >= deps.draft_flush_interval:
                     await deps.db(store.update_draft, self.conversation_id, draft_id, shown)
                     flushed_at = trio.current_time()
-            blocked = moderator.blocked
+            blocked = choice.blocked
             if blocked is not None:
                 engine.close()
                 status, finish, ending = MessageStatus.BLOCKED, "content_filter", blocked.text
                 shown = blocked.text
                 completed = True
-                await record_verdict(deps, self.conversation_id, blocked, draft_id)
+                await record_verdict(deps, blocked, self.conversation_id, draft_id)
         except ChoruslineError as failure:
             error, finish = failure, "error"
         finally:

@@ -222,8 +222,14 @@ async def open_chat_service(
     model: LoadedModel | None = None,
     store: Store | None = None,
     make_engine: Callable[[], EngineLike] | None = None,
+    moderator: Moderator | None = None,
 ) -> AsyncIterator[ChatService]:
-    """Start the chat tree (in ``system``, or a new actor system) and yield the service."""
+    """Start the chat tree (in ``system``, or a new actor system) and yield the service.
+
+    ``moderator``: the policy and classifiers for input and output (default: the built-in
+    rules); an embedding app passes its own to add a model-based classifier or change
+    what is blocked, redacted or flagged.
+    """
     settings = settings or ChatSettings()
     if model is None:
         model = await trio.to_thread.run_sync(lambda: load_model(settings.model_path))
@@ -237,7 +243,7 @@ async def open_chat_service(
         store=store,
         tokenizer=model.tokenizer,
         template=model.chat_template,
-        moderator=Moderator(),
+        moderator=moderator or Moderator(),
         model_name=settings.model_name,
         context_window=window,
         max_pending_chars=settings.limits.max_pending_chars,

@@ -4,7 +4,8 @@ It is where a turn meets its limits: the key's bucket is asked before any engine
 (refusals carry the ``Retry-After`` and ``x-ratelimit-*`` figures), the charge is settled
 with the real usage when the turn's stream ends, and the stream slot is always released.
 Stored conversations go to their ConversationActor; stateless requests (plain
-``/v1/chat/completions``) are assembled here and go straight to the scheduler.
+``/v1/chat/completions``) are assembled here, go straight to the scheduler, and their
+reply streams back through this actor's output moderation (``moderated_relay``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from chorusline.actors import Actor, ActorRef, ActorSpec
 from chorusline.chat.context import assemble
 from chorusline.chat.conversation import ConversationActor
 from chorusline.chat.deps import SCHEDULER_KEY, ChatDeps
+from chorusline.chat.moderated_relay import moderated_stream, relay_moderated
 from chorusline.chat.ratelimit import (
     Acquire,
     BucketActor,
@@ -180,11 +183,15 @@ class SessionActor(Actor):
         if params.max_tokens is None:
             params = replace(params, max_tokens=budget)
         scheduler = await self.context.system.registry.wait_for(SCHEDULER_KEY)
-        stream: TokenStream = await scheduler.ask(
+        engine: TokenStream = await scheduler.ask(
             Submit(assembled.prompt_token_ids, params, self.principal.tier.priority,
                    self.principal.user_id)
         )
-        return TurnHandle(request_id=stream.request_id, stream=stream,
+        # The reply is moderated as it streams, as a stored conversation's is.
+        stream = moderated_stream(engine)
+        self.context.start_soon(partial(relay_moderated, deps, engine, stream),
+                                name=f"{self.context.path}:reply")
+        return TurnHandle(request_id=engine.request_id, stream=stream,
                           prompt_tokens=len(assembled.prompt_token_ids))
 
     def introspect(self) -> dict[str, Any]:

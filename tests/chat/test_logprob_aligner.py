@@ -24,9 +24,10 @@ def test_entries_are_released_with_their_text_even_through_a_redaction() -> None
     out += moderator.finish()
     tail = [lp.token_id for lp in aligner.rest()]
     assert "[REDACTED" in out and "ada@example.com" not in out
-    # ...everything is released while the text is held (the line ends at ".\n")...
+    # ..."Write to " goes out at once, the address's entries wait with its text (until
+    # the line ends at ".\n")...
     assert [i for ids in released for i in ids] == [0, 1, 2, 3, 4, 5]
-    assert released[:5] == [[], [], [], [], []]
+    assert released[:5] == [[0], [], [], [], []]
     # ...and the rest comes with the end of the reply, in order.
     assert tail == [6]
 

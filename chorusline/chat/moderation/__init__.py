@@ -26,6 +26,7 @@ from chorusline.chat.moderation.classifier import (
     RegexClassifier,
     RegexRule,
     classify_lines,
+    open_start,
 )
 from chorusline.chat.moderation.injection import InjectionClassifier
 from chorusline.chat.moderation.pii import (
@@ -67,6 +68,7 @@ __all__ = [
     "default_classifier",
     "luhn_valid",
     "nino_valid",
+    "open_start",
     "ssn_valid",
     "steuer_id_valid",
 ]

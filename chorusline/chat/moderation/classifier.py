@@ -12,6 +12,15 @@ The locality contract (what makes streaming moderation equal whole-text moderati
    extends ``window`` characters past a position, no finding starting before that
    position can still appear, change or vanish.
 
+A classifier may also say exactly where its open tail begins (``open_start``): the first
+position at which a finding could still begin or change if the text went on. The stream
+then holds back only that tail instead of the whole window, so prose with nothing that
+could become a finding streams out at once. The regex rules find it by partial matching
+(the ``regex`` package, already installed for tiktoken): a rule is open at the start of
+a partial match (the text ends inside a possible match: "how to make a", the "john" of
+a possible "john@example.com") and at the start of any full match whose reach goes past
+the end of the text (a longer alternative, a lookahead or a ``\b`` could still change it).
+
 The regex rules satisfy both by construction: their patterns never match nor look across
 ``\\n`` (they use ``[ \\t]`` rather than ``\\s``) and every quantifier is bounded, which
 ``pattern_reach`` checks when a rule is built. A model-based classifier states its own
@@ -25,6 +34,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+import regex
 
 from chorusline.chat.moderation.categories import Finding
 
@@ -94,6 +105,28 @@ class RegexRule:
         return pattern_reach(self.pattern)
 
 
+_FLAGS = {re.IGNORECASE: regex.IGNORECASE, re.MULTILINE: regex.MULTILINE,
+          re.DOTALL: regex.DOTALL, re.VERBOSE: regex.VERBOSE, re.ASCII: regex.ASCII}
+
+
+def partial_twin(pattern: re.Pattern[str]) -> Any:
+    """``pattern`` compiled by ``regex`` (which can match partially), same flags."""
+    flags = 0
+    for ours, theirs in _FLAGS.items():
+        if pattern.flags & ours:
+            flags |= theirs
+    return regex.compile(pattern.pattern, flags)
+
+
+def open_start(classifier: Classifier, text: str) -> int:
+    """Where ``text``'s open tail begins for ``classifier``: its own ``open_start`` when it
+    has one, else ``window`` characters before the end (contract 2)."""
+    exact: Callable[[str], int] | None = getattr(classifier, "open_start", None)
+    if exact is not None:
+        return exact(text)
+    return max(0, len(text) - classifier.window)
+
+
 class RegexClassifier:
     """A classifier made of independent regex rules (each rule scans the text itself,
     so one rule's match never hides another's)."""
@@ -101,10 +134,30 @@ class RegexClassifier:
     def __init__(self, rules: Sequence[RegexRule]) -> None:
         self.rules = tuple(rules)
         self._window = max((rule.reach for rule in self.rules), default=0)
+        self._partial = tuple((partial_twin(rule.pattern), rule.reach) for rule in self.rules)
 
     @property
     def window(self) -> int:
         return self._window
+
+    def open_start(self, text: str) -> int:
+        """The first position where a rule could still match differently with more text
+        (see the module doc); ``len(text)`` when the whole text is settled.
+
+        Only a match starting within ``reach - 1`` characters of the end can be open, so
+        each rule is searched from there: the first match found (partial or full) is
+        open, and lies at or before any open match a scan from the line's start would
+        report (a match attempt at a position does not depend on where the scan began;
+        starting later can only try positions an earlier match would have skipped, which
+        holds back more, never less).
+        """
+        end = len(text)
+        first = end
+        for pattern, reach in self._partial:
+            match = pattern.search(text, max(0, end - reach + 1), partial=True)
+            if match is not None and match.start() < first:
+                first = match.start()
+        return first
 
     def classify(self, text: str) -> list[Finding]:
         return list(self._scan(text))
@@ -135,6 +188,9 @@ class CompositeClassifier:
 
     def classify(self, text: str) -> list[Finding]:
         return [finding for c in self.classifiers for finding in c.classify(text)]
+
+    def open_start(self, text: str) -> int:
+        return min((open_start(c, text) for c in self.classifiers), default=len(text))
 
 
 def classify_lines(classifier: Classifier, text: str) -> list[Finding]:

@@ -2,19 +2,24 @@
 
 Streaming rests on the classifiers' locality contract (see ``classifier``): findings are
 line-local and depend on at most ``window`` characters from their start. So the
-``OutputModerator`` keeps only the current line, and holds back its last K characters:
+``OutputModerator`` keeps only the current line, and holds back its *open tail*: the
+part from the first position where a finding could still begin or change.
 
-- K is the classifiers' ``window`` (203 characters with the built-in rules: the
-  longest email the PII rules recognise, 64 + 1 + 100 + TLD, and the longest harm
-  phrase). Text more than K characters before the end of what has arrived can no longer
-  gain, lose or change a finding, so it is final and may be emitted; a pattern split
-  across deltas (an email, a card number, "how to make a" | "bomb") lies within the
-  last K characters until it is complete.
-- A completed line (``\\n`` arrived) is final at once and flushed whole: most replies
-  are short lines, so most text waits for nothing but its line's end.
-- The line is re-scanned only when more than K + max(``step``, len(line) / 8)
-  characters are pending (``pending_limit``): short lines go out ``step`` characters at
-  a time, and a very long line (minified JSON) costs O(len) reads, not O(len**2).
+- The tail starts where the classifier's ``open_start`` says (the built-in rules find it
+  by partial matching: "how to make a" waiting for its next word, a trailing word that
+  could be an email's local part, a digit run that could grow into a card number), and
+  never more than K characters before the end. K is the classifiers' ``window`` (203
+  characters with the built-in rules: the longest email the PII rules recognise, 64 + 1
+  + 100 + TLD, and the longest harm phrase); a classifier without ``open_start`` (a
+  model, say) gets the whole K. Text before the tail can no longer gain, lose or change
+  a finding, so it is final and may be emitted. Plain prose therefore streams a word or
+  so behind the model, not 200 characters behind it.
+  The blanks before an open word wait with it (BPE tokens carry a word's leading space,
+  so a cut there would split a token and its logprob entry from its text).
+- A completed line (``\\n`` arrived) is final at once and flushed whole.
+- The line is re-scanned once max(``step``, len(line) / 8) characters have arrived since
+  the last scan (``pending_limit``): short lines every few characters, and a very long
+  line (minified JSON) costs O(len) reads, not O(len**2).
 - A cut never falls inside a span to redact: it moves back to the span's start.
 
 Hence: for any text and any split into deltas, the emitted text equals
@@ -45,12 +50,13 @@ from chorusline.chat.moderation.classifier import (
     Classifier,
     CompositeClassifier,
     classify_lines,
+    open_start,
 )
 from chorusline.chat.moderation.injection import InjectionClassifier
 from chorusline.chat.moderation.pii import PiiClassifier
 from chorusline.chat.moderation.rules import RuleClassifier
 
-DEFAULT_STEP = 32
+DEFAULT_STEP = 8  # characters, about two tokens
 
 
 @cache
@@ -83,6 +89,7 @@ class OutputModerator:
         self._line = ""  # the current, incomplete line
         self._line_start = 0  # its offset in the whole reply
         self._cut = 0  # how much of the line has been emitted
+        self._scanned = 0  # the line's length at its last scan
         self._findings: list[Finding] = []  # final findings, whole-reply offsets
         self._out: list[str] = []
         self._blocked: Verdict | None = None
@@ -110,13 +117,13 @@ class OutputModerator:
         return self._line_start + self._cut
 
     def pending_limit(self, line_length: int) -> int:
-        """How many characters of the current line may wait before it is re-scanned.
+        """How many characters may arrive on the current line before it is re-scanned.
 
         The re-scan reads the whole line, so the step grows with the line (an eighth of
         it): a long line is then re-scanned O(log n) times, O(n) reads in all, at the
         price of emitting it in bigger chunks. Correctness does not depend on this.
         """
-        return self.hold_back + max(self.step, line_length // 8)
+        return max(self.step, line_length // 8)
 
     def feed(self, delta: str) -> str:
         """Take the next piece of the reply; return the text that is now safe to emit."""
@@ -127,7 +134,7 @@ class OutputModerator:
             newline = delta.find("\n")
             if newline < 0:
                 self._line += delta
-                if len(self._line) - self._cut >= self.pending_limit(len(self._line)):
+                if len(self._line) - self._scanned >= self.pending_limit(len(self._line)):
                     pieces.append(self._advance(final=False))
                 break
             self._line += delta[: newline + 1]
@@ -152,7 +159,18 @@ class OutputModerator:
     def _advance(self, *, final: bool) -> str:
         """Classify the current line and emit what has become final."""
         policy, line, start = self._policy, self._line, self._cut
-        settled = len(line) if final else len(line) - self.hold_back
+        if final:
+            settled = len(line)
+        else:
+            tail = max(open_start(self._classifier, line), len(line) - self.hold_back)
+            if tail < len(line):
+                # Hold the open word's leading blanks with it: tokenizers put a word's
+                # space in the word's token, so the cut stays between tokens.
+                tail = len(line[:tail].rstrip(" \t"))
+            self._scanned = len(line)
+            if tail <= start:
+                return ""  # nothing new is final: no need to classify yet
+            settled = tail
         found = [
             f
             for f in kept_findings(self._classifier.classify(line), policy)
@@ -179,7 +197,7 @@ class OutputModerator:
         self._out.append(text)
         if final:
             self._line_start += len(line)
-            self._line, self._cut = "", 0
+            self._line, self._cut, self._scanned = "", 0, 0
         else:
             self._cut = cut
         return text

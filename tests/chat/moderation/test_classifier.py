@@ -22,6 +22,7 @@ from chorusline.chat.moderation import (
     apply_redactions,
     classify_lines,
     default_classifier,
+    open_start,
 )
 from chorusline.chat.moderation.classifier import pattern_reach
 
@@ -128,3 +129,28 @@ def test_rules_are_line_local(text: str) -> None:
     whole = sorted(classifier.classify(text), key=key)
     assert whole == sorted(classify_lines(classifier, text), key=key)
     assert all("\n" not in text[f.start : f.end] for f in whole)
+
+
+@pytest.mark.parametrize(("text", "tail"), [
+    ("The sea is big and blue. ", ""),  # nothing could still become a finding
+    ("Hello there, friend", "friend"),  # could be an email's local part
+    ("so how to make a", "how to make a"),  # a harm phrase waiting for its next word
+    ("It costs $4,000 and", "and"),
+    ("I am 12", "am 12"),  # "... 12 year old"
+])
+def test_open_start_holds_only_what_could_still_change(text: str, tail: str) -> None:
+    assert text[open_start(default_classifier(), text):] == tail
+
+
+def test_open_start_of_a_classifier_without_one_is_its_window() -> None:
+    class Windowed:
+        window = 7
+
+        def classify(self, text: str) -> list[Finding]:
+            return []
+
+    assert open_start(Windowed(), "x" * 20) == 13
+    assert open_start(Windowed(), "abc") == 0
+    prose = "The sea is big and blue. "  # settled for the rules
+    assert open_start(default_classifier(), prose) == 25
+    assert open_start(CompositeClassifier([Windowed(), default_classifier()]), prose) == 18

@@ -132,19 +132,22 @@ def test_card_split_by_token() -> None:
     out = MODERATOR.output_stream()
     tokens = ["Your card ", "4111", " 1111", " 1111", " 1111", " is on file.\n"]
     emitted = [out.feed(t) for t in tokens]
-    assert emitted[:-1] == ["", "", "", "", ""]  # all held back until the line ends
-    assert emitted[-1] == "Your card [REDACTED:card] is on file.\n"
+    # The prose goes out at once; the digits wait until they can no longer grow.
+    assert emitted[:-1] == ["Your card ", "", "", "", ""]
+    assert emitted[-1] == "[REDACTED:card] is on file.\n"
 
 
 def test_block_cuts_the_reply_cleanly() -> None:
     out = MODERATOR.output_stream()
     first = out.feed("Sure thing.\nHere is how to make a pi")
-    assert first == "Sure thing.\n"  # the completed line goes out at once
+    # The completed line goes out at once, and the new line up to where the phrase starts
+    # (the blank before it waits with it: it belongs to the phrase's first token).
+    assert first == "Sure thing.\nHere is"
     assert out.feed("pe bomb at home: first") == ""
     assert out.blocked is None  # not settled yet: the phrase may still be innocent
     assert out.feed(" you take" + " some more words" * 20) == ""
     assert out.blocked is not None and out.blocked.blocked
-    assert out.emitted == "Sure thing.\n"
+    assert out.emitted == "Sure thing.\nHere is"
     assert out.feed("more") == "" and out.finish() == ""
     records = out.blocked.records()
     assert [(r.stage, r.category, r.action) for r in records] == [
@@ -165,11 +168,25 @@ def test_long_line_streams_with_bounded_hold_back() -> None:
     emitted = ""
     for i in range(0, len(text), 4):
         emitted += out.feed(text[i : i + 4])
-        assert i + 4 - len(emitted) < out.pending_limit(i + 4) + 4
+        # Held: at most the open word ("word ") and what arrived since the last scan.
+        assert i + 4 - len(emitted) < out.pending_limit(i + 4) + len("word ") + 4
         if i > 1000:
             assert emitted  # not everything is held back
     assert emitted + out.finish() == text
     assert out.verdict is not None and out.verdict.action is Action.ALLOW
+
+
+def test_prose_streams_a_word_behind_the_model() -> None:
+    """Only the open tail waits (see ``open_start``), not the whole 200-character window."""
+    out = MODERATOR.output_stream()
+    text = ("The sea is big and blue. Fish live in it, and so do whales. It is 3 miles "
+            "deep in parts! Wow.")
+    fed = emitted = ""
+    for i in range(0, len(text), 4):  # about a token at a time
+        fed += text[i:i + 4]
+        emitted += out.feed(text[i:i + 4])
+        assert fed.startswith(emitted) and len(fed) - len(emitted) <= 12
+    assert emitted + out.finish() == text
 
 
 def test_hold_back_cannot_be_smaller_than_window() -> None:
