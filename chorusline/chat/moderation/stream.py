@@ -56,7 +56,7 @@ from chorusline.chat.moderation.injection import InjectionClassifier
 from chorusline.chat.moderation.pii import PiiClassifier
 from chorusline.chat.moderation.rules import RuleClassifier
 
-DEFAULT_STEP = 8  # characters, about two tokens
+DEFAULT_STEP = 4  # characters, about a token
 
 
 @cache
