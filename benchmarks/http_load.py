@@ -296,28 +296,26 @@ def level_rows(level: Level, new_tokens: int, who: str = "") -> list[Row]:
     c = level.concurrency
     key, label = (f"{who.replace('-', '_')}_c{c}", f"{who} c={c}") if who else (f"c{c}", f"c={c}")
     ms = 1e3
-    rows = [
-        Row(f"{key}_tok_s", f"c={c} output", level.tok_s, "tok/s",
+    return [
+        Row(f"{key}_tok_s", f"{label} output", level.tok_s, "tok/s",
             f"{level.tokens} tokens, {level.requests} requests in {level.seconds:.2f} s, "
             f"N={new_tokens}"),
-        Row(f"{key}_ttft_p50", f"c={c} TTFT p50", percentile(level.ttft, 50) * ms, "ms",
+        Row(f"{key}_ttft_p50", f"{label} TTFT p50", percentile(level.ttft, 50) * ms, "ms",
             f"n={len(level.ttft)}"),
-        Row(f"{key}_ttft_p99", f"c={c} TTFT p99", percentile(level.ttft, 99) * ms, "ms",
+        Row(f"{key}_ttft_p99", f"{label} TTFT p99", percentile(level.ttft, 99) * ms, "ms",
             f"n={len(level.ttft)}"),
-        Row(f"{key}_itl_p50", f"c={c} ITL p50", percentile(level.itl, 50) * ms, "ms",
+        Row(f"{key}_itl_p50", f"{label} ITL p50", percentile(level.itl, 50) * ms, "ms",
             f"n={len(level.itl)}"),
-        Row(f"{key}_itl_p99", f"c={c} ITL p99", percentile(level.itl, 99) * ms, "ms",
+        Row(f"{key}_itl_p99", f"{label} ITL p99", percentile(level.itl, 99) * ms, "ms",
             f"n={len(level.itl)}"),
-        Row(f"{key}_e2e_p50", f"c={c} e2e p50", percentile(level.e2e, 50) * ms, "ms",
+        Row(f"{key}_e2e_p50", f"{label} e2e p50", percentile(level.e2e, 50) * ms, "ms",
             f"n={len(level.e2e)}"),
-        Row(f"{key}_e2e_p99", f"c={c} e2e p99", percentile(level.e2e, 99) * ms, "ms",
+        Row(f"{key}_e2e_p99", f"{label} e2e p99", percentile(level.e2e, 99) * ms, "ms",
             f"n={len(level.e2e)}"),
-        Row(f"{key}_failures", f"c={c} failures", float(level.failures), "",
+        Row(f"{key}_failures", f"{label} failures", float(level.failures), "",
             f"{level.short} short turns (< N tokens)"
             + (f"; {'; '.join(level.errors)}" if level.errors else "")),
     ]
-    return [Row(r.key, r.label.replace(f"c={c}", label, 1), r.value, r.unit, r.note)
-            for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,14 +95,14 @@ async def relay_moderated(deps: ChatDeps, engine: TokenStream, client: TokenStre
                 if choice is None:
                     continue  # blocked earlier: its later tokens are dropped
                 taken = choice.take(chunk)
-                verdict = choice.blocked
-                if verdict is not None:
+                if taken is None:  # blocked: the refusal ends this choice
+                    verdict = choice.blocked
+                    assert verdict is not None
                     client.push(Chunk(chunk.index, verdict.text, finish_reason="content_filter",
                                       prompt_tokens=chunk.prompt_tokens,
                                       completion_tokens=chunk.completion_tokens))
                     await record_verdict(deps, verdict, None, None)
                     continue
-                assert taken is not None
                 text, logprobs = taken
                 client.push(Chunk(chunk.index, text, list(chunk.token_ids), logprobs,
                                   finish_reason=chunk.finish_reason,
