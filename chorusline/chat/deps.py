@@ -34,6 +34,8 @@ class ChatDeps:
     moderator: Moderator
     model_name: str
     context_window: int
+    #: The model's vocabulary size, to refuse bad token ids before a turn starts streaming.
+    vocab_size: int
     default_reply_budget: int = 512
     draft_flush_interval: float = 0.25
     conversation_idle_timeout: float = 300.0

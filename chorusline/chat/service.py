@@ -98,6 +98,10 @@ class ChatService:
         )
 
     async def chat(self, principal: Principal, request: ChatRequest) -> TurnHandle:
+        # The engine checks token ids too, but only once the turn is admitted, after a
+        # streaming response has sent its status line: checked here, a bad ``logit_bias``
+        # or ``stop_token_ids`` id is a 400 like any other invalid parameter.
+        request.params.check_vocab(self.deps.vocab_size)
         session = await self.session(principal)
         try:
             handle: TurnHandle = await session.ask(request, timeout=120.0)
@@ -246,6 +250,7 @@ async def open_chat_service(
         moderator=moderator or Moderator(),
         model_name=settings.model_name,
         context_window=window,
+        vocab_size=model.config.vocab_size,
         max_pending_chars=settings.limits.max_pending_chars,
         redis_bucket=None if settings.redis_url is None else RedisBucket.from_url(
             settings.redis_url

@@ -98,6 +98,18 @@ async def test_malformed_input_is_a_400_in_openai_format(
     assert error["type"] == "invalid_request_error" and error["param"] == param
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_token_id_outside_the_vocabulary_is_a_400_even_when_streaming(
+    web: Web, stream: bool
+) -> None:
+    """Refused before the status line: a streaming request must not get a 200 whose
+    stream then carries the error (found by the schemathesis run)."""
+    response = await post(web, {"model": MODEL, "messages": QUESTION, "stream": stream,
+                                "logit_bias": {"66493628": 1}})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_token_id"
+
+
 async def test_a_missing_key_and_an_unknown_route(web: Web) -> None:
     response = await trio.to_thread.run_sync(lambda: httpx2.post(
         f"{web.base_url}/chat/completions", json={"model": MODEL, "messages": QUESTION}))
