@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from benchmarks.common import TOPICS
-from chorusline.runtime import Engine, EngineConfig, LoadedModel, SamplingParams, load_model
+from chorusline.protocols import GenerationRequest, SamplingParams
+from chorusline.runtime import Engine, EngineConfig, LoadedModel, load_model
 
 REPEATS = 3
 
@@ -61,8 +62,8 @@ def prompts(model: LoadedModel, count: int) -> list[list[int]]:
 
 
 def single_stream(engine: Engine, prompt: list[int]) -> float:
-    engine.add_request("single", prompt, SamplingParams(temperature=0.0, max_tokens=128,
-                                                        ignore_eos=True))
+    params = SamplingParams(temperature=0.0, max_tokens=128, ignore_eos=True)
+    engine.add_request(GenerationRequest("single", tuple(prompt), params))
     stamps = []
     while engine.has_unfinished():
         if engine.step():

@@ -243,8 +243,9 @@ async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
         engine_direct,
         prompt_ids,
     )
-    from chorusline.chat import ChatSettings, SqliteStore, open_chat_service
+    from chorusline.chat import ChatSettings, open_chat_service
     from chorusline.runtime import Engine, load_model
+    from chorusline.store import SqliteStore
     from chorusline.web import serve
 
     model = await trio.to_thread.run_sync(partial(load_model, progress=False))
@@ -255,8 +256,8 @@ async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
                             context_window=CONTEXT_WINDOW)
     store = SqliteStore(tmp / "http.db")
     async with open_chat_service(settings, model=model, store=store) as chat:
-        user = await chat.db(store.create_user, "bench")
-        issued = await chat.db(store.create_api_key, user.id, tier="bench")
+        user = await chat.accounts.create_user("bench")
+        issued = await chat.accounts.create_api_key(user.id, tier="bench")
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             port: int = await nursery.start(partial(

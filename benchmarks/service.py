@@ -13,7 +13,7 @@ figures taken under the same machine load (the project's machines are shared: qu
 
    * *engine-direct*: ``chorusline.runtime.Engine`` on a worker thread, the wave's ``c``
      requests added at once, then ``step()`` until all have finished;
-   * *service*: ``ChatService.chat`` (session actor, bucket actor, scheduler actor, GPU
+   * *service*: ``ChatService.chat`` (session actor, bucket actor, engine driver, GPU
      worker thread, token streams) with stateless ``ChatRequest``\\ s, ``c`` readers
      consuming their ``TokenStream`` concurrently. No HTTP.
 
@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,28 +52,18 @@ if __package__ in (None, ""):
 
 from benchmarks.common import Row, percentile, print_checks, user_texts, write_report
 from chorusline.chat import (
-    SCHEDULER_KEY,
     AdmissionLimits,
     ChatRequest,
     ChatService,
     ChatSettings,
     Principal,
-    SqliteStore,
-    Submit,
-    Tiers,
     TokenStream,
-    assemble,
     open_chat_service,
 )
-from chorusline.runtime import (
-    Engine,
-    EngineConfig,
-    EngineStats,
-    LoadedModel,
-    RequestOutput,
-    SamplingParams,
-    load_model,
-)
+from chorusline.protocols import EngineStats, GenerationRequest, RequestOutput, SamplingParams
+from chorusline.ratelimit import Tiers
+from chorusline.runtime import Engine, EngineConfig, LoadedModel, load_model
+from chorusline.store import SqliteStore
 
 GPU_TARGET_TOK_S = 25_000.0  # what an H100 serving the target load would emit
 OVERHEAD_TARGET = 0.10
@@ -127,12 +117,12 @@ def engine_config(threads: int, prefix_caching: bool = False) -> EngineConfig:
 
 
 def prompt_ids(model: LoadedModel, text: str, new_tokens: int) -> tuple[int, ...]:
-    """The prompt exactly as the stateless session path assembles it."""
-    window = min(CONTEXT_WINDOW, model.config.max_position_embeddings)
-    assembled = assemble([{"role": "user", "content": text}], template=model.chat_template,
-                         tokenizer=model.tokenizer, context_window=window,
-                         reply_budget=new_tokens)
-    return assembled.prompt_token_ids
+    """The prompt as the stateless session path assembles one user message: the model's
+    chat template, tokenised with its special tokens."""
+    rendered = model.chat_template.render([{"role": "user", "content": text}])
+    ids = tuple(model.tokenizer.encode(rendered, allow_special=True))
+    assert len(ids) + new_tokens <= min(CONTEXT_WINDOW, model.config.max_position_embeddings)
+    return ids
 
 
 def greedy(new_tokens: int) -> SamplingParams:
@@ -152,7 +142,7 @@ def engine_direct(engine: Engine, prompts: list[tuple[int, ...]], concurrency: i
         counts: dict[str, int] = {}
         for i, ids in enumerate(wave):
             rid = f"direct-{concurrency}-{w + i}"
-            engine.add_request(rid, ids, params)
+            engine.add_request(GenerationRequest(rid, tuple(ids), params))
             counts[rid] = 0
         while engine.has_unfinished():
             outputs = engine.step()
@@ -200,8 +190,8 @@ async def service_run(chat: ChatService, principal: Principal, texts: list[str],
 
 
 async def principal_for(chat: ChatService, store: SqliteStore) -> Principal:
-    user = await chat.db(store.create_user, "bench")
-    issued = await chat.db(store.create_api_key, user.id, tier="bench")
+    user = await chat.accounts.create_user("bench")
+    issued = await chat.accounts.create_api_key(user.id, tier="bench")
     return await chat.authenticate(issued.plaintext)
 
 
@@ -236,11 +226,9 @@ class InstantEngine:
         self.steps = 0
         self.generated = 0
 
-    def add_request(self, request_id: str, prompt_token_ids: Sequence[int],
-                    params: SamplingParams | None = None, priority: int = 0,
-                    tenant: str = "default") -> None:
-        budget = params.max_tokens if params is not None and params.max_tokens else 16
-        self.running[request_id] = [len(prompt_token_ids), 0, budget]
+    def add_request(self, request: GenerationRequest) -> None:
+        budget = request.params.max_tokens or 16
+        self.running[request.request_id] = [len(request.prompt_token_ids), 0, budget]
 
     def abort(self, request_id: str) -> bool:
         return self.running.pop(request_id, None) is not None
@@ -307,7 +295,7 @@ def instant_engine_alone(streams: int, new_tokens: int) -> FanOut:
     params = greedy(new_tokens)
     start = time.perf_counter()
     for i in range(streams):
-        engine.add_request(f"r{i}", (1, 2, 3), params)
+        engine.add_request(GenerationRequest(f"r{i}", (1, 2, 3), params))
     tokens = 0
     while engine.has_unfinished():
         tokens += sum(len(o.new_token_ids) for o in engine.step())
@@ -364,13 +352,13 @@ async def fanout_part(model: LoadedModel, sizes: Sizes, tmp: Path
         via_service = tally.result(engines[-1].steps - steps0)
         assert counts == [tokens_each] * n, counts
 
-        # Straight to the scheduler actor: Submit, then read the stream.
-        scheduler = await chat.system.registry.wait_for(SCHEDULER_KEY)
+        # Straight to the engine actors (``ChatService.generate``), then read the stream.
         counts = []
         ids = prompt_ids(model, "Say anything.", tokens_each)
 
         async def scheduler_reader(tally: Tally) -> None:
-            stream: TokenStream = await scheduler.ask(Submit(ids, params))
+            stream = await chat.generate(
+                GenerationRequest(f"bench-{uuid.uuid4().hex}", tuple(ids), params))
             counts.append(await read_all(stream, tally))
 
         steps0 = engines[-1].steps
@@ -443,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     n, t = sizes.fanout_streams, sizes.fanout_tokens
     for key, label, fan in (
         ("fanout_service", f"fan-out via ChatService, {n} streams", via_service),
-        ("fanout_scheduler", f"fan-out via scheduler actor, {n} streams", via_scheduler),
+        ("fanout_scheduler", f"fan-out via engine driver, {n} streams", via_scheduler),
     ):
         rows.append(Row(key, label, fan.tok_s, "tok/s",
                         f"{n}x{t} tokens in {fan.seconds:.2f} s, {fan.steps} steps, "

@@ -1,18 +1,22 @@
-"""``chorusline`` command line: ``serve`` (the HTTP API) and ``demo``.
+"""``chorusline`` command line: ``serve`` (the HTTP API), ``keys`` and ``demo``.
 
-Every ``serve`` flag has a ``CHORUSLINE_*`` environment variable; the defaults run with no
-services at all (SQLite file, in-process rate limits, the bundled model, CPU). On first
-start the server creates an admin API key and prints it once. ``--workers N`` runs N
-server processes on one port, each with its own engine (see chorusline.workers).
-
-``demo`` starts the whole supervised chat tree on embedded defaults (SQLite in a
-temporary folder, in-process rate limits, the bundled SmolLM2 model, CPU), streams a
-reply to one question through a stored conversation, kills the GPU worker halfway to show
-the stream carrying on, and prints the actor tree.
+Every ``serve`` flag has a ``CHORUSLINE_*`` environment variable (the flag wins), and
+``--help`` shows each one's default and variable. The defaults run with no services at
+all: SQLite in the user's data directory, in-process rate limits, the bundled model, CPU.
+On first start the server creates an admin API key and prints it once. ``--workers N``
+runs N server processes on one port, each with its own engine (see chorusline.workers).
 
 ``keys create|list|revoke`` manages API keys straight in the database (the same
-``--database-url`` as ``serve``; no model is loaded, and a running server sees the change
-on its next request).
+``--database-url`` as ``serve``; a running server sees the change on its next request).
+It loads no model: the web layer, the runtime and torch are imported only by ``serve``
+and ``demo``, so a key command takes a fraction of a second rather than the seconds
+the model stack takes to import.
+
+``demo`` starts the whole supervised chat tree on embedded defaults (SQLite in a
+temporary folder), streams a reply to one question through a stored conversation, kills
+the GPU worker halfway to show the stream carrying on, and prints the actor tree.
+
+Errors are one line on stderr: exit status 2 for bad usage, 1 for a failure.
 """
 
 from __future__ import annotations
@@ -22,40 +26,41 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import trio
 
-from chorusline.chat import (
-    WORKER_KEY,
-    ChatRequest,
-    ChatSettings,
-    SqliteStore,
-    Store,
-    Tiers,
-    open_chat_service,
-    open_store,
-)
-from chorusline.protocols import ChoruslineError, NotFound
-from chorusline.runtime import EngineConfig, SamplingParams
-from chorusline.web import serve
-from chorusline.workers import supervise, wait_for_stop
+from chorusline.chat import Accounts, ChatSettings, default_database_url, open_accounts
+from chorusline.protocols import ChoruslineError
+
+if TYPE_CHECKING:
+    from chorusline.chat import ChatService
 
 TIERS = ("free", "plus", "enterprise")
+DTYPES = ("fp32", "bf16")
+#: ``serve`` flags a ``--workers`` parent hands on to each worker when they are set.
+FORWARDED = ("redis_url", "model_path", "device", "dtype", "tiers_file", "kv_cache_mb",
+             "public_url", "max_body_bytes")
 
 
 async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
+    from chorusline.chat import ChatRequest, open_chat_service
+    from chorusline.protocols import SamplingParams
+    from chorusline.runtime import EngineConfig
+
     with tempfile.TemporaryDirectory() as folder:
-        store = SqliteStore(Path(folder) / "demo.db")
-        settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=128 * 1024 * 1024))
+        settings = ChatSettings(database_url=f"sqlite:///{folder}/demo.db",
+                                engine=EngineConfig(kv_cache_bytes=128 * 1024 * 1024))
         print("loading the model and starting the actor tree...", file=sys.stderr)
-        async with open_chat_service(settings, store=store) as chat:
-            user = store.create_user("demo")
-            issued = store.create_api_key(user.id, tier="plus")
-            principal = await chat.authenticate(issued.plaintext)
-            conversation = store.create_conversation(user.id, title="demo")
+        async with open_chat_service(settings) as chat:
+            user = await chat.accounts.create_user("demo")
+            issued = await chat.accounts.create_api_key(user.id, tier="plus")
+            principal = await chat.accounts.authenticate(issued.plaintext)
+            conversation = await chat.conversations.create(principal, title="demo")
             params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
             handle = await chat.chat(principal, ChatRequest(params, conversation.id, question))
             print(f"you> {question}\nbot> ", end="", flush=True)
@@ -64,21 +69,25 @@ async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
                 for chunk in chunks:
                     print(chunk.text, end="", flush=True)
                     tokens += len(chunk.token_ids)
-                    worker = chat.system.registry.lookup(WORKER_KEY)
-                    if kill_worker and tokens >= 4 and worker is not None:
+                    if kill_worker and tokens >= 4 and chat.admin.kill_gpu_worker():
                         kill_worker = False
-                        chat.system.faults.kill(worker.path)
                         print(" [gpu worker killed] ", end="", flush=True)
             await handle.persisted.wait()
             print()
-            stored = store.get_active_branch(user.id, conversation.id)[-1]
+            stored = (await chat.conversations.messages(principal, conversation.id))[-1]
             print(f"stored reply: status={stored.status.value}, "
                   f"{stored.completion_tokens} completion tokens", file=sys.stderr)
-            print_tree(chat.snapshot()["tree"])
+            print_tree(chat.admin.snapshot()["tree"])
 
 
 def serve_settings(args: argparse.Namespace) -> ChatSettings:
-    engine = EngineConfig(device=args.device, cpu_threads=args.cpu_threads)
+    import torch
+
+    from chorusline.ratelimit import Tiers
+    from chorusline.runtime import EngineConfig
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(args.dtype or "")
+    engine = EngineConfig(device=args.device, cpu_threads=args.cpu_threads, dtype=dtype)
     if args.kv_cache_mb is not None:
         engine = replace(engine, kv_cache_bytes=args.kv_cache_mb * 1024 * 1024)
     return ChatSettings(
@@ -87,15 +96,25 @@ def serve_settings(args: argparse.Namespace) -> ChatSettings:
         redis_url=args.redis_url,
         engine=engine,
         tiers=Tiers.load(args.tiers_file) if args.tiers_file else Tiers.defaults(),
+        # A worker must not close drafts its siblings are streaming into: the
+        # ``--workers`` parent closes the dead process's ones before they start.
+        sweep_open_drafts=not args.as_worker,
     )
 
 
-def ensure_admin_key(store: Store) -> None:
+async def ensure_admin_key(accounts: Accounts) -> None:
     """On the first start (no admin key yet), create one and print it, once."""
-    if not store.has_admin_key():
-        admin = store.create_user("admin")
-        issued = store.create_api_key(admin.id, tier="enterprise", is_admin=True)
+    issued = await accounts.ensure_admin_key()
+    if issued is not None:
         print(f"created the admin API key (shown only now): {issued.plaintext}", flush=True)
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print: a PostgreSQL password is masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def serving_line(args: argparse.Namespace, port: int, model_name: str, workers: int) -> str:
@@ -107,18 +126,24 @@ def serving_line(args: argparse.Namespace, port: int, model_name: str, workers: 
 async def serve_forever(args: argparse.Namespace) -> None:
     """One server process: the whole server, or (``--as-worker``) one of a
     ``--workers`` parent's, which then made the admin key and watches this one."""
+    from chorusline.chat import open_chat_service
+    from chorusline.web import serve
+    from chorusline.workers import wait_for_stop
+
     settings = serve_settings(args)
     print("loading the model and starting the actor tree...", file=sys.stderr)
+    chat: ChatService
     async with open_chat_service(settings) as chat:
         if not args.as_worker:
-            await chat.db(ensure_admin_key, chat.store)
+            await ensure_admin_key(chat.accounts)
         shutdown = trio.Event()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(
                     partial(serve, chat, host=args.host, port=args.port,
                             model_name=settings.model_name, shutdown=shutdown,
-                            reuse_port=args.as_worker)
+                            reuse_port=args.as_worker, public_url=args.public_url,
+                            max_body_bytes=args.max_body_bytes)
                 )
                 if args.as_worker:  # the parent reads this first line as "ready"
                     print(f"worker {os.getpid()} ready on port {port}", flush=True)
@@ -129,79 +154,67 @@ async def serve_forever(args: argparse.Namespace) -> None:
                 shutdown.set()
 
 
+async def ensure_admin_key_in(database_url: str) -> None:
+    """What the ``--workers`` parent does to the store before any worker starts."""
+    async with open_accounts(database_url) as accounts:
+        await ensure_admin_key(accounts)
+        await accounts.close_orphaned_drafts()
+
+
 def serve_workers(args: argparse.Namespace) -> int:
     """``serve --workers N``: the admin key first, then N ``--as-worker`` processes on
     one port (see chorusline.workers), each with an even share of the CPU threads."""
-    store = open_store(args.database_url)
-    try:
-        ensure_admin_key(store)
-    finally:
-        store.close()
+    from chorusline.workers import supervise
+
+    trio.run(ensure_admin_key_in, args.database_url)
     threads = args.cpu_threads or max(1, (os.cpu_count() or 1) // args.workers)
 
     def command(port: int) -> list[str]:
         argv = [sys.executable, "-m", "chorusline.cli", "serve", "--as-worker",
                 "--workers", "1", "--host", args.host, "--port", str(port),
                 "--database-url", args.database_url, "--cpu-threads", str(threads)]
-        for flag in ("redis_url", "model_path", "device", "tiers_file", "kv_cache_mb"):
+        for flag in FORWARDED:
             if (value := getattr(args, flag)) is not None:
                 argv += [f"--{flag.replace('_', '-')}", str(value)]
         return argv
 
-    model_name = ChatSettings().model_name
+    model_name = ChatSettings.model_name
     return trio.run(supervise, args.workers, args.host, args.port, command,
                     lambda port: print(serving_line(args, port, model_name, args.workers),
                                        flush=True))
 
 
-def keys(args: argparse.Namespace) -> None:
+async def keys(args: argparse.Namespace) -> None:
     """``chorusline keys ...``; raises ChoruslineError / ValueError for the caller to
     print as one line."""
-    store = open_store(args.database_url)
-    try:
+    async with open_accounts(args.database_url) as accounts:
         if args.keys_command == "create":
-            owners = [u for u in store.list_users() if u.name == args.owner]
-            user = owners[0] if owners else store.create_user(args.owner)
-            issued = store.create_api_key(user.id, tier=args.tier, is_admin=args.admin)
+            user = await accounts.user_named(args.owner, create=True)
+            assert user is not None  # create=True always gives one
+            issued = await accounts.create_api_key(user.id, tier=args.tier,
+                                                   is_admin=args.admin)
             print(f"created API key {issued.key.id} for {user.name!r} "
                   f"(tier {issued.key.tier}{', admin' if issued.key.is_admin else ''}); "
                   "it is shown only now:", file=sys.stderr)
             print(issued.plaintext)
         elif args.keys_command == "list":
-            print_keys(store, args.owner)
+            rows = [("ID", "OWNER", "PREFIX", "TIER", "ADMIN", "REVOKED")]
+            for user, key in await accounts.keys_by_owner(args.owner):
+                revoked = (key.revoked_at.isoformat(timespec="seconds") if key.revoked_at
+                           else "no")
+                rows.append((key.id, user.name, key.prefix, key.tier,
+                             "yes" if key.is_admin else "no", revoked))
+            print_table(rows)
         else:
-            for user in store.list_users():
-                if any(k.id == args.key_id for k in store.list_api_keys(user.id)):
-                    key = store.revoke_api_key(user.id, args.key_id)
-                    print(f"revoked API key {key.id} ({key.prefix}) of {user.name!r} "
-                          f"at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
-                    return
-            raise NotFound(f"API key {args.key_id!r} not found", param="key_id")
-    finally:
-        store.close()
+            user, key = await accounts.revoke_key(args.key_id)
+            print(f"revoked API key {key.id} ({key.prefix}) of {user.name!r} "
+                  f"at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
-def print_keys(store: Store, owner: str | None) -> None:
-    rows = [("ID", "OWNER", "PREFIX", "TIER", "ADMIN", "REVOKED")]
-    for user in store.list_users():
-        if owner is not None and user.name != owner:
-            continue
-        for key in store.list_api_keys(user.id):
-            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "no"
-            rows.append((key.id, user.name, key.prefix, key.tier,
-                         "yes" if key.is_admin else "no", revoked))
+def print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def env(name: str, default: str | None) -> str | None:
-    return os.environ.get(f"CHORUSLINE_{name}", default)
-
-
-def optional_int(name: str) -> int | None:
-    value = env(name, None)
-    return None if value is None or not value.strip() else int(value)
 
 
 def print_tree(node: dict[str, object], depth: int = 0) -> None:
@@ -214,74 +227,127 @@ def print_tree(node: dict[str, object], depth: int = 0) -> None:
             print_tree(child, depth + 1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def one_of(*choices: str) -> Callable[[str], str]:
+    """A type that checks choices: argparse checks ``choices`` only on the command line,
+    never on a default (here: an environment variable's value)."""
+    def check(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                             f"{', '.join(choices)})")
+        return text
+
+    check.__name__ = "choice"
+    return check
+
+
+def public_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+            or parts.fragment:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s)://host[:port][/path] "
+                                         "URL")
+    return text.rstrip("/")
+
+
+def option(parser: argparse.ArgumentParser, name: str, help: str, *, shown: str,
+           default: str | None = None, **kwargs: Any) -> None:
+    """``--name`` with its ``CHORUSLINE_NAME`` variable; the help says both and the
+    default. A variable's value is a string default, which argparse converts (and checks)
+    with ``type`` like a typed flag, so a bad one is a usage error, not a traceback."""
+    variable = "CHORUSLINE_" + name.upper().replace("-", "_")
+    value = os.environ.get(variable) or default
+    parser.add_argument(f"--{name}", default=value, help=f"{help} (default: {shown}; "
+                        f"env {variable})", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; environment variables are read now, as defaults."""
     parser = argparse.ArgumentParser(prog="chorusline")
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser("demo", help="stream one chat turn through the actor tree")
     run_demo.add_argument("question", nargs="?", default="What is the capital of France?")
-    run_demo.add_argument("--max-tokens", type=int, default=48)
+    run_demo.add_argument("--max-tokens", type=int, default=48,
+                          help="reply budget (default: 48)")
     run_demo.add_argument("--no-fault", action="store_true", help="do not kill the GPU worker")
+    database = default_database_url(create=False)
     run_serve = commands.add_parser("serve", help="serve the OpenAI-compatible HTTP API")
-    run_serve.add_argument("--host", default=env("HOST", "127.0.0.1"))
-    run_serve.add_argument("--port", type=int, default=int(env("PORT", "8000") or 8000))
-    database_url = env("DATABASE_URL", "sqlite:///chorusline.db")
-    run_serve.add_argument("--database-url", default=database_url)
-    run_serve.add_argument("--redis-url", default=env("REDIS_URL", None))
-    run_serve.add_argument("--model-path", default=env("MODEL_PATH", None))
-    run_serve.add_argument("--device", default=env("DEVICE", None))
-    run_serve.add_argument("--tiers-file", default=env("TIERS_FILE", None))
-    run_serve.add_argument("--workers", type=int, default=int(env("WORKERS", "1") or 1),
-                           help="server processes sharing the port, each with its own "
-                                "engine (Linux: SO_REUSEPORT)")
-    run_serve.add_argument("--kv-cache-mb", type=int, default=optional_int("KV_CACHE_MB"),
-                           help="KV-cache budget per engine in MiB (default 512)")
-    run_serve.add_argument("--cpu-threads", type=int, default=optional_int("CPU_THREADS"),
-                           help="torch CPU threads per engine (default: all cores, "
-                                "shared evenly between workers)")
+    option(run_serve, "host", "address to listen on", shown="127.0.0.1", default="127.0.0.1")
+    option(run_serve, "port", "port to listen on; 0: any free one (printed)", shown="8000",
+           default="8000", type=int)
+    option(run_serve, "database-url", "sqlite:///PATH or postgresql://...", shown=database)
+    option(run_serve, "public-url", "base URL clients reach this server at, for share "
+           "links", shown="the bound address, http://HOST:PORT", type=public_url)
+    option(run_serve, "redis-url", "redis://... to share rate limits between workers and "
+           "hosts", shown="none: in-process limits")
+    option(run_serve, "model-path", "GGUF or safetensors model", shown="the bundled "
+           "SmolLM2-135M-Instruct")
+    option(run_serve, "device", "cpu, cuda or cuda:N", shown="cuda when available, else cpu")
+    option(run_serve, "dtype", "model precision; bf16 is faster on CPUs with AMX or "
+           "AVX512-BF16 but changes greedy answers", shown="fp32 on CPU, bf16 on CUDA",
+           type=one_of(*DTYPES), metavar="{fp32,bf16}")
+    option(run_serve, "tiers-file", "rate-limit tiers, .toml or .json", shown="the built-in "
+           "free, plus and enterprise tiers")
+    option(run_serve, "workers", "server processes sharing the port, each with its own "
+           "engine (Linux: SO_REUSEPORT)", shown="1", default="1", type=int)
+    option(run_serve, "kv-cache-mb", "KV-cache budget per engine in MiB", shown="512",
+           type=int)
+    option(run_serve, "cpu-threads", "torch CPU threads per engine", shown="all cores, "
+           "shared evenly between workers", type=int)
+    option(run_serve, "max-body-bytes", "largest request body accepted (413 beyond it)",
+           shown=str(4 * 1024 * 1024), default=str(4 * 1024 * 1024), type=int)
     run_serve.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     run_keys = commands.add_parser("keys", help="create, list or revoke API keys")
-    run_keys.add_argument("--database-url", default=database_url)
+    option(run_keys, "database-url", "sqlite:///PATH or postgresql://... (as for serve)",
+           shown=database)
     key_commands = run_keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="issue a key (printed once)")
-    create.add_argument("--database-url", default=argparse.SUPPRESS)
     create.add_argument("--owner", required=True, help="user name (created if missing)")
-    create.add_argument("--tier", choices=TIERS, default="free")
+    create.add_argument("--tier", choices=TIERS, default="free", help="default: free")
     create.add_argument("--admin", action="store_true", help="an admin key")
     listing = key_commands.add_parser("list", help="list keys (never the secrets)")
-    listing.add_argument("--database-url", default=argparse.SUPPRESS)
     listing.add_argument("--owner", default=None, help="only this user's keys")
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("--database-url", default=argparse.SUPPRESS)
     revoke.add_argument("key_id")
+    for sub in (create, listing, revoke):  # also accepted after the subcommand
+        sub.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def one_line(run: Callable[[], int], *, drivers: bool) -> int:
+    """``run``'s status, or 1 with the failure as one line (no traceback); ``drivers``:
+    also a database driver's own exception (a bad path, an unreachable server)."""
+    try:
+        return run()
+    except (ChoruslineError, ValueError, OSError) as error:
+        print(f"chorusline: {error}", file=sys.stderr)
+    except Exception as error:
+        if not drivers:
+            raise
+        print(f"chorusline: {type(error).__name__}: {error}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        if args.max_tokens < 1:
+            parser.error("--max-tokens must be at least 1")
+        trio.run(demo, args.question, args.max_tokens, not args.no_fault)
+        return 0
     if args.command == "keys":
         if args.keys_command == "create" and not args.owner.strip():
-            create.error("--owner must not be empty")
-        try:
-            keys(args)
-        except (ChoruslineError, ValueError, OSError) as error:
-            print(f"chorusline: {error}", file=sys.stderr)
-            return 1
-        except Exception as error:  # a driver error (bad path, unreachable server)
-            print(f"chorusline: {type(error).__name__}: {error}", file=sys.stderr)
-            return 1
-        return 0
-    if args.command == "serve":
-        for flag in ("workers", "kv_cache_mb", "cpu_threads"):
-            if (value := getattr(args, flag)) is not None and value < 1:
-                run_serve.error(f"--{flag.replace('_', '-')} must be at least 1")
-        try:
-            if args.workers > 1:
-                return serve_workers(args)
-            trio.run(serve_forever, args)
-        except (ChoruslineError, ValueError, OSError) as error:
-            print(f"chorusline: {error}", file=sys.stderr)
-            return 1
-        return 0
-    if args.max_tokens < 1:
-        parser.error("--max-tokens must be at least 1")
-    trio.run(demo, args.question, args.max_tokens, not args.no_fault)
-    return 0
+            parser.error("--owner must not be empty")
+        args.database_url = args.database_url or default_database_url()
+        return one_line(lambda: trio.run(keys, args) or 0, drivers=True)
+    for flag in ("workers", "kv_cache_mb", "cpu_threads"):
+        if (value := getattr(args, flag)) is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    args.database_url = args.database_url or default_database_url()
+    print(f"database: {shown_url(args.database_url)}", file=sys.stderr)
+    if args.workers > 1:
+        return one_line(lambda: serve_workers(args), drivers=False)
+    return one_line(lambda: trio.run(serve_forever, args) or 0, drivers=False)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,10 @@ class Store(SyncActor):
 
 
 class Digester(ThreadActor):
-    """Blocking, CPU-heavy work: on a thread so the trio loop keeps serving others."""
+    """Blocking, CPU-heavy work: on a thread so the trio loop keeps serving others.
+
+    Subclassing ``ThreadActor`` is all it takes; its spec below is like any other.
+    """
 
     def receive(self, message: Any) -> Any:
         word = str(message)
@@ -97,7 +100,7 @@ def pipeline_spec() -> ChildSpec:
         "pipeline",
         [
             ChildSpec(Store, name="store"),
-            ChildSpec(lambda: Digester.start(), name="digester", thread=True),
+            ChildSpec(Digester, name="digester"),
             ChildSpec(Worker, name="worker"),
         ],
         strategy=Strategy.REST_FOR_ONE,

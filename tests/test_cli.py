@@ -1,13 +1,21 @@
-"""The README's first command ends in ``chorusline demo``: it must work end to end."""
+"""The README's first command ends in ``chorusline demo``: it must work end to end; and
+``serve``'s flags: each documented in ``--help``, each checked before anything starts."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pytest
+import torch
+
+from chorusline.cli import build_parser, serve_settings
 from tests.cli_server import running_server
 
 
@@ -38,7 +46,8 @@ def test_bad_arguments_give_a_one_line_error() -> None:
 
 
 def test_serve_prints_an_admin_key_answers_and_drains_on_sigterm(tmp_path: Path) -> None:
-    with running_server(tmp_path / "srv.db") as (url, key):  # asserts exit 0 on SIGTERM
+    db = tmp_path / "srv.db"
+    with running_server(db) as (url, key):  # asserts exit 0 on SIGTERM
         request = urllib.request.Request(
             f"{url}/chat/completions",
             data=json.dumps({
@@ -52,3 +61,102 @@ def test_serve_prints_an_admin_key_answers_and_drains_on_sigterm(tmp_path: Path)
         with urllib.request.urlopen(request, timeout=120) as response:
             body = json.load(response)
         assert "Paris" in body["choices"][0]["message"]["content"]
+    assert f"database: sqlite:///{db}" in Path(f"{db}.stderr").read_text()
+
+
+def call(url: str, key: str, body: Any = None, headers: dict[str, str] | None = None
+         ) -> Any:
+    request = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                 **(headers or {})}, method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+def test_share_links_start_with_the_public_url(tmp_path: Path) -> None:
+    with running_server(tmp_path / "srv.db", "--public-url", "https://chat.example/c/") as (
+            url, key):
+        cid = call(f"{url}/conversations", key, {})["id"]
+        share = call(f"{url}/conversations/{cid}/share", key,
+                     headers={"Host": "evil.example"})
+    assert share["url"] == f"https://chat.example/c/v1/shared/{share['token']}"
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """``--flag`` -> its whole help entry, from argparse's options section."""
+    entries: dict[str, str] = {}
+    flag = None
+    for line in text.split("options:", 1)[1].splitlines():
+        if match := re.match(r"  (?:-\w, )?(--[\w-]+)", line):
+            flag = match.group(1)
+            entries[flag] = line
+        elif flag is not None and line.startswith("   "):
+            entries[flag] += " " + line.strip()
+    return entries
+
+
+SERVE_FLAGS = {"--host", "--port", "--database-url", "--public-url", "--redis-url",
+               "--model-path", "--device", "--dtype", "--tiers-file", "--workers",
+               "--kv-cache-mb", "--cpu-threads", "--max-body-bytes"}
+
+
+def test_serve_help_gives_every_flag_its_meaning_default_and_variable() -> None:
+    result = subprocess.run([sys.executable, "-m", "chorusline.cli", "serve", "--help"],
+                            capture_output=True, text=True, timeout=120, check=True,
+                            env=dict(os.environ, COLUMNS="100"))
+    entries = help_entries(result.stdout)
+    assert set(entries) == SERVE_FLAGS | {"--help"}
+    for flag in SERVE_FLAGS:
+        variable = "CHORUSLINE_" + flag[2:].upper().replace("-", "_")
+        meaning, _, rest = entries[flag].partition("(default: ")
+        assert re.search(r"[a-z]{3,}", meaning.replace(flag, "")), entries[flag]
+        assert re.fullmatch(rf"[^;]+; env {variable}\)", rest.strip()), entries[flag]
+
+
+def test_the_body_limit_is_a_flag_and_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def limit(*flags: str) -> int:
+        found: int = build_parser().parse_args(["serve", *flags]).max_body_bytes
+        return found
+
+    monkeypatch.delenv("CHORUSLINE_MAX_BODY_BYTES", raising=False)
+    assert limit() == 4 * 1024 * 1024
+    assert limit("--max-body-bytes", "1024") == 1024
+    monkeypatch.setenv("CHORUSLINE_MAX_BODY_BYTES", "2048")
+    assert limit() == 2048
+
+
+def test_dtype_reaches_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    def dtype(*flags: str) -> torch.dtype | None:
+        args = build_parser().parse_args(["serve", "--database-url", "sqlite:///x", *flags])
+        found: torch.dtype | None = serve_settings(args).engine.dtype
+        return found
+
+    monkeypatch.delenv("CHORUSLINE_DTYPE", raising=False)
+    assert dtype() is None  # the device decides: fp32 on CPU, bf16 on CUDA
+    assert dtype("--dtype", "bf16") is torch.bfloat16
+    assert dtype("--dtype", "fp32") is torch.float32
+    monkeypatch.setenv("CHORUSLINE_DTYPE", "bf16")
+    assert dtype() is torch.bfloat16 and dtype("--dtype", "fp32") is torch.float32
+
+
+@pytest.mark.parametrize(("flags", "env", "message"), [
+    (["--dtype", "fp16"], {}, "invalid choice: 'fp16'"),
+    ([], {"CHORUSLINE_DTYPE": "fp16"}, "invalid choice: 'fp16'"),
+    ([], {"CHORUSLINE_PORT": "eighty"}, "invalid int value: 'eighty'"),
+    (["--public-url", "chat.example"], {}, "is not an http(s)://host[:port][/path] URL"),
+    ([], {"CHORUSLINE_PUBLIC_URL": "https://chat.example/?x=1"}, "is not an http(s)"),
+    ([], {"CHORUSLINE_KV_CACHE_MB": "0"}, "--kv-cache-mb must be at least 1"),
+])
+def test_bad_serve_settings_are_one_line_usage_errors(
+    tmp_path: Path, flags: list[str], env: dict[str, str], message: str,
+) -> None:
+    db = tmp_path / "never.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "chorusline.cli", "serve", *flags], capture_output=True,
+        text=True, timeout=120, check=False,
+        env=dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}", **env))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not db.exists()

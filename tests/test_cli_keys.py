@@ -95,3 +95,39 @@ def test_a_running_server_refuses_a_key_once_revoked(tmp_path: Path) -> None:
         key_id = next(r[0] for r in listed(db, "--owner", "ada"))
         assert cli(db, "keys", "revoke", key_id).returncode == 0
         assert models_status(url, key) == 401
+
+
+def test_keys_reach_one_database_from_any_folder(tmp_path: Path) -> None:
+    """The default database is in the user's data directory: run from two folders, the
+    key commands see the same keys, and neither folder gets a database file."""
+    env = {k: v for k, v in os.environ.items() if k != "CHORUSLINE_DATABASE_URL"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+
+    def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "chorusline.cli", *args], cwd=folder,
+                              env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    created = run(here, "keys", "create", "--owner", "ada")
+    assert created.returncode == 0, created.stderr
+    shown = run(there, "keys", "list")
+    assert shown.returncode == 0, shown.stderr
+    assert created.stdout.strip()[:15] in shown.stdout
+    assert list(here.iterdir()) == list(there.iterdir()) == []
+    assert (tmp_path / "data" / "chorusline" / "chorusline.db").is_file()
+
+
+def test_key_commands_never_import_the_model_stack(tmp_path: Path) -> None:
+    """``keys`` loads no model, so it must not pay for importing one (torch alone takes
+    seconds): the runtime, torch and the web server stay unimported."""
+    code = ("import sys; from chorusline.cli import main; status = main(['keys', 'list']); "
+            "print(sorted(m for m in ('torch', 'chorusline.runtime.engine', 'quart', "
+            "'hypercorn', 'chorusline.web') if m in sys.modules)); sys.exit(status)")
+    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{tmp_path / 'keys.db'}")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

@@ -1,13 +1,16 @@
-"""The import layering of DESIGN.md, enforced by parsing every module's imports.
+"""The import layering of docs/design.md, enforced by parsing every module's imports.
 
-actors <- supervisors <- chat -> runtime; protocols is imported by everyone and imports
-nothing of ours; web -> chat. The framework packages never import the heavy stack, and
-runtime never imports trio or pykka, so each stays usable (and testable) on its own.
+actors <- supervisors <- chat -> runtime, store, moderation, ratelimit; protocols is
+imported by everyone and imports nothing of ours; web -> chat (and protocols) only. The
+libraries below the actors (store, moderation, ratelimit) import no actors, supervisors,
+chat or web. The framework packages never import the heavy stack, and runtime never
+imports trio or pykka, so each stays usable (and testable) on its own.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -20,14 +23,23 @@ ALLOWED: dict[str, set[str]] = {
     "actors": {"protocols"},
     "supervisors": {"actors", "protocols"},
     "runtime": {"protocols"},
-    "chat": {"actors", "supervisors", "runtime", "protocols"},
-    "web": {"chat", "actors", "supervisors", "protocols"},
+    "store": {"protocols"},
+    "moderation": {"protocols"},
+    "ratelimit": {"protocols"},
+    "chat": {"actors", "supervisors", "runtime", "store", "moderation", "ratelimit",
+             "protocols"},
+    "web": {"chat", "protocols"},
 }
+LIBRARY_STACK = {"torch", "trio", "pykka", "quart", "quart_trio", "hypercorn", "cupy"}
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "actors": {"torch", "quart", "quart_trio", "hypercorn", "redis", "psycopg", "cupy"},
     "supervisors": {"torch", "quart", "quart_trio", "hypercorn", "redis", "psycopg", "cupy"},
     "protocols": {"torch", "trio", "pykka", "quart", "redis", "psycopg", "cupy"},
     "runtime": {"trio", "pykka", "quart", "quart_trio", "hypercorn", "redis", "psycopg"},
+    # Libraries below the actors: their own drivers only (redis, psycopg, sqlite3).
+    "store": LIBRARY_STACK | {"redis"},
+    "moderation": LIBRARY_STACK | {"redis", "psycopg"},
+    "ratelimit": LIBRARY_STACK | {"psycopg"},
 }
 
 
@@ -75,3 +87,16 @@ def test_the_checker_catches_a_wrong_arrow(tmp_path: Path) -> None:
     bad.write_text("import torch\nfrom chorusline.chat import ChatService\n")
     assert len(violations("actors", bad)) == 2
     assert violations("chat", bad) == []
+
+
+DOOR_USERS = [*sorted((ROOT / "web").glob("*.py")), ROOT / "cli.py", ROOT / "workers.py"]
+REACH_IN = re.compile(
+    r"\bchat\.(system|store|deps|db|tree)\b|\bimport\b.*\b(Sqlite|Postgres)?Store\b")
+
+
+@pytest.mark.parametrize("path", DOOR_USERS, ids=lambda p: p.name)
+def test_web_and_cli_use_only_the_chat_service_door(path: Path) -> None:
+    """``ChatService``'s facades are the only way in: no actor system, no store."""
+    found = [f"{path.name}:{n}: {line.strip()}"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if REACH_IN.search(line)]
+    assert found == []

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ["actors", "supervisors", "protocols", "runtime", "chat", "web"]
+PACKAGES = ["actors", "supervisors", "protocols", "runtime", "store", "moderation", "ratelimit",
+            "chat", "web"]
 
 
 def public_names(package: str) -> set[str]:

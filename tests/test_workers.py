@@ -1,6 +1,6 @@
 """``chorusline serve`` with two workers (set through ``CHORUSLINE_WORKERS``): one admin
-key, one port served by two processes, and SIGTERM drains a reply in flight before
-everything exits 0."""
+key, one port served by two processes that got the parent's flags, and SIGTERM drains a
+reply in flight before everything exits 0."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chorusline.chat import SqliteStore
+from chorusline.store import SqliteStore
 
 MODEL = "smollm2-135m-instruct"
 
@@ -33,7 +33,8 @@ def test_two_workers_share_a_port_and_drain_on_sigterm(tmp_path: Path) -> None:
     with (tmp_path / "stderr.txt").open("w") as stderr:
         server = subprocess.Popen(
             [sys.executable, "-m", "chorusline.cli", "serve", "--port", "0",
-             "--kv-cache-mb", "16"],
+             "--kv-cache-mb", "16", "--public-url", "https://chat.example", "--dtype",
+             "fp32"],
             stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
         assert server.stdout is not None
@@ -52,6 +53,12 @@ def test_two_workers_share_a_port_and_drain_on_sigterm(tmp_path: Path) -> None:
             with call(f"{base}/admin/engine", key) as response:
                 pids.add(json.load(response)["worker_pid"])
         assert len(pids) == 2 and server.pid not in pids
+        # The workers got the parent's flags: a share link starts with the public URL.
+        with call(f"{base}/conversations", key, {}) as response:
+            cid = json.load(response)["id"]
+        with call(f"{base}/conversations/{cid}/share", key, {}) as response:
+            share = json.load(response)
+        assert share["url"] == f"https://chat.example/v1/shared/{share['token']}"
 
         # A reply in flight when SIGTERM arrives still completes.
         streaming = call(f"{base}/chat/completions", key, {

@@ -1,7 +1,10 @@
 """The actor kernel: trio actors with mailboxes, asks, monitors, a registry, thread actors,
-fault injection and statistics. Generic: no LLM code, no torch/quart/redis/psycopg."""
+fault injection and statistics. Generic: no LLM code, no torch/quart/redis/psycopg.
 
-from chorusline.actors.actor import Actor, ActorContext, ChildCrashed, SyncActor
+One actor model: subclass ``Actor`` (or ``SyncActor``) for a trio task, ``ThreadActor``
+for blocking work on its own thread; the class decides where it runs."""
+
+from chorusline.actors.actor import Actor, ActorContext, SyncActor
 from chorusline.actors.dead_letters import DeadLetter, DeadLetters
 from chorusline.actors.errors import (
     ActorDead,
@@ -20,6 +23,7 @@ from chorusline.actors.messages import (
     NORMAL,
     PASSIVATED,
     SHUTDOWN,
+    ChildExit,
     ExitKind,
     ExitReason,
     StartChild,
@@ -28,7 +32,7 @@ from chorusline.actors.messages import (
 from chorusline.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef
 from chorusline.actors.registry import Registry
 from chorusline.actors.spec import ActorSpec
-from chorusline.actors.stats import ActorState, ActorStatistics
+from chorusline.actors.stats import ActorKind, ActorState, ActorStatistics
 from chorusline.actors.system import ActorSystem, open_actor_system
 from chorusline.actors.thread_actor import ThreadActor
 
@@ -42,6 +46,7 @@ __all__ = [
     "ActorContext",
     "ActorDead",
     "ActorError",
+    "ActorKind",
     "ActorRef",
     "ActorSpec",
     "ActorStartFailed",
@@ -50,7 +55,7 @@ __all__ = [
     "ActorSystem",
     "ActorSystemCrashed",
     "AskTimeout",
-    "ChildCrashed",
+    "ChildExit",
     "DeadLetter",
     "DeadLetters",
     "ExitKind",

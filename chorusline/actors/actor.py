@@ -1,8 +1,12 @@
-"""The ``Actor`` base class and the context the kernel hands to each running actor.
+"""The actor base classes and the context the kernel hands to each running trio actor.
 
-An actor is private state plus three async hooks. The kernel guarantees that the hooks of
-one actor never run concurrently, so the state needs no locks; everything else talks to
-it through its ``ActorRef``.
+An actor is private state plus hooks. Where it runs is decided by its class, nothing
+else: an ``Actor`` (or ``SyncActor``) runs as a trio task, a ``ThreadActor``
+(``thread_actor.py``) on its own OS thread. Both share ``ActorBase``: what the kernel
+reads from the class whatever the actor's home (its kind, its expected errors, its
+snapshot fields). The kernel guarantees that the hooks of one actor never run
+concurrently, so the state needs no locks; everything else talks to it through its
+``ActorRef``.
 """
 
 from __future__ import annotations
@@ -11,27 +15,43 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from chorusline.actors.mailbox import MailboxConfig
-from chorusline.actors.messages import ExitReason
+from chorusline.actors.messages import ChildExit, ExitReason
+from chorusline.actors.stats import ActorKind
+from chorusline.protocols import ChildCrashed
 
 if TYPE_CHECKING:
-    from chorusline.actors.cell import Cell
     from chorusline.actors.ref import ActorRef
     from chorusline.actors.spec import ActorSpec
     from chorusline.actors.system import ActorSystem
+    from chorusline.actors.trio_cell import TrioCell
 
 
-class Actor:
-    """Subclass and override ``receive``; optionally ``on_start`` and ``on_stop``.
+class ActorBase:
+    """What every actor declares to the kernel, wherever it runs.
+
+    ``expected_errors``: exception types raised by the message handler that go back to
+    the asker and leave the actor running ("your request is wrong" answers); any other
+    exception crashes the actor. ``kind`` is shown in statistics and snapshots and tells
+    the console what the actor is.
+    """
+
+    kind: ClassVar[ActorKind] = ActorKind.ACTOR
+    expected_errors: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def introspect(self) -> dict[str, Any]:
+        """Extra JSON-safe fields for the tree snapshot (supervisors add their strategy)."""
+        return {}
+
+
+class Actor(ActorBase):
+    """A trio actor: override ``receive``; optionally ``on_start`` and ``on_stop``.
 
     ``receive``'s return value is the reply to an ``ask`` (ignored for a ``tell``). An
     exception escaping ``receive`` crashes the actor ("let it crash": its supervisor
-    decides what happens next), except types listed in ``expected_errors``, which are
-    sent back to the asker and leave the actor running: use them for "your request is
-    wrong" answers that are not the actor's fault.
+    decides what happens next), except types listed in ``expected_errors``.
     """
 
     mailbox: ClassVar[MailboxConfig] = MailboxConfig()
-    expected_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     context: ActorContext
 
@@ -49,14 +69,10 @@ class Actor:
     async def on_child_started(self, ref: ActorRef, spec: ActorSpec) -> None:
         """A child this actor spawned has finished ``on_start``."""
 
-    async def on_child_exit(self, ref: ActorRef, reason: ExitReason) -> None:
+    async def on_child_exit(self, child: ChildExit) -> None:
         """A child died. The default links the two: an abnormal exit crashes the parent."""
-        if not reason.is_normal:
-            raise ChildCrashed(ref.path, reason)
-
-    def introspect(self) -> dict[str, Any]:
-        """Extra JSON-safe fields for the tree snapshot (supervisors add their strategy)."""
-        return {}
+        if not child.reason.is_normal:
+            raise ChildCrashed(child.ref.path, child.reason)
 
 
 class SyncActor(Actor):
@@ -75,20 +91,12 @@ class SyncActor(Actor):
         return self.handle(message)
 
 
-class ChildCrashed(Exception):
-    """A linked child died abnormally and its parent does not supervise it."""
-
-    def __init__(self, path: str, reason: ExitReason) -> None:
-        super().__init__(f"child {path} died: {reason}")
-        self.reason = reason
-
-
 class ActorContext:
-    """What a running actor may do to the world beyond replying."""
+    """What a running trio actor may do to the world beyond replying."""
 
     __slots__ = ("_cell",)
 
-    def __init__(self, cell: Cell) -> None:
+    def __init__(self, cell: TrioCell) -> None:
         self._cell = cell
 
     @property
@@ -109,7 +117,9 @@ class ActorContext:
         return [c.ref for c in self._cell.children]
 
     async def spawn(self, spec: ActorSpec, *, restarts: int = 0) -> ActorRef:
-        """Start a child owned by this actor; returns once its ``on_start`` succeeded."""
+        """Start a child owned by this actor; returns once its ``on_start`` succeeded.
+        ``restarts`` is what the child's statistics (and its ``ChildExit``) carry on from:
+        a supervisor passes the count of earlier incarnations."""
         return await self._cell.spawn_child(spec, restarts=restarts)
 
     async def stop_child(self, ref: ActorRef, timeout: float | None = None) -> None:
@@ -123,14 +133,14 @@ class ActorContext:
         handled, so a watch never yields two notifications.
         """
         cell = self._cell
-        if ref.cell in cell.watching:
+        if ref in cell.watching:
             return
-        cell.watching[ref.cell] = None
-        ref.cell.add_watcher(cell)
+        cell.watching[ref] = None
+        ref._cell.add_watcher(cell)
 
     def unwatch(self, ref: ActorRef) -> None:
-        self._cell.watching.pop(ref.cell, None)
-        ref.cell.remove_watcher(self._cell)
+        self._cell.watching.pop(ref, None)
+        ref._cell.remove_watcher(self._cell)
 
     def stop(self) -> None:
         """Stop this actor after the current message (exit reason: normal)."""

@@ -12,7 +12,12 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import trio
+
+from chorusline.actors.errors import InjectedFault
+
 if TYPE_CHECKING:
+    from chorusline.actors.dead_letters import DeadLetters
     from chorusline.actors.system import ActorSystem
 
 
@@ -33,6 +38,20 @@ class FaultPlan:
         if self.crash_after > 0:
             return False
         self.crash_after = None
+        return True
+
+    async def apply(self, path: str, message: Any, letters: DeadLetters) -> bool:
+        """Act on one message a trio actor is about to handle: False if it is dropped,
+        after sleeping the delay; raises ``InjectedFault`` when a crash is due."""
+        if self.should_drop():
+            # A dropped ask is simply never answered: its asker times out, as it would
+            # if the message had been lost on a wire.
+            letters.publish(path, message, "dropped by fault injection")
+            return False
+        if self.delay:
+            await trio.sleep(self.delay)
+        if self.crash_due():
+            raise InjectedFault(f"fault injected into {path}")
         return True
 
     @property

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chorusline.actors.ref import ActorRef
+    from chorusline.actors.spec import ActorSpec
 
 
 class ExitKind(Enum):
@@ -75,6 +76,33 @@ class Terminated:
 
     ref: ActorRef
     reason: ExitReason
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    """What a parent's ``on_child_exit`` learns when one of its children has died.
+
+    A value, not the child's runtime cell, so that supervisors decide from it alone and
+    the kernel's internals stay the kernel's. ``stopped_by_parent``: the parent (or
+    ``system.stop``) stopped the child on purpose, so a supervisor forgets it instead of
+    restarting it. ``restarts``: how often the child had been restarted before this
+    incarnation, which the next incarnation carries on from. ``spec``: what it was
+    started from (the root reads ``critical`` there).
+    """
+
+    ref: ActorRef
+    reason: ExitReason
+    spec: ActorSpec
+    stopped_by_parent: bool = False
+    restarts: int = 0
+
+    @property
+    def kind(self) -> ExitKind:
+        return self.reason.kind
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.reason.error
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,42 @@
-"""What a trio cell does as a parent: spawning, stopping and background tasks.
+"""What a trio cell does as a parent: spawning, stopping, child exits, background tasks.
 
 Split from ``trio_cell`` so that the message loop and the child bookkeeping each read as
 one idea. Children run in the parent's own nursery, so no child can outlive its parent;
 stopping them in reverse start order, each bounded by its shutdown timeout, is what
-gives supervisors and the actor system their orderly shutdown.
+gives supervisors and the actor system their orderly shutdown. Only trio actors host
+children: a thread actor has no nursery to run them in.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from chorusline.actors.actor import Actor
-from chorusline.actors.cell import Cell, Crash
+from chorusline.actors.cell import Cell
+from chorusline.actors.envelopes import Crash
 from chorusline.actors.errors import ActorDead, ActorStartFailed, NameTaken
-from chorusline.actors.messages import SHUTDOWN
+from chorusline.actors.messages import SHUTDOWN, ChildExit, ExitReason
 from chorusline.actors.stats import ActorState
 
 if TYPE_CHECKING:
+    from chorusline.actors.actor import Actor
     from chorusline.actors.ref import ActorRef
     from chorusline.actors.spec import ActorSpec
 
 
 class ParentCell(Cell):
-    """A cell whose actor may host children and background tasks (set by its run)."""
+    """A cell whose actor may host children and background tasks (in its run's nursery)."""
 
-    nursery: trio.Nursery | None
     actor: Actor
+    nursery: trio.Nursery | None
+    children: dict[Cell, None]
+
+    @abstractmethod
+    def post_system(self, message: Any) -> None:
+        """Queue a system message (child exit, background crash) ahead of user mail."""
 
     async def spawn_child(self, spec: ActorSpec, *, restarts: int = 0) -> ActorRef:
         if self.nursery is None or self.state not in (ActorState.STARTING, ActorState.RUNNING):
@@ -54,7 +62,7 @@ class ParentCell(Cell):
         return child.ref
 
     async def stop_child(self, ref: ActorRef, timeout: float | None = None) -> None:
-        child = ref.cell
+        child = ref._cell
         if child.parent is not self:
             raise ValueError(f"{ref.path} is not a child of {self.path}")
         await stop_cell(child, child.spec.shutdown_timeout if timeout is None else timeout)
@@ -62,6 +70,24 @@ class ParentCell(Cell):
     async def _stop_children(self) -> None:
         for child in reversed(list(self.children)):
             await stop_cell(child, child.spec.shutdown_timeout)
+
+    def child_exited(self, child: Cell, reason: ExitReason) -> None:
+        """Tell the parent's loop (queued while it is still starting). A child that never
+        started is not reported: its spawner already got ``ActorStartFailed``. A child
+        stopped on purpose is reported too (``ChildExit.stopped_by_parent`` says so), so
+        a supervisor can forget it instead of restarting it."""
+        self.children.pop(child, None)
+        if not child.started or self.state not in (ActorState.STARTING, ActorState.RUNNING):
+            return
+        self.post_system(
+            ChildExit(
+                ref=child.ref,
+                reason=reason,
+                spec=child.spec,
+                stopped_by_parent=child.stopped_by_parent,
+                restarts=child.restarts,
+            )
+        )
 
     def start_background(self, fn: Callable[[], Awaitable[object]], name: str | None) -> None:
         if self.nursery is None or self.dead:
@@ -74,6 +100,11 @@ class ParentCell(Cell):
                 self.post_system(Crash(error))
 
         self.nursery.start_soon(guarded, name=name or f"{self.path}:background")
+
+    def snapshot(self) -> dict[str, Any]:
+        node = super().snapshot()
+        node["children"] = [child.snapshot() for child in list(self.children)]
+        return node
 
 
 async def stop_cell(cell: Cell, timeout: float) -> None:

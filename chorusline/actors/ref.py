@@ -4,6 +4,10 @@ A ref names one incarnation of an actor. It compares and hashes by identity, so 
 are equal only if they are the same object, and a restarted actor has a new ref (look it
 up again by name, or ask its supervisor). Once the incarnation is dead every ``tell``
 lands in dead letters and every ``ask`` fails with ``ActorDead`` at once.
+
+The cell behind a ref is the kernel's business (``_cell``): code outside
+``chorusline.actors`` learns about an actor only through these methods, its statistics
+and, for a parent, the ``ChildExit`` value.
 """
 
 from __future__ import annotations
@@ -20,31 +24,31 @@ DEFAULT_ASK_TIMEOUT = 5.0
 
 
 class ActorRef:
-    __slots__ = ("__weakref__", "cell")
+    __slots__ = ("__weakref__", "_cell")
 
     def __init__(self, cell: Cell) -> None:
-        self.cell = cell
+        self._cell = cell
 
     @property
     def path(self) -> str:
-        return self.cell.path
+        return self._cell.path
 
     @property
     def name(self) -> str:
-        return self.cell.name
+        return self._cell.name
 
     @property
     def is_alive(self) -> bool:
-        return not self.cell.dead
+        return not self._cell.dead
 
     @property
     def exit_reason(self) -> ExitReason | None:
-        return self.cell.exit_reason
+        return self._cell.exit_reason
 
     def tell(self, message: Any) -> None:
         """Fire and forget; never blocks. A full BACKPRESSURE or REJECT mailbox raises
         ``MailboxFull`` (use ``send`` to wait for room)."""
-        self.cell.enqueue(message)
+        self._cell.enqueue(message)
 
     async def send(self, message: Any) -> None:
         """Like ``tell`` but waits for room in a full BACKPRESSURE mailbox.
@@ -52,21 +56,21 @@ class ActorRef:
         When there is room it returns without a checkpoint, like trio's ``send_nowait``:
         the fast path is a queue append.
         """
-        await self.cell.enqueue_wait(message)
+        await self._cell.enqueue_wait(message)
 
     async def ask(self, message: Any, *, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send and wait for the reply. Raises ``ActorDead`` if the actor is or dies,
         ``AskTimeout`` (a ``trio.TooSlowError``) after ``timeout`` seconds, or the
         ``expected_errors`` exception the actor raised for this message."""
-        return await self.cell.ask(message, timeout)
+        return await self._cell.ask(message, timeout)
 
     async def join(self) -> ExitReason:
         """Wait until the actor is dead and return why."""
-        return await self.cell.wait_dead()
+        return await self._cell.wait_dead()
 
     def statistics(self) -> ActorStatistics:
-        return self.cell.statistics()
+        return self._cell.statistics()
 
     def __repr__(self) -> str:
-        state = "alive" if not self.cell.dead else "dead"
-        return f"<ActorRef {self.cell.path} {state}>"
+        state = "alive" if not self._cell.dead else "dead"
+        return f"<ActorRef {self._cell.path} {state}>"

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
+
+
+class ActorKind(StrEnum):
+    """What an actor is, as the console and the admin API show it.
+
+    A class attribute of the actor (``Actor.kind``), so the kernel never guesses from an
+    actor's fields: ``ThreadActor`` says ``thread``, the supervisors say ``supervisor``.
+    A ``StrEnum``, so statistics compare equal to, and serialise as, the plain strings.
+    """
+
+    ACTOR = "actor"
+    THREAD = "thread"
+    SUPERVISOR = "supervisor"
 
 
 class ActorState(Enum):
@@ -18,7 +31,7 @@ class ActorState(Enum):
 class ActorStatistics:
     path: str
     name: str
-    kind: str
+    kind: ActorKind
     actor_class: str
     state: ActorState
     mailbox_depth: int
@@ -32,4 +45,5 @@ class ActorStatistics:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
+        data["kind"] = self.kind.value
         return data

@@ -20,12 +20,14 @@ from chorusline.actors.cell import Cell
 from chorusline.actors.dead_letters import DeadLetters
 from chorusline.actors.errors import ActorSystemCrashed
 from chorusline.actors.faults import FaultInjector
-from chorusline.actors.messages import SHUTDOWN, ExitReason, StartChild, Terminated
+from chorusline.actors.messages import SHUTDOWN, ChildExit, ExitReason, StartChild, Terminated
+from chorusline.actors.parenting import ParentCell
 from chorusline.actors.ref import ActorRef
 from chorusline.actors.registry import Registry
 from chorusline.actors.reply import AskTimer
 from chorusline.actors.spec import ActorSpec
-from chorusline.actors.thread_actor import ThreadCell
+from chorusline.actors.thread_actor import ThreadActor
+from chorusline.actors.thread_cell import ThreadCell
 from chorusline.actors.trio_cell import TrioCell
 
 
@@ -38,9 +40,9 @@ class Guardian(Actor):
             return await self.context.spawn(message.spec)
         return await super().receive(message)
 
-    async def on_child_exit(self, ref: ActorRef, reason: ExitReason) -> None:
-        if ref.cell.spec.critical and not reason.is_normal:
-            self.context.system.crash(ref, reason)
+    async def on_child_exit(self, child: ChildExit) -> None:
+        if child.spec.critical and not child.reason.is_normal:
+            self.context.system.crash(child.ref, child.reason)
 
 
 class ActorSystem:
@@ -52,14 +54,20 @@ class ActorSystem:
         self.timer = AskTimer()
         self._cells: dict[str, Cell] = {}
         self._counter = itertools.count(1)
-        self.root = TrioCell(self, None, ActorSpec(Guardian, name=""), "")
+        self.root = TrioCell(self, None, ActorSpec(Guardian, name=""), "", Guardian())
         self.crashed: tuple[ActorRef, ExitReason] | None = None
         self._body_scope: trio.CancelScope | None = None
 
     # -- cells ----------------------------------------------------------------------------
-    def make_cell(self, parent: Cell, spec: ActorSpec, name: str, restarts: int) -> Cell:
-        kind = ThreadCell if spec.thread else TrioCell
-        return kind(self, parent, spec, name, restarts)
+    def make_cell(self, parent: ParentCell, spec: ActorSpec, name: str, restarts: int) -> Cell:
+        """Build the actor, then the cell its class calls for: where an actor runs is
+        decided by what it is, so no flag can disagree with the factory."""
+        actor = spec.factory()
+        if isinstance(actor, ThreadActor):
+            return ThreadCell(self, parent, spec, name, actor, restarts)
+        if isinstance(actor, Actor):
+            return TrioCell(self, parent, spec, name, actor, restarts)
+        raise TypeError(f"it returned {type(actor).__name__}, not an Actor or a ThreadActor")
 
     def fresh_name(self, spec: ActorSpec) -> str:
         probe = getattr(spec.factory, "__name__", "actor")
@@ -96,8 +104,8 @@ class ActorSystem:
     async def stop(self, ref: ActorRef, timeout: float | None = None) -> ExitReason:
         """Stop any actor from outside; a supervised one counts as stopped by its parent,
         so it is not restarted."""
-        parent = ref.cell.parent
-        if isinstance(parent, TrioCell):
+        parent = ref._cell.parent
+        if parent is not None:
             await parent.stop_child(ref, timeout)
         return await ref.join()
 
@@ -105,7 +113,7 @@ class ActorSystem:
     async def watch(self, ref: ActorRef) -> AsyncIterator[trio.MemoryReceiveChannel[Terminated]]:
         """For code outside actors: a channel that yields ``Terminated`` exactly once."""
         send, receive = trio.open_memory_channel[Terminated](1)
-        cell = ref.cell
+        cell = ref._cell
         if cell.dead:
             send.send_nowait(Terminated(ref, cell.exit_reason_or_normal()))
             send.close()

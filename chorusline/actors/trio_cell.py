@@ -16,18 +16,14 @@ import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task
 
 from chorusline.actors.actor import Actor, ActorContext, SyncActor
-from chorusline.actors.cell import Ask, Cell, ChildExit, Crash, Stop
-from chorusline.actors.errors import (
-    ActorDead,
-    AskTimeout,
-    InjectedFault,
-    MailboxFull,
-)
+from chorusline.actors.envelopes import Ask, Crash, Stop, fail_queued
+from chorusline.actors.errors import ActorDead, AskTimeout, MailboxFull
 from chorusline.actors.mailbox import Overflow
 from chorusline.actors.messages import (
     KILLED,
     NORMAL,
     PASSIVATED,
+    ChildExit,
     ExitReason,
     Terminated,
 )
@@ -36,36 +32,33 @@ from chorusline.actors.reply import ReplySlot
 from chorusline.actors.stats import ActorState
 
 if TYPE_CHECKING:
+    from chorusline.actors.cell import Cell
+    from chorusline.actors.ref import ActorRef
     from chorusline.actors.spec import ActorSpec
     from chorusline.actors.system import ActorSystem
 
 BATCH = 64
-_DROPPED = object()
 
 
 class TrioCell(ParentCell):
     def __init__(
         self,
         system: ActorSystem,
-        parent: Cell | None,
+        parent: ParentCell | None,
         spec: ActorSpec,
         name: str,
+        actor: Actor,
         restarts: int = 0,
     ) -> None:
-        super().__init__(system, parent, spec, name, restarts)
-        actor = spec.factory()
-        if not isinstance(actor, Actor):
-            raise TypeError(f"factory of {self.path} returned {type(actor).__name__}, not Actor")
-        self.actor = actor
+        mailbox = spec.mailbox or type(actor).mailbox
+        super().__init__(system, parent, spec, name, actor, mailbox.capacity, restarts)
         actor.context = ActorContext(self)
         self.handle = actor.handle if isinstance(actor, SyncActor) else None
         self.direct = self.handle is not None and spec.idle_timeout is None
         self.direct_budget = BATCH
-        if type(actor).introspect is not Actor.introspect:
-            self.kind = "supervisor" if actor.introspect().get("strategy") else "actor"
-        mailbox = spec.mailbox or type(actor).mailbox
-        self.capacity = mailbox.capacity
         self.overflow = mailbox.overflow
+        self.children: dict[Cell, None] = {}
+        self.watching: dict[ActorRef, None] = {}
         self.queue: deque[Any] = deque()
         self.sysq: deque[Any] = deque()
         self.parked: Task | None = None
@@ -92,7 +85,7 @@ class TrioCell(ParentCell):
     def _overflow(self) -> None:
         if self.overflow is Overflow.DROP_OLDEST:
             error = MailboxFull(self.path, self.capacity)
-            self.fail_pending([self.queue.popleft()], error, "dropped: mailbox full")
+            fail_queued([self.queue.popleft()], error, self, "dropped: mailbox full")
             return
         raise MailboxFull(self.path, self.capacity)
 
@@ -159,6 +152,8 @@ class TrioCell(ParentCell):
         return value
 
     def enqueue_terminated(self, message: Terminated) -> None:
+        """Watch notifications skip the capacity check: losing one would break the
+        exactly-once promise of ``watch``."""
         self.queue.append(message)
         self._wake()
 
@@ -202,7 +197,7 @@ class TrioCell(ParentCell):
         if type(message) is Stop:
             return message.reason
         if type(message) is ChildExit:
-            await self.actor.on_child_exit(message.child.ref, message.reason)
+            await self.actor.on_child_exit(message)
             return None
         if type(message) is Crash:
             raise message.error
@@ -229,11 +224,12 @@ class TrioCell(ParentCell):
             item = queue.popleft()
             if self.space:
                 self.space.unpark()
-            if self.fault is not None:
-                item = await self._apply_fault(item)
-                if item is _DROPPED:
-                    continue
             self.current = item
+            if self.fault is not None and not await self.fault.apply(
+                self.path, item, self.system.dead_letters
+            ):
+                self.current = None
+                continue
             if type(item) is Ask:
                 slot = item.slot
                 if not slot.abandoned:
@@ -249,7 +245,7 @@ class TrioCell(ParentCell):
                         slot.resolve(value)
             else:
                 if type(item) is Terminated:
-                    self.watching.pop(item.ref.cell, None)
+                    self.watching.pop(item.ref, None)
                 try:
                     if handle is not None:
                         handle(item)
@@ -263,21 +259,6 @@ class TrioCell(ParentCell):
             if not budget:
                 budget = BATCH
                 await trio.lowlevel.checkpoint()
-
-    async def _apply_fault(self, item: Any) -> Any:
-        plan = self.fault
-        assert plan is not None
-        if plan.should_drop():
-            # A dropped ask is simply never answered: its asker times out, as it would
-            # if the message had been lost on a wire.
-            self.system.dead_letters.publish(self.path, item, "dropped by fault injection")
-            return _DROPPED
-        if plan.delay:
-            await trio.sleep(plan.delay)
-        if plan.crash_due():
-            self.current = item
-            raise InjectedFault(f"fault injected into {self.path}")
-        return item
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         reason: ExitReason = NORMAL
@@ -328,18 +309,8 @@ class TrioCell(ParentCell):
         self.queue.clear()
         if current is not None:
             pending.insert(0, current)
-        self.fail_pending(pending)
+        fail_queued(pending, ActorDead(self.path, self.exit_reason), self, "recipient died")
         self.space.unpark_all()
 
-    # -- introspection ------------------------------------------------------------------
     def mailbox_depth(self) -> int:
         return len(self.queue)
-
-    def mailbox_capacity(self) -> int:
-        return self.capacity
-
-    def actor_class(self) -> str:
-        return type(self.actor).__name__
-
-    def introspect(self) -> dict[str, Any]:
-        return self.actor.introspect()

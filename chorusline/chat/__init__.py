@@ -1,69 +1,41 @@
-"""The chat product: the supervised cast of actors, storage, rate limits, moderation."""
+"""The chat product: a supervised cast of actors behind one door, ``ChatService``.
 
-from chorusline.chat.context import Assembled, assemble
-from chorusline.chat.conversation import ConversationActor
-from chorusline.chat.deps import SCHEDULER_KEY, WORKER_KEY, ChatDeps
-from chorusline.chat.gpu_worker import EngineLike, GpuWorker
-from chorusline.chat.moderation import Moderator, Policy, Verdict
-from chorusline.chat.ratelimit import Decision, Tier, TierConfigError, Tiers
-from chorusline.chat.reply_pump import ConversationInterrupted
-from chorusline.chat.scheduler_actor import AdmissionLimits, EngineRestarted, SchedulerActor, Submit
-from chorusline.chat.service import ChatService, ChatSettings, open_chat_service, open_store
-from chorusline.chat.session import ChatRequest, Principal, SessionActor
-from chorusline.chat.store import (
-    Conversation,
-    ConversationPage,
-    Message,
-    MessageStatus,
-    Role,
-    SqliteStore,
-    Store,
-    StoreUnavailable,
-)
-from chorusline.chat.stream import Chunk, SlowConsumer, TokenStream
-from chorusline.chat.tree import chat_tree
-from chorusline.chat.turn import TurnHandle, TurnRequest
+``open_chat_service`` starts the tree (in its own actor system or an embedding
+application's) and yields the service; ``ChatService.chat`` takes one ``ChatRequest`` and
+returns a ``TurnHandle`` whose ``TokenStream`` carries the reply as ``Chunk``s; its
+``conversations``, ``accounts`` and ``admin`` facades do everything that needs no turn.
+``open_accounts`` opens only the store, for tools that manage keys without a model. The
+libraries below it are their own packages: ``chorusline.store``, ``chorusline.moderation``
+and ``chorusline.ratelimit``.
+"""
+
+from chorusline.chat.accounts import Accounts, default_database_url, open_accounts
+from chorusline.chat.admin import Admin
+from chorusline.chat.conversations import Conversations
+from chorusline.chat.engine_driver import AdmissionLimits
+from chorusline.chat.gpu_worker import EngineLike
+from chorusline.chat.principal import Principal
+from chorusline.chat.service import ChatService, ChatSettings, open_chat_service
+from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.chat.turn import ChatRequest, TurnHandle
+from chorusline.store import Conversation, Message
 
 __all__ = [
-    "SCHEDULER_KEY",
-    "WORKER_KEY",
+    "Accounts",
+    "Admin",
     "AdmissionLimits",
-    "Assembled",
-    "ChatDeps",
     "ChatRequest",
     "ChatService",
     "ChatSettings",
     "Chunk",
     "Conversation",
-    "ConversationActor",
-    "ConversationInterrupted",
-    "ConversationPage",
-    "Decision",
+    "Conversations",
     "EngineLike",
-    "EngineRestarted",
-    "GpuWorker",
     "Message",
-    "MessageStatus",
-    "Moderator",
-    "Policy",
     "Principal",
-    "Role",
-    "SchedulerActor",
-    "SessionActor",
-    "SlowConsumer",
-    "SqliteStore",
-    "Store",
-    "StoreUnavailable",
-    "Submit",
-    "Tier",
-    "TierConfigError",
-    "Tiers",
     "TokenStream",
     "TurnHandle",
-    "TurnRequest",
-    "Verdict",
-    "assemble",
-    "chat_tree",
+    "default_database_url",
+    "open_accounts",
     "open_chat_service",
-    "open_store",
 ]

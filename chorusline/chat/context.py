@@ -5,31 +5,27 @@ most recent turns as fit the window minus the reply budget, counted with the mod
 tokenizer through its own chat template. Older turns are dropped whole, oldest first, so
 the model never sees half a message; the newest user message always stays, and if even
 it does not fit the request is refused with ``ContextTooLong`` rather than truncated.
+
+The work is bounded before any tokenising: no token is longer than ``max_token_bytes``,
+so text of more than ``budget * max_token_bytes`` bytes needs more than ``budget`` tokens
+whatever it says. Turns beyond that (oldest first) are dropped unread, and a newest
+message beyond it is refused at once, so a 10 MB prompt costs a length check, not a
+tokeniser pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from chorusline.protocols import ContextTooLong
+from chorusline.protocols import ContextTooLong, TokenizerLike
 
 
 class TemplateLike(Protocol):
     def render(
         self, messages: list[dict[str, str]], add_generation_prompt: bool = True
     ) -> str: ...
-
-
-class TokenizerLike(Protocol):
-    def encode(self, text: str, *, allow_special: bool = False) -> list[int]: ...
-
-    # Decoding single tokens, for logprobs (see ``ChatService.token_bytes``).
-    def token_bytes(self, token_id: int) -> bytes: ...
-
-    @property
-    def special_tokens(self) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +48,7 @@ def assemble(
     context_window: int,
     reply_budget: int,
     system: str | None = None,
+    max_token_bytes: int | None = None,
 ) -> Assembled:
     """Fit ``turns`` (oldest first, each ``{"role", "content"}``) into the window.
 
@@ -60,7 +57,13 @@ def assemble(
     O(log n) renderings.
     """
     budget = context_window - reply_budget
+    if budget < 1:
+        raise ContextTooLong(
+            f"max_tokens {reply_budget} leaves no room for the prompt in the context window "
+            f"of {context_window} tokens", param="max_tokens")
     head = [{"role": "system", "content": system}] if system else []
+    if max_token_bytes is not None:
+        turns = _within_bytes(turns, budget * max_token_bytes, budget)
 
     def render(keep: int) -> list[int]:
         messages = head + list(turns[len(turns) - keep :])
@@ -71,7 +74,8 @@ def assemble(
         size = len(render(1)) if turns else 0
         raise ContextTooLong(
             f"the message needs {size} tokens but only {budget} fit the context window "
-            f"of {context_window} with {reply_budget} reserved for the reply",
+            f"of {context_window} tokens with {reply_budget} reserved for the reply "
+            "(max_tokens)",
             param="messages",
         )
     while low < high:
@@ -82,3 +86,18 @@ def assemble(
             high = middle - 1
     ids = render(low)
     return Assembled(tuple(ids), head + list(turns[len(turns) - low :]), len(turns) - low)
+
+
+def _within_bytes(turns: Sequence[dict[str, str]], limit: int,
+                  budget: int) -> Sequence[dict[str, str]]:
+    """The newest turns whose text fits ``limit`` bytes (see the module docstring)."""
+    total = 0
+    for keep, turn in enumerate(reversed(turns)):
+        total += len(turn["content"].encode("utf-8", "surrogatepass"))
+        if total > limit:
+            if keep == 0:
+                raise ContextTooLong(
+                    f"the message needs more than {budget} tokens, the most that fit the "
+                    "context window with the reply budget", param="messages")
+            return turns[len(turns) - keep:]
+    return turns

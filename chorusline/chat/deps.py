@@ -1,28 +1,24 @@
 """What the chat actors share: the store, the model's tokenizer and template, moderation.
 
-The store is synchronous (sqlite3, psycopg's pool), so every call goes through ``db``,
-which runs it on a worker thread under one capacity limiter: the event loop never waits
-on a disk or a socket, and a burst of turns cannot open more connections than the pool.
+The store is synchronous, so every call goes through ``db`` (a ``chat.db.Db``), which
+runs it on a worker thread: the event loop never waits on a disk or a socket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, TypeVar
 
 import trio
 
-from chorusline.chat.context import TemplateLike, TokenizerLike
+from chorusline.chat.context import TemplateLike
+from chorusline.chat.db import Db
 from chorusline.chat.hot_cache import HotCache
-from chorusline.chat.moderation import Moderator
-from chorusline.chat.ratelimit import RedisBucket
-from chorusline.chat.store import Store
+from chorusline.moderation import Moderator
+from chorusline.protocols import TokenizerLike
+from chorusline.ratelimit import RedisBucket
+from chorusline.store import Store
 
-T = TypeVar("T")
-
-SCHEDULER_KEY = "chorusline.scheduler"
+DRIVER_KEY = "chorusline.engine-driver"
 WORKER_KEY = "chorusline.gpu-worker"
 
 
@@ -39,15 +35,19 @@ class ChatDeps:
     default_reply_budget: int = 512
     draft_flush_interval: float = 0.25
     conversation_idle_timeout: float = 300.0
-    db_threads: int = 8
     max_pending_chars: int = 64 * 1024
     #: Shared rate limits across nodes; None keeps them in process (BucketActor).
     redis_bucket: RedisBucket | None = None
     #: Recent turns of active conversations in Redis; None reads history from the store.
     hot_cache: HotCache | None = None
-    _limiter: trio.CapacityLimiter | None = field(default=None, repr=False)
-
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._limiter is None:
-            self._limiter = trio.CapacityLimiter(self.db_threads)
-        return await trio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self._limiter)
+    #: The longest token's bytes: bounds how much text a prompt can need tokenising.
+    max_token_bytes: int = 128
+    #: Every turn's engine request ends by then (finish reason ``timeout``), so every
+    #: stream ends within a bound whatever the load.
+    max_turn_seconds: float = 600.0
+    #: Every store call goes through here, on a worker thread (see ``chat.db``).
+    db: Db = field(default_factory=Db, repr=False)
+    #: Prompt preparation (templating, tokenising, moderating) runs on worker threads,
+    #: at most this many at once (see ``chat.runner``).
+    cpu_limiter: trio.CapacityLimiter = field(
+        default_factory=lambda: trio.CapacityLimiter(2), repr=False)

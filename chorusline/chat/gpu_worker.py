@@ -1,7 +1,7 @@
 """The GPU worker: a thread actor that owns the model, the KV cache and the engine.
 
 Engine steps are long, blocking torch calls, so they run on this actor's own thread and
-never on the event loop. The scheduler actor drives it with one ``Step`` message per
+never on the event loop. The engine driver drives it with one ``Step`` message per
 engine step; the message carries the admissions and aborts decided since the last step,
 and the reply carries the whole batch's tokens, so the cost of crossing threads is paid
 once per step, not once per token.
@@ -9,26 +9,18 @@ once per step, not once per token.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from chorusline.actors import ThreadActor
-from chorusline.protocols import ChoruslineError
-from chorusline.runtime import EngineStats, RequestOutput, SamplingParams
+from chorusline.protocols import ChoruslineError, EngineStats, GenerationRequest, RequestOutput
 
 
 class EngineLike(Protocol):
     """What the worker needs of ``chorusline.runtime.Engine`` (tests use a fake)."""
 
-    def add_request(
-        self,
-        request_id: str,
-        prompt_token_ids: Sequence[int],
-        params: SamplingParams | None = None,
-        priority: int = 0,
-        tenant: str = "default",
-    ) -> None: ...
+    def add_request(self, request: GenerationRequest) -> None: ...
 
     def abort(self, request_id: str) -> bool: ...
 
@@ -40,17 +32,8 @@ class EngineLike(Protocol):
 
 
 @dataclass(frozen=True)
-class Admit:
-    request_id: str
-    prompt_token_ids: tuple[int, ...]
-    params: SamplingParams
-    priority: int = 0
-    tenant: str = "default"
-
-
-@dataclass(frozen=True)
 class Step:
-    admit: tuple[Admit, ...] = ()
+    admit: tuple[GenerationRequest, ...] = ()
     abort: tuple[str, ...] = ()
 
 
@@ -98,13 +81,7 @@ class GpuWorker(ThreadActor):
             engine.abort(request_id)
         for admit in message.admit:
             try:
-                engine.add_request(
-                    admit.request_id,
-                    admit.prompt_token_ids,
-                    admit.params,
-                    priority=admit.priority,
-                    tenant=admit.tenant,
-                )
+                engine.add_request(admit)
             except ChoruslineError as error:
                 refused.append((admit.request_id, error))
         outputs = engine.step() if engine.has_unfinished() else []

@@ -1,20 +1,23 @@
-"""``ChatService``: the chat product as an async Python API.
+"""``ChatService``: the chat product as an async Python API, and its only door.
 
-The web layer, the tests and embedding applications all come in here. It authenticates
-a key, finds (or starts) the key's SessionActor and hands it the turn; everything after
-that is messages between supervised actors. Conversation management that needs no actor
-(list, rename, share...) goes straight to the store on a worker thread, with the caller's
-user id, so one user can never reach another's data.
+The web layer, the CLI and embedding applications all come in here, and nowhere else:
+``chat`` starts a turn (the key's SessionActor takes it from there; everything after that
+is messages between supervised actors); ``conversations``, ``accounts`` and ``admin`` are
+typed facades for what needs no actor (conversation management, users and keys, the
+operator's view and fault buttons), each doing the worker-thread hop to the store inside
+and always asking it with the caller's user id, so one user can never reach another's
+data. ``system``, ``deps`` and ``store`` stay reachable for tests and deep embedding, but
+the web layer and the CLI never touch them (``tests/test_layering.py`` checks).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import trio
 
@@ -23,45 +26,61 @@ from chorusline.actors import (
     ActorRef,
     ActorSpec,
     ActorSystem,
-    AskTimeout,
     open_actor_system,
 )
-from chorusline.chat.deps import SCHEDULER_KEY, WORKER_KEY, ChatDeps
-from chorusline.chat.gpu_worker import EngineLike, GetStats
+from chorusline.chat.accounts import Accounts, default_database_url, open_store
+from chorusline.chat.admin import Admin
+from chorusline.chat.conversations import Conversations
+from chorusline.chat.deps import DRIVER_KEY, ChatDeps
+from chorusline.chat.engine_driver import AdmissionLimits
+from chorusline.chat.gpu_worker import EngineLike
 from chorusline.chat.hot_cache import HotCache
-from chorusline.chat.moderation import Moderator
-from chorusline.chat.ratelimit import RedisBucket, Tiers
-from chorusline.chat.scheduler_actor import AdmissionLimits
-from chorusline.chat.session import ChatRequest, Principal, SessionActor
-from chorusline.chat.store import SqliteStore, Store
+from chorusline.chat.principal import Principal
+from chorusline.chat.session import SessionActor
+from chorusline.chat.stream import TokenStream
 from chorusline.chat.tree import chat_tree
-from chorusline.chat.turn import TurnHandle
-from chorusline.protocols import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
-from chorusline.runtime import Engine, EngineConfig, EngineStats, LoadedModel, load_model
+from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
+from chorusline.moderation import Moderator
+from chorusline.protocols import (
+    GenerationRequest,
+    ServiceUnavailable,
+    TokenizerLike,
+)
+from chorusline.ratelimit import RedisBucket, Tiers
+from chorusline.store import Store
 from chorusline.supervisors import GetChild
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+if TYPE_CHECKING:  # the runtime imports torch: only where a model is needed
+    from chorusline.runtime import EngineConfig, LoadedModel
+
+
+def _engine_config() -> EngineConfig:
+    from chorusline.runtime import EngineConfig
+
+    return EngineConfig()
 
 
 @dataclass
 class ChatSettings:
-    database_url: str = "sqlite:///chorusline.db"
+    #: SQLite in the user's data directory unless told otherwise (see ``Accounts``).
+    database_url: str = field(default_factory=default_database_url)
     model_path: str | None = None
     model_name: str = "smollm2-135m-instruct"
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig = field(default_factory=_engine_config)
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)
     tiers: Tiers = field(default_factory=Tiers.defaults)
     context_window: int = 2048
     #: ``redis://...`` shares rate limits between nodes; None keeps them in process.
     redis_url: str | None = None
-
-
-def open_store(url: str) -> Store:
-    if url.startswith("sqlite:///"):
-        return SqliteStore(Path(url.removeprefix("sqlite:///")))
-    if url.startswith(("postgresql://", "postgres://")):
-        from chorusline.chat.store import PostgresStore
-
-        return PostgresStore(url)
-    raise ValueError(f"unsupported database URL {url!r} (sqlite:/// or postgresql://)")
+    #: Every turn ends within this many seconds (finish reason ``timeout``).
+    max_turn_seconds: float = 600.0
+    #: At start, close every draft left open by a process that died (they are
+    #: ``incomplete`` / ``interrupted`` from then on, in a replay and a GET alike). A
+    #: second process sharing the store while the first still streams must not do it.
+    sweep_open_drafts: bool = True
 
 
 class ChatService:
@@ -71,12 +90,20 @@ class ChatService:
         self.store = deps.store
         self.tree = tree
         self.tiers = tiers
+        self.conversations = Conversations(deps.db, deps.store)
+        self.accounts = Accounts(deps.db, deps.store, tiers)
+        self.admin = Admin(system)
+
+    @property
+    def model_name(self) -> str:
+        return self.deps.model_name
 
     async def authenticate(self, api_key: str) -> Principal:
-        key = await self.deps.db(self.store.authenticate_api_key, api_key)
-        if key is None:
-            raise Unauthorized("invalid or revoked API key")
-        return Principal(key.user_id, key.id, self.tiers.get(key.tier), key.is_admin)
+        return await self.accounts.authenticate(api_key)
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer (the readiness probe)."""
+        await self.deps.db(self.store.ping)
 
     async def _child(self, name: str) -> ActorRef:
         ref: ActorRef | None = await self.tree.ask(GetChild(name))
@@ -98,17 +125,30 @@ class ChatService:
         )
 
     async def chat(self, principal: Principal, request: ChatRequest) -> TurnHandle:
-        # The engine checks token ids too, but only once the turn is admitted, after a
-        # streaming response has sent its status line: checked here, a bad ``logit_bias``
-        # or ``stop_token_ids`` id is a 400 like any other invalid parameter.
+        """Start one turn; its request id is minted here, once (see ``chat.turn``).
+
+        Token ids are checked here, before any actor work: the engine only sees the
+        request after a streaming response has sent its status line, so this is where a
+        bad ``logit_bias`` or ``stop_token_ids`` id can still be a 400.
+        """
         request.params.check_vocab(self.deps.vocab_size)
         session = await self.session(principal)
+        turn = Turn(principal, request, f"chatcmpl-{uuid.uuid4().hex}")
         try:
-            handle: TurnHandle = await session.ask(request, timeout=120.0)
+            handle: TurnHandle = await session.ask(turn, timeout=120.0)
         except ActorDead as error:  # e.g. the conversation crashed and took the session
             raise ServiceUnavailable("an actor serving this request crashed and is being "
                                      "restarted; retry the request") from error
         return handle
+
+    async def generate(self, request: GenerationRequest) -> TokenStream:
+        """Raw generation: ``request`` straight to the engine actors, with no session,
+        rate limit, moderation or record (an embedding application's own pipeline, or a
+        benchmark of the actors alone). Closing the stream aborts the request."""
+        request.params.check_vocab(self.deps.vocab_size)
+        driver = await self.system.registry.wait_for(DRIVER_KEY)
+        stream: TokenStream = await driver.ask(request)
+        return stream
 
     @cached_property
     def _special_ids(self) -> frozenset[int]:
@@ -127,94 +167,25 @@ class ChatService:
         except IndexError:
             return b""
 
-    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one store call off the event loop (conversation management)."""
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """One store call off the event loop (tests and embedders; typed)."""
         return await self.deps.db(fn, *args, **kwargs)
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.system.snapshot()
-
-    # -- operations: what the admin API (and the console behind it) may see and do -----
-    async def engine_stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The scheduler's counters plus fresh engine figures asked of the GPU worker.
-
-        The worker answers between engine steps, so the figures are exact rather than a
-        step old. ``engine`` is None while the worker restarts (or does not answer in
-        ``timeout``): operators need the scheduler's view most exactly then.
-        """
-        scheduler = self.system.registry.lookup(SCHEDULER_KEY)
-        node = None if scheduler is None else _find(self.snapshot()["tree"], scheduler.path)
-        engine: dict[str, Any] | None = None
-        worker = self.system.registry.lookup(WORKER_KEY)
-        if worker is not None:
-            try:
-                stats: EngineStats = await worker.ask(GetStats(), timeout=timeout)
-            except (ActorDead, AskTimeout):
-                pass
-            else:
-                engine = asdict(stats)
-                engine["kv_blocks_free"] = stats.kv_blocks_total - stats.kv_blocks_used
-        return {"scheduler": node, "engine": engine}
-
-    def inject_fault(self, path: str, action: str, *, on_message: int = 1,
-                     seconds: float = 0.0, fraction: float = 0.0,
-                     seed: int | None = None) -> None:
-        """Crash, delay, drop or kill the live actor at ``path``.
-
-        Only live actors can be named, so a typo is a NotFound rather than a plan that
-        silently waits for an actor that never comes. Thread actors (the GPU worker) run
-        no trio message loop for a plan to hook into: only ``kill`` applies to them.
-        """
-        ref = self.system.lookup(path)
-        if ref is None:
-            raise NotFound(f"no live actor at {path!r}", param="path")
-        faults = self.system.faults
-        if action == "kill":
-            if not faults.kill(path):  # it stopped since the lookup
-                raise NotFound(f"no live actor at {path!r}", param="path")
-            return
-        if ref.statistics().kind == "thread":
-            raise InvalidRequest(f"{path} is a thread actor: only 'kill' applies to it",
-                                 param="action")
+def longest_token(tokenizer: TokenizerLike) -> int:
+    """The most bytes one token stands for (bounds prompt preparation, ``chat.context``)."""
+    longest, token = 1, 0
+    while True:
         try:
-            if action == "crash":
-                faults.crash(path, on_message=on_message)
-            elif action == "delay":
-                faults.delay(path, seconds)
-            elif action == "drop":
-                faults.drop(path, fraction, seed=seed)
-            else:
-                raise InvalidRequest(f"unknown fault action {action!r}", param="action")
-        except ValueError as error:  # an out-of-range number, as the injector checks it
-            raise InvalidRequest(str(error)) from None
-
-    def clear_faults(self, path: str | None = None) -> list[str]:
-        """Remove the fault plans (all, or ``path``'s); returns the paths that had one."""
-        active = self.system.faults.active()
-        if path is None:
-            self.system.faults.clear()
-            return sorted(active)
-        if path not in active and self.system.lookup(path) is None:
-            raise NotFound(f"no live actor and no fault plan at {path!r}", param="path")
-        self.system.faults.clear(path)
-        return [path] if path in active else []
-
-    def active_faults(self) -> dict[str, dict[str, Any]]:
-        """Fault plans in force, by actor path (a consumed one-shot crash is gone)."""
-        return self.system.faults.active()
-
-
-def _find(node: dict[str, Any], path: str) -> dict[str, Any] | None:
-    if node.get("path") == path:
-        return {k: v for k, v in node.items() if k != "children"}
-    for child in node.get("children", []):
-        if (found := _find(child, path)) is not None:
-            return found
-    return None
+            longest = max(longest, len(tokenizer.token_bytes(token)))
+        except (IndexError, KeyError, ValueError):
+            return longest
+        token += 1
 
 
 def engine_factory(model: LoadedModel, config: EngineConfig) -> Callable[[], EngineLike]:
     """A fresh engine (and KV cache) over the already loaded weights, per worker start."""
+    from chorusline.runtime import Engine
+
     return lambda: Engine(model, config)
 
 
@@ -236,6 +207,8 @@ async def open_chat_service(
     """
     settings = settings or ChatSettings()
     if model is None:
+        from chorusline.runtime import load_model
+
         model = await trio.to_thread.run_sync(lambda: load_model(settings.model_path))
     if store is None:
         store = await trio.to_thread.run_sync(open_store, settings.database_url)
@@ -256,7 +229,11 @@ async def open_chat_service(
             settings.redis_url
         ),
         hot_cache=None if settings.redis_url is None else HotCache.from_url(settings.redis_url),
+        max_token_bytes=await trio.to_thread.run_sync(longest_token, model.tokenizer),
+        max_turn_seconds=settings.max_turn_seconds,
     )
+    if settings.sweep_open_drafts:
+        await deps.db(store.mark_interrupted_drafts)
     factory = make_engine or engine_factory(model, engine_config)
     async with _system(system) as actors:
         tree = await actors.spawn(chat_tree(factory, settings.limits))

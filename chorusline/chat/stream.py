@@ -1,6 +1,6 @@
-"""Per-request token streams between the scheduler (producer) and one consumer.
+"""Per-request token streams between the engine driver (producer) and one consumer.
 
-The scheduler pushes every engine step's tokens without ever waiting, so a slow reader
+The driver pushes every engine step's tokens without ever waiting, so a slow reader
 cannot stall the batch. A stream coalesces what its reader has not taken yet into one
 pending chunk per choice; its memory is bounded by ``max_pending_chars``, beyond which
 the reader counts as gone: the stream fails and its request is aborted. Closing a stream
@@ -12,21 +12,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import trio
 
-from chorusline.protocols import ChoruslineError
-
-if TYPE_CHECKING:  # the engine module imports torch; a chunk only carries its records
-    from chorusline.runtime import TokenLogprob
-
-
-class SlowConsumer(ChoruslineError):
-    """The reader let too much output pile up; the request was aborted."""
-
-    http_status = 503
-    code = "slow_consumer"
+from chorusline.protocols import SlowConsumer, TokenLogprob
 
 
 @dataclass

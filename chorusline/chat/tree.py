@@ -2,15 +2,15 @@
 
     /chat                    one_for_one   (critical: if it escalates, the service stops)
       engine                 rest_for_one
-        scheduler            permanent     admission, step loop, fan-out
+        driver               permanent     engine driver: admission, step loop, fan-out
         gpu-worker           permanent     thread actor: model + KV cache + engine
       buckets                dynamic       one BucketActor per API key, passivated idle
       conversations          dynamic       one ConversationActor per id, passivated idle
       sessions               dynamic       one SessionActor per active API key
 
 Why these strategies (see docs/architecture.md for the drawing):
-- engine is rest_for_one with the scheduler first: a worker crash restarts only the
-  worker (the scheduler keeps its in-flight table and re-queues it), while a scheduler
+- engine is rest_for_one with the driver first: a worker crash restarts only the
+  worker (the driver keeps its in-flight table and re-queues it), while a driver
   crash also restarts the worker, whose engine holds requests nobody tracks any more.
 - the three dynamic supervisors are independent (one_for_one): a crashed conversation
   or session touches no other, and their state lives in the store, so a restart (or a
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chorusline.chat.deps import SCHEDULER_KEY, WORKER_KEY
+from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY
+from chorusline.chat.engine_driver import AdmissionLimits, EngineDriver
 from chorusline.chat.gpu_worker import EngineLike, GpuWorker
-from chorusline.chat.scheduler_actor import AdmissionLimits, SchedulerActor
 from chorusline.supervisors import (
     ChildSpec,
     Intensity,
@@ -40,14 +40,13 @@ def chat_tree(
         "engine",
         [
             ChildSpec(
-                factory=lambda: SchedulerActor(WORKER_KEY, limits),
-                name="scheduler",
-                register_as=SCHEDULER_KEY,
+                factory=lambda: EngineDriver(WORKER_KEY, limits),
+                name="driver",
+                register_as=DRIVER_KEY,
             ),
             ChildSpec(
-                factory=lambda: GpuWorker.start(engine_factory),
+                factory=lambda: GpuWorker(engine_factory),
                 name="gpu-worker",
-                thread=True,
                 register_as=WORKER_KEY,
                 shutdown_timeout=30.0,
             ),

@@ -1,4 +1,11 @@
-"""The messages that start a chat turn and the handle its caller streams from."""
+"""A chat turn as its caller sees it: the one request type in, the handle back.
+
+``ChatRequest`` is what the web layer (or an embedding application) builds; ``Turn`` is
+the same request on its way through the actors, with the request id minted once at the
+door (``ChatService.chat``): that id is the ``chatcmpl-`` id, the ``X-Request-Id`` header,
+the engine's request id, the rate-limit lease and the usage row's id, and a replay
+carries the original turn's.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +13,25 @@ from dataclasses import dataclass, field
 
 import trio
 
+from chorusline.chat.principal import Principal
 from chorusline.chat.stream import TokenStream
-from chorusline.runtime import SamplingParams
+from chorusline.protocols import SamplingParams
 
 
 @dataclass(frozen=True)
-class TurnRequest:
-    """One user message for a stored conversation (sent to its ConversationActor)."""
+class ChatRequest:
+    """One chat turn. With ``conversation_id`` the turn is stored and ``content`` is the
+    user's new message; without it ``messages`` is the whole (stateless) conversation.
 
-    user_id: str
-    content: str
-    idempotency_key: str
+    ``idempotency_key`` (stored turns) selects a replay: a retry with the same key
+    returns the original turn instead of a new one.
+    """
+
     params: SamplingParams = field(default_factory=SamplingParams)
-    priority: int = 0
-    tenant: str = "default"
-    api_key_id: str | None = None
+    conversation_id: str | None = None
+    content: str | None = None
+    messages: tuple[tuple[str, str], ...] = ()
+    idempotency_key: str | None = None
     custom_instructions: str | None = None
     #: Edit: the new user message becomes a sibling of this one (the old branch is kept).
     edit_message_id: str | None = None
@@ -28,12 +39,22 @@ class TurnRequest:
     regenerate_message_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A ``ChatRequest`` inside the actors: who asked, and the request id minted for it."""
+
+    principal: Principal
+    request: ChatRequest
+    request_id: str
+    custom_instructions: str | None = None
+
+
 @dataclass
 class TurnHandle:
     """What the caller gets back at once: ids of the durable messages and the stream.
 
     ``replayed`` means the idempotency key had been seen: the stream then carries the
-    stored reply instead of a new generation.
+    stored reply instead of a new generation, and ``request_id`` is the original's.
     """
 
     request_id: str
@@ -49,5 +70,5 @@ class TurnHandle:
     persisted: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:
-        if self.replayed or self.conversation_id is None:
+        if self.replayed:
             self.persisted.set()

@@ -2,8 +2,11 @@
 
 from chorusline.protocols import openai  # the OpenAI wire format (a namespace, not types)
 from chorusline.protocols.errors import (
+    ChildCrashed,
     ChoruslineError,
     ContextTooLong,
+    ConversationInterrupted,
+    EngineRestarted,
     InvalidRequest,
     InvalidSamplingParams,
     InvalidTokenId,
@@ -12,13 +15,31 @@ from chorusline.protocols.errors import (
     Overloaded,
     PermissionDenied,
     RateLimited,
+    ReplyInterrupted,
     ServiceUnavailable,
+    ShuttingDown,
+    SlowConsumer,
+    StoreUnavailable,
     Unauthorized,
+)
+from chorusline.protocols.generation import (
+    EngineStats,
+    GenerationRequest,
+    RequestOutput,
+    SamplingParams,
+    TokenizerLike,
+    TokenLogprob,
+    check_prompt_tokens,
 )
 
 __all__ = [
+    "ChildCrashed",
     "ChoruslineError",
     "ContextTooLong",
+    "ConversationInterrupted",
+    "EngineRestarted",
+    "EngineStats",
+    "GenerationRequest",
     "InvalidRequest",
     "InvalidSamplingParams",
     "InvalidTokenId",
@@ -27,7 +48,16 @@ __all__ = [
     "Overloaded",
     "PermissionDenied",
     "RateLimited",
+    "ReplyInterrupted",
+    "RequestOutput",
+    "SamplingParams",
     "ServiceUnavailable",
+    "ShuttingDown",
+    "SlowConsumer",
+    "StoreUnavailable",
+    "TokenLogprob",
+    "TokenizerLike",
     "Unauthorized",
+    "check_prompt_tokens",
     "openai",
 ]

@@ -2,7 +2,29 @@
 
 Every error a caller can be expected to handle lives here, so that the web layer can map
 any of them to an OpenAI-style error body without importing the layer that raised it.
-Each carries the HTTP status and OpenAI ``type``/``code`` it should become on the wire.
+Each carries the HTTP status and OpenAI ``type``/``code`` it should become on the wire::
+
+    ChoruslineError                       500 server_error (never raised bare)
+    ├── InvalidRequest                    400 the request is wrong; do not retry it as is
+    │   ├── ContextTooLong                413 context_length_exceeded
+    │   ├── InvalidTokenId                400 invalid_token_id
+    │   └── InvalidSamplingParams         400 invalid_sampling_params
+    ├── ModelNotFound                     404 model_not_found
+    ├── NotFound                          404 (another user's data is NotFound too)
+    ├── Unauthorized                      401
+    ├── PermissionDenied                  403
+    ├── RateLimited                       429 + Retry-After, x-ratelimit-*
+    ├── Overloaded                        503 + Retry-After (admission control)
+    ├── ServiceUnavailable                503 an actor died; retrying with the same key is safe
+    │   └── ChildCrashed                  503 a linked, unsupervised child actor died
+    ├── StoreUnavailable                  503 the database cannot be reached
+    ├── ShuttingDown                      503 the server drained past its deadline
+    ├── EngineRestarted                   503 the GPU worker died mid-request (n > 1)
+    ├── SlowConsumer                      503 the reader fell too far behind; aborted
+    └── ReplyInterrupted                  503 the actor relaying a reply stopped
+        └── ConversationInterrupted       503 the conversation actor stopped mid-reply
+
+Retry on any 503 (after ``Retry-After``), with the same idempotency key for stored turns.
 """
 
 from __future__ import annotations
@@ -121,3 +143,58 @@ class ServiceUnavailable(ChoruslineError):
     http_status = 503
     error_type = "server_error"
     code = "service_unavailable"
+
+
+class ChildCrashed(ServiceUnavailable):
+    """A linked child actor died abnormally and its parent does not supervise it: the
+    parent crashes with this as its reason (``reason`` is the child's ``ExitReason``)."""
+
+    code = "child_crashed"
+
+    def __init__(self, path: str, reason: object) -> None:
+        super().__init__(f"child {path} died: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StoreUnavailable(ChoruslineError):
+    """The database cannot be reached; the request may succeed later (503)."""
+
+    http_status = 503
+    error_type = "server_error"
+    code = "store_unavailable"
+
+
+class ShuttingDown(ChoruslineError):
+    """The server is draining and the request ran past the drain deadline. Retrying is
+    safe (with the same ``Idempotency-Key`` for a stored turn): another process, or this
+    one restarted, takes it."""
+
+    http_status = 503
+    error_type = "server_error"
+    code = "server_shutting_down"
+
+
+class EngineRestarted(ChoruslineError):
+    """The GPU worker died mid-request and the request could not be continued."""
+
+    http_status = 503
+    code = "engine_restarted"
+
+
+class SlowConsumer(ChoruslineError):
+    """The reader let too much output pile up; the request was aborted."""
+
+    http_status = 503
+    code = "slow_consumer"
+
+
+class ReplyInterrupted(ChoruslineError):
+    """The actor relaying a reply stopped before the reply ended."""
+
+    http_status = 503
+    code = "interrupted"
+
+
+class ConversationInterrupted(ReplyInterrupted):
+    """The conversation actor stopped mid-reply; the draft is kept as incomplete."""

@@ -1,28 +1,63 @@
 """The OpenAI chat-completions wire format: request parsing, response bodies, SSE framing.
 
 Kept free of the web framework and of the runtime so that the exact shapes OpenAI clients
-rely on are pure functions, testable without a server. Parsing checks *types* only and
-turns every malformed field into ``InvalidRequest`` (400), so that bad input never reaches
-a constructor that would fail with a bare ``TypeError`` (a 500). Value *ranges* are left to
-``SamplingParams``, the one place they are defined.
+rely on are pure functions, testable without a server. Parsing checks *types* and turns
+every malformed field into ``InvalidRequest`` (400), so that bad input never reaches a
+constructor that would fail with a bare ``TypeError`` (a 500). It also bounds what JSON
+allows but nothing downstream can carry, each a 400 ``invalid_sampling_params`` naming
+the field: an integer outside its field's range (``WIRE_INT_RANGES``; a ``max_tokens`` of
+2**63 overflowed the context arithmetic and came back as a 429) and a number too large
+to be a float (``SamplingParams`` would crash converting it). The other value ranges
+are ``SamplingParams``', checked when it is made.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chorusline.protocols.errors import ChoruslineError, InvalidRequest
+from chorusline.protocols.errors import (
+    ChoruslineError,
+    InvalidRequest,
+    InvalidSamplingParams,
+    InvalidTokenId,
+)
+from chorusline.protocols.generation import MAX_N, MAX_TOP_LOGPROBS
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-#: OpenAI defines only these; an engine-internal reason ("abort"...) is reported as "stop".
-FINISH_REASONS = {"stop", "length", "content_filter"}
+#: OpenAI's own, then chorusline's extensions for a reply that did not end by itself, as
+#: the store keeps it (a replay and a GET say the same): ``timeout`` (the turn's deadline
+#: passed), ``interrupted`` (the server stopped mid-reply), ``abort`` (the reader went away),
+#: ``error``. Anything else an engine reports is shown as "stop".
+FINISH_REASONS = {"stop", "length", "content_filter", "timeout", "interrupted", "abort",
+                  "error"}
 SSE_DONE = b"data: [DONE]\n\n"
 #: What OpenAI reports for a probability too small to represent (JSON has no -Infinity).
 MIN_LOGPROB = -9999.0
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The largest ``max_tokens``/``max_completion_tokens`` accepted. Far above any context
+#: window (a budget the window cannot hold is the chat layer's 400), it keeps the value a
+#: machine-sized integer everywhere it is added to or compared with.
+MAX_TOKENS_LIMIT = INT32_MAX
+#: Each integer field's accepted range, inclusive: counts are 32-bit, seeds 64-bit
+#: (OpenAI's); the lower bounds and the tight ones are ``SamplingParams``' own, so a
+#: value refused here gets the message it would get there.
+WIRE_INT_RANGES: dict[str, tuple[int, int]] = {
+    "max_tokens": (1, MAX_TOKENS_LIMIT),
+    "max_completion_tokens": (1, MAX_TOKENS_LIMIT),
+    "top_k": (0, INT32_MAX),
+    "n": (1, MAX_N),
+    "top_logprobs": (0, MAX_TOP_LOGPROBS),
+    "seed": (INT64_MIN, INT64_MAX),
+}
+#: A ``logit_bias`` key: ASCII decimal digits (``int()`` would also take " 42", "4_2"
+#: and non-ASCII digits).
+_TOKEN_ID = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -90,17 +125,46 @@ _NUMBERS = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_pena
 _INTEGERS = ("top_k", "seed", "n", "top_logprobs")
 
 
+def _number(value: Any, param: str, what: str = "a number") -> Any:
+    _check(value, (int, float), param, what)
+    try:
+        float(value)  # an integer past 1e308 has no float (SamplingParams would crash)
+    except OverflowError:
+        raise InvalidSamplingParams(f"{param} must be a finite number", param=param) from None
+    return value
+
+
+def _integer(value: Any, param: str) -> int:
+    _check(value, int, param, "an integer")
+    low, high = WIRE_INT_RANGES[param]
+    if not low <= value <= high:
+        raise InvalidSamplingParams(f"{param} must be an integer in [{low}, {high}]",
+                                    param=param)
+    return int(value)
+
+
+def _token_id(key: str) -> int:
+    if _TOKEN_ID.fullmatch(key) is None:
+        raise InvalidRequest("logit_bias keys must be token ids (decimal integers)",
+                             param="logit_bias")
+    # Length first: int() refuses over 4300 digits, and no vocabulary has 2**31 tokens.
+    if len(key) > 10 or not 0 <= int(key) <= INT32_MAX:
+        raise InvalidTokenId(f"token id {key[:20]} is outside the vocabulary",
+                             param="logit_bias")
+    return int(key)
+
+
 def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for name in _NUMBERS:
         if body.get(name) is not None:
-            kwargs[name] = _check(body[name], (int, float), name, "a number")
+            kwargs[name] = _number(body[name], name)
     for name in _INTEGERS:
         if body.get(name) is not None:
-            kwargs[name] = _check(body[name], int, name, "an integer")
+            kwargs[name] = _integer(body[name], name)
     for name in ("max_completion_tokens", "max_tokens"):  # the newer name wins
         if body.get(name) is not None:
-            kwargs["max_tokens"] = _check(body[name], int, name, "an integer")
+            kwargs["max_tokens"] = _integer(body[name], name)
             break
     for name in ("logprobs", "ignore_eos"):
         if body.get(name) is not None:
@@ -115,13 +179,10 @@ def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     bias = body.get("logit_bias")
     if bias is not None:
         _check(bias, dict, "logit_bias", "an object")
-        try:
-            kwargs["logit_bias"] = {
-                int(k): _check(v, (int, float), "logit_bias", "a map of token id to number")
-                for k, v in bias.items()
-            }
-        except ValueError:
-            raise InvalidRequest("logit_bias keys must be token ids", param="logit_bias") from None
+        kwargs["logit_bias"] = {
+            _token_id(k): _number(v, "logit_bias", "a map of token id to number")
+            for k, v in bias.items()
+        }
     return kwargs
 
 

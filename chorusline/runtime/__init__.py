@@ -18,8 +18,8 @@ _EXPORTS: dict[str, str] = {
     "Scheduler": "scheduler",
     "SchedulerConfig": "scheduler",
     "SchedulerOutput": "batch",
-    "ScheduledChunk": "batch",
-    "Sequence": "sequence",
+    "ScheduledSlice": "batch",
+    "TokenSequence": "sequence",
     "SequenceGroup": "sequence",
     "SequenceStatus": "sequence",
     "LlamaConfig": "config",
@@ -27,13 +27,9 @@ _EXPORTS: dict[str, str] = {
     "ChatTemplate": "chat_template",
     "Engine": "engine",
     "EngineConfig": "engine",
-    "EngineStats": "engine",
-    "RequestOutput": "engine",
-    "TokenLogprob": "engine",
     "LoadedModel": "loader",
     "default_model_path": "loader",
     "load_model": "loader",
-    "SamplingParams": "sampling_params",
     "Tokenizer": "tokenizer",
     "WeightCache": "weight_cache",
     "cache_root": "weight_cache",
@@ -46,7 +42,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from chorusline.runtime.batch import ScheduledChunk as ScheduledChunk
+    from chorusline.runtime.batch import ScheduledSlice as ScheduledSlice
     from chorusline.runtime.batch import SchedulerOutput as SchedulerOutput
     from chorusline.runtime.block_manager import BlockManager as BlockManager
     from chorusline.runtime.block_manager import BlockUsage as BlockUsage
@@ -59,18 +55,14 @@ if TYPE_CHECKING:
     from chorusline.runtime.device import select_dtype as select_dtype
     from chorusline.runtime.engine import Engine as Engine
     from chorusline.runtime.engine import EngineConfig as EngineConfig
-    from chorusline.runtime.engine import EngineStats as EngineStats
-    from chorusline.runtime.engine import RequestOutput as RequestOutput
-    from chorusline.runtime.engine import TokenLogprob as TokenLogprob
     from chorusline.runtime.loader import LoadedModel as LoadedModel
     from chorusline.runtime.loader import default_model_path as default_model_path
     from chorusline.runtime.loader import load_model as load_model
-    from chorusline.runtime.sampling_params import SamplingParams as SamplingParams
     from chorusline.runtime.scheduler import Scheduler as Scheduler
     from chorusline.runtime.scheduler import SchedulerConfig as SchedulerConfig
-    from chorusline.runtime.sequence import Sequence as Sequence
     from chorusline.runtime.sequence import SequenceGroup as SequenceGroup
     from chorusline.runtime.sequence import SequenceStatus as SequenceStatus
+    from chorusline.runtime.sequence import TokenSequence as TokenSequence
     from chorusline.runtime.tokenizer import Tokenizer as Tokenizer
     from chorusline.runtime.weight_cache import WeightCache as WeightCache
     from chorusline.runtime.weight_cache import cache_root as cache_root

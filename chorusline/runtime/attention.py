@@ -1,6 +1,6 @@
-"""Varlen paged attention over a mixed batch of prefill chunks and decode tokens.
+"""Varlen paged attention over a mixed batch of prefill slices and decode tokens.
 
-The flat token batch is laid out as [decode tokens | prefill chunk tokens]. Each part is an
+The flat token batch is laid out as [decode tokens | prefill slice tokens]. Each part is an
 *attention group*: its sequences' KV blocks are gathered block-wise (one index per block, not
 per token) into a padded ``[B, max_blocks * block_size]`` key range and attended with one
 ``scaled_dot_product_attention`` call under a boolean mask. Gathering by block keeps the index

@@ -1,18 +1,22 @@
-"""What one scheduling step hands the model runner: the chunks to compute and the block
-copies to make first. Pure Python (no torch)."""
+"""What one scheduling step hands the model runner: one slice of tokens per sequence to
+compute, and the block copies to make first. Pure Python (no torch).
+
+A slice is the whole of a sequence's work in one step: a single token for a decode, or a
+run of prompt tokens for a prefill (all of it, or one chunk of a chunked prefill).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chorusline.runtime.sequence import Sequence
+from chorusline.runtime.sequence import TokenSequence
 
 
 @dataclass(frozen=True)
-class ScheduledChunk:
+class ScheduledSlice:
     """Tokens ``[start, start + len(token_ids))`` of one sequence, computed this step."""
 
-    seq: Sequence
+    seq: TokenSequence
     token_ids: tuple[int, ...]
     #: Position of ``token_ids[0]``; positions run consecutively from here.
     start: int
@@ -20,11 +24,11 @@ class ScheduledChunk:
     block_table: tuple[int, ...]
     #: Flat KV slot (``block * block_size + offset``) for each token of ``token_ids``.
     slot_mapping: tuple[int, ...]
-    #: Sequences that get one token sampled from the logits of this chunk's last
-    #: token: empty for a chunk in the middle of a prefill; the sequence itself for a
-    #: decode or a completing prefill; the leader plus its ``n - 1`` siblings when the
-    #: leader of a group completes its prompt (each sibling samples on its own).
-    sample_seqs: tuple[Sequence, ...]
+    #: Sequences that get one token sampled from the logits of this slice's last
+    #: token: empty for a slice in the middle of a chunked prefill; the sequence itself
+    #: for a decode or a completing prefill; the leader plus its ``n - 1`` siblings when
+    #: the leader of a group completes its prompt (each sibling samples on its own).
+    sample_seqs: tuple[TokenSequence, ...]
 
     @property
     def seq_id(self) -> int:
@@ -40,7 +44,7 @@ class ScheduledChunk:
 
     @property
     def context_len(self) -> int:
-        """Tokens to attend over, including this chunk's own."""
+        """Tokens to attend over, including this slice's own."""
         return self.start + len(self.token_ids)
 
     @property
@@ -63,16 +67,16 @@ class ScheduledChunk:
 
 @dataclass(frozen=True)
 class SchedulerOutput:
-    chunks: tuple[ScheduledChunk, ...]
+    slices: tuple[ScheduledSlice, ...]
     #: Copy-on-write pairs ``(src_block, dst_block)``; copy before running the step.
     blocks_to_copy: tuple[tuple[int, int], ...]
     #: Sequences that lost their blocks this step (they will be recomputed later).
-    preempted: tuple[Sequence, ...]
+    preempted: tuple[TokenSequence, ...]
 
     @property
     def num_batched_tokens(self) -> int:
-        return sum(len(c.token_ids) for c in self.chunks)
+        return sum(len(sl.token_ids) for sl in self.slices)
 
     @property
     def is_empty(self) -> bool:
-        return not self.chunks
+        return not self.slices

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from chorusline.runtime.sequence import Sequence
+from chorusline.runtime.sequence import TokenSequence
 
 __all__ = ["BlockManager", "BlockUsage", "NoFreeBlocksError"]
 
@@ -101,7 +101,7 @@ class BlockManager:
         table, bs = self._tables[seq_id], self.block_size
         return [table[p // bs] * bs + p % bs for p in range(start, start + num_tokens)]
 
-    def num_cached_tokens(self, seq: Sequence) -> int:
+    def num_cached_tokens(self, seq: TokenSequence) -> int:
         """Leading tokens of ``seq`` whose KV the prefix cache can supply right now.
 
         At most ``num_tokens - 1``, block-aligned: the last token is always computed
@@ -111,19 +111,19 @@ class BlockManager:
 
     # -- allocation ----------------------------------------------------------------
 
-    def can_allocate(self, seq: Sequence, num_tokens: int) -> bool:
+    def can_allocate(self, seq: TokenSequence, num_tokens: int) -> bool:
         """Whether `allocate(seq, num_tokens)` would succeed."""
         hits = self._lookup(seq)
         revived = sum(1 for b in hits if self._refs[b] == 0)
         fresh = max(0, self._blocks_for(num_tokens) - len(hits))
         return fresh + revived <= self.num_free_blocks
 
-    def allocate(self, seq: Sequence, num_tokens: int) -> int:
+    def allocate(self, seq: TokenSequence, num_tokens: int) -> int:
         """Create the table of a sequence that holds no blocks, covering ``num_tokens``.
 
         Cached prefix blocks are reused; returns how many leading tokens they cover, so
         the scheduler can start computing after them. ``num_tokens`` must be at least
-        that many (pass the tokens the first chunk will reach).
+        that many (pass the tokens its first slice will reach).
         """
         if seq.seq_id in self._tables:
             raise ValueError(f"sequence {seq.seq_id} already has blocks")
@@ -140,11 +140,11 @@ class BlockManager:
         self._chains[seq.seq_id] = [self._content_id[b] for b in hits]
         return len(hits) * self.block_size
 
-    def can_append(self, seq: Sequence, num_tokens: int) -> bool:
+    def can_append(self, seq: TokenSequence, num_tokens: int) -> bool:
         """Whether `append_slots(seq, num_tokens)` would succeed."""
         return self._append_cost(seq, num_tokens) <= self.num_free_blocks
 
-    def append_slots(self, seq: Sequence, num_tokens: int) -> list[tuple[int, int]]:
+    def append_slots(self, seq: TokenSequence, num_tokens: int) -> list[tuple[int, int]]:
         """Make room for positions ``[num_computed, num_computed + num_tokens)``.
 
         Shared blocks in that range are copied first; the returned ``(src, dst)`` pairs
@@ -165,7 +165,7 @@ class BlockManager:
         table.extend(self._take_free() for _ in range(need))
         return copies
 
-    def fork(self, parent: Sequence, child: Sequence) -> None:
+    def fork(self, parent: TokenSequence, child: TokenSequence) -> None:
         """Give ``child`` the parent's blocks by reference (no KV is copied yet)."""
         if child.seq_id in self._tables:
             raise ValueError(f"sequence {child.seq_id} already has blocks")
@@ -175,7 +175,7 @@ class BlockManager:
         self._tables[child.seq_id] = list(table)
         self._chains[child.seq_id] = list(self._chains[parent.seq_id])
 
-    def mark_computed(self, seq: Sequence) -> None:
+    def mark_computed(self, seq: TokenSequence) -> None:
         """Register newly completed full blocks in the prefix cache.
 
         Called after a step advanced ``num_computed_tokens``: only blocks whose KV is
@@ -196,7 +196,7 @@ class BlockManager:
                 self._next_content_id += 1
             chain.append(self._content_id[canonical])
 
-    def free(self, seq: Sequence | int) -> None:
+    def free(self, seq: TokenSequence | int) -> None:
         """Drop a sequence's table; a no-op if it holds none (already freed)."""
         seq_id = seq if isinstance(seq, int) else seq.seq_id
         table = self._tables.pop(seq_id, None)
@@ -235,7 +235,7 @@ class BlockManager:
     def _blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
 
-    def _append_cost(self, seq: Sequence, num_tokens: int) -> int:
+    def _append_cost(self, seq: TokenSequence, num_tokens: int) -> int:
         table, bs = self._tables[seq.seq_id], self.block_size
         shared = sum(
             1 for i in range(seq.num_computed_tokens // bs, len(table))
@@ -254,7 +254,7 @@ class BlockManager:
         self._refs[b] = 1
         return b
 
-    def _lookup(self, seq: Sequence) -> list[int]:
+    def _lookup(self, seq: TokenSequence) -> list[int]:
         """Cached blocks matching the sequence's leading full blocks (last token kept)."""
         if not self.enable_prefix_caching:
             return []

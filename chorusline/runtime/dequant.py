@@ -81,7 +81,7 @@ def _q4_k(b: U8Array) -> F32Array:
     d, dmin = _f16(b, 0), _f16(b, 2)
     sc, mn = _k_scales(b[:, 4:16])
     qs = b[:, 16:144].reshape(-1, 4, 32)
-    # Each 32-byte chunk holds two sub-blocks of 32: low nibbles, then high nibbles.
+    # Each run of 32 bytes holds two sub-blocks of 32: low nibbles, then high nibbles.
     q = np.stack([qs & 0x0F, qs >> 4], axis=2).reshape(-1, 8, 32).astype(np.float32)
     scale = (d[:, None] * sc.astype(np.float32))[:, :, None]
     shift = (dmin[:, None] * mn.astype(np.float32))[:, :, None]

@@ -2,8 +2,13 @@
 
 CUDA gets bf16: tensor cores make it both faster and half the memory of fp32.
 
-CPU: bf16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX), fp32 elsewhere.
-The two machines this project has run on disagree, and the instruction set is the reason:
+CPU: fp32 by default, bf16 (with the 4-bit decode path) only when asked for. bf16 is
+faster where the CPU has native bf16 dot products (AVX512-BF16 or AMX), but it is not
+lossless for this small model: on a 2-core Intel Xeon with AMX-BF16 (2026-12-02), greedy
+decoding of "What is the capital of France?" gives "The capital of France is Paris." in
+fp32 and "L'Étoile, la Marseillaise," in bf16, with and without the 4-bit weights (the
+same wrong answer llama.cpp gives with 8-bit activations). Quality is not traded for speed
+by default; ``EngineConfig.dtype`` (``serve --dtype bf16``) opts in. Measured speed:
 
 - 2-core AMD EPYC with AVX512-BF16 (``benchmarks/engine.py --threads 2 --dtypes bf16,fp32``,
   quiet machine): single-stream decode bf16 31.1 vs fp32 17.2 tok/s; 32 concurrent requests
@@ -42,12 +47,12 @@ def native_cpu_bf16() -> bool:
 
 
 def select_dtype(device: torch.device, preferred: torch.dtype | None = None) -> torch.dtype:
-    """bf16 on CUDA and on CPUs with native bf16, fp32 on other CPUs, unless ``preferred``
-    says otherwise."""
+    """bf16 on CUDA, fp32 on CPUs (see the module docstring), unless ``preferred`` says
+    otherwise. ``native_cpu_bf16`` tells whether asking for bf16 on this CPU pays."""
     if preferred is not None:
         if preferred not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"unsupported model dtype {preferred}")
         return preferred
-    if device.type == "cuda" or native_cpu_bf16():
+    if device.type == "cuda":
         return torch.bfloat16
     return torch.float32

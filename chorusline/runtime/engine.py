@@ -6,19 +6,34 @@ single-threaded: the actor that hosts it decides when to step, and every public 
 called between steps, so there is no locking. All request validation happens in
 ``add_request``, so a bad request is refused with a protocol error instead of failing deep
 inside torch during a step that serves other users too.
+
+The engine keeps each request's ``GenerationRequest`` as it arrived (frozen, the same value
+the chat layer minted) and derives what the sequences need from it once, in
+``add_request``; a step reads the request's parameters from there rather than from copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
-from chorusline.protocols import ContextTooLong, InvalidRequest
+from chorusline.protocols import (
+    ContextTooLong,
+    EngineStats,
+    GenerationRequest,
+    InvalidRequest,
+    RequestOutput,
+    SamplingParams,
+    TokenLogprob,
+    check_prompt_tokens,
+)
 from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.deadlines import DeadlineQueue
 from chorusline.runtime.detokenizer import IncrementalDetokenizer
 from chorusline.runtime.device import select_device, select_dtype
 from chorusline.runtime.int4 import int4_supported
@@ -26,14 +41,8 @@ from chorusline.runtime.kv_cache import KVCache, blocks_for_budget
 from chorusline.runtime.model import LlamaModel
 from chorusline.runtime.model_runner import ModelRunner
 from chorusline.runtime.sampler import SampledToken, Sampler, SampleRow, make_generator
-from chorusline.runtime.sampling_params import SamplingParams, check_prompt_tokens
-from chorusline.runtime.scheduler import Scheduler, SchedulerConfig
-from chorusline.runtime.sequence import Sequence as Seq
-from chorusline.runtime.sequence import SequenceGroup, SequenceStatus
-
-
-class TokenizerLike(Protocol):
-    def token_bytes(self, token_id: int) -> bytes: ...
+from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
 
 
 class ModelSource(Protocol):
@@ -81,52 +90,29 @@ class EngineConfig:
     int4: bool | None = None
 
 
-@dataclass
-class TokenLogprob:
-    token_id: int
-    logprob: float
-    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
+@dataclass(eq=False)
+class _Live:
+    """A request being served: the caller's request unchanged, plus per-choice state.
 
+    ``detoks`` and ``generators`` are indexed by choice (``TokenSequence.index``);
+    ``open`` holds the choices whose end has not been reported yet, and the request is
+    forgotten when it empties.
+    """
 
-@dataclass
-class RequestOutput:
-    """What one choice (``index``) of a request produced in one step."""
-
-    request_id: str
-    index: int
-    new_token_ids: list[int]
-    new_text: str
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    logprobs: list[TokenLogprob] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
-
-
-@dataclass
-class EngineStats:
-    num_running: int
-    num_waiting: int
-    kv_blocks_total: int
-    kv_blocks_used: int
-    kv_usage: float
-    steps: int
-    generated_tokens: int
-
-
-@dataclass
-class _SeqState:
-    params: SamplingParams
-    detok: IncrementalDetokenizer
+    request: GenerationRequest
+    seqs: tuple[TokenSequence, ...]
+    #: ``stop_token_ids`` plus the model's EOS ids unless ``ignore_eos``.
     stop_ids: frozenset[int]
-    generator: torch.Generator | None
+    detoks: tuple[IncrementalDetokenizer, ...]
+    generators: tuple[torch.Generator | None, ...]
+    open: set[int]
 
 
 class Engine:
-    def __init__(self, model: ModelSource, config: EngineConfig | None = None) -> None:
+    def __init__(self, model: ModelSource, config: EngineConfig | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` is what request deadlines are compared with (a ``time.monotonic``
+        reading by default; tests inject their own)."""
         self.config = config = config or EngineConfig()
         self.model_config = mc = model.config
         self.tokenizer = model.tokenizer
@@ -161,66 +147,67 @@ class Engine:
         if isinstance(tok_eos, int):
             eos.add(tok_eos)
         self._eos = frozenset(eos)
-        self._states: dict[int, _SeqState] = {}
-        self._requests: dict[str, list[Seq]] = {}
-        self._prompt_len: dict[str, int] = {}
+        self._clock = clock
+        self._requests: dict[str, _Live] = {}
+        self._deadlines = DeadlineQueue[_Live](
+            lambda live: self._requests.get(live.request.request_id) is live)
         self._aborted: list[RequestOutput] = []
         self._steps = 0
         self._generated = 0
 
     # -- requests ------------------------------------------------------------------------
 
-    def add_request(self, request_id: str, prompt_token_ids: Sequence[int],
-                    params: SamplingParams | None = None, priority: int = 0,
-                    tenant: str = "default") -> None:
-        """Queue a request. Raises a protocol error (never a torch one) if it is invalid."""
-        params = params or SamplingParams()
+    def add_request(self, request: GenerationRequest) -> None:
+        """Queue a request. Raises a protocol error (never a torch one) if it is invalid.
+
+        A ``deadline`` that has already passed is accepted: the next step reports the
+        request finished with ``"timeout"``.
+        """
+        request_id, prompt, params = request.request_id, request.prompt_token_ids, request.params
         if request_id in self._requests:
             raise InvalidRequest(f"request id {request_id!r} is already running")
-        if not prompt_token_ids:
+        if not prompt:
             raise InvalidRequest("the prompt is empty", param="prompt")
         vocab = self.model_config.vocab_size
-        check_prompt_tokens(prompt_token_ids, vocab)
+        check_prompt_tokens(prompt, vocab)
         params.check_vocab(vocab)
-        room = self.max_model_len - len(prompt_token_ids)
+        room = self.max_model_len - len(prompt)
         if room < 1:
-            raise ContextTooLong(f"the prompt has {len(prompt_token_ids)} tokens; the context "
+            raise ContextTooLong(f"the prompt has {len(prompt)} tokens; the context "
                                  f"window is {self.max_model_len}", param="messages")
         if params.max_tokens is not None and params.max_tokens > room:
-            raise ContextTooLong(f"{len(prompt_token_ids)} prompt tokens + max_tokens "
+            raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens "
                                  f"{params.max_tokens} exceed the context window of "
                                  f"{self.max_model_len}", param="max_tokens")
         stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos
                                                        else self._eos)
-        group = SequenceGroup.create(request_id, list(prompt_token_ids), params.n,
+        group = SequenceGroup.create(request_id, prompt, params.n,
                                      max_tokens=params.max_tokens or room,
-                                     stop_token_ids=stop_ids, priority=priority, tenant=tenant)
+                                     stop_token_ids=stop_ids, priority=request.priority,
+                                     tenant=request.tenant)
         try:
             self.scheduler.add(group)
         except ValueError as exc:
             raise ContextTooLong(str(exc), param="messages") from exc
-        for seq in group.seqs:
-            gen = None
-            if params.seed is not None:
-                # Distinct, reproducible streams for the n choices of one seeded request.
-                gen = make_generator(params.seed + seq.index * 0x9E3779B97F4A7C15, self.device)
-            self._states[seq.seq_id] = _SeqState(
-                params, IncrementalDetokenizer(self.tokenizer.token_bytes, params.stop),
-                stop_ids, gen)
-        self._requests[request_id] = list(group.seqs)
-        self._prompt_len[request_id] = len(prompt_token_ids)
+        live = _Live(
+            request, tuple(group.seqs), stop_ids,
+            tuple(IncrementalDetokenizer(self.tokenizer.token_bytes, params.stop)
+                  for _ in group.seqs),
+            # Distinct, reproducible streams for the n choices of one seeded request.
+            tuple(None if params.seed is None else
+                  make_generator(params.seed + seq.index * 0x9E3779B97F4A7C15, self.device)
+                  for seq in group.seqs),
+            {seq.index for seq in group.seqs})
+        self._requests[request_id] = live
+        if request.deadline is not None:
+            self._deadlines.push(request.deadline, live)
 
     def abort(self, request_id: str) -> bool:
         """End a request now; its blocks are free on return. Reported by the next step."""
-        seqs = self._requests.pop(request_id, None)
-        if seqs is None:
+        live = self._requests.get(request_id)
+        if live is None:
             return False
-        self.scheduler.abort(request_id)
-        prompt = self._prompt_len.pop(request_id)
-        for seq in seqs:
-            if self._states.pop(seq.seq_id, None) is not None:
-                self._aborted.append(RequestOutput(request_id, seq.index, [], "", "abort",
-                                                   prompt, len(seq.output_token_ids)))
+        self._aborted.extend(self._close(live, SequenceStatus.FINISHED_ABORTED))
         return True
 
     def has_unfinished(self) -> bool:
@@ -236,67 +223,83 @@ class Engine:
 
     @torch.inference_mode()
     def step(self) -> list[RequestOutput]:
-        """Run one model step; returns the outputs of every choice that advanced or ended."""
+        """Run one model step: schedule, run the model, sample, postprocess.
+
+        Returns an output for every choice that advanced or ended: aborts since the last
+        step, requests whose deadline has passed, then this step's tokens.
+        """
         outputs, self._aborted = self._aborted, []
+        for live in self._deadlines.pop_due(self._clock):  # blocks freed before planning
+            outputs.extend(self._close(live, SequenceStatus.FINISHED_TIMEOUT))
         plan = self.scheduler.schedule()
         if plan.is_empty:
             return outputs
-        result = self.runner.execute(plan)
-        seqs: list[Seq] = []
-        rows: list[int] = []
-        for i, chunk in enumerate(result.sample_chunks):
-            for seq in chunk.sample_seqs:
-                seqs.append(seq)
-                rows.append(i)
-        logits = result.logits
-        if len(rows) != logits.shape[0]:
-            logits = logits.index_select(0, torch.tensor(rows, device=logits.device))
-        sample_rows = [SampleRow(self._states[s.seq_id].params, s.output_token_ids,
-                                 self._states[s.seq_id].generator) for s in seqs]
-        sampled = self.sampler(logits, sample_rows)
+        forward = self.runner.execute(plan)
+        sampled = self.sampler(forward.logits, [self._sample_row(s) for s in forward.seqs])
+        outputs.extend(self._postprocess(plan, forward.seqs, sampled))
+        return outputs
+
+    def _close(self, live: _Live, status: SequenceStatus) -> list[RequestOutput]:
+        """End the request's open choices with ``status``; their outputs carry no token.
+
+        A timed-out choice releases the text held back for a possible stop string, as a
+        length limit does; an aborted one has no reader left to show it to.
+        """
+        request = live.request
+        del self._requests[request.request_id]
+        self.scheduler.abort(request.request_id, status)
+        timeout = status is SequenceStatus.FINISHED_TIMEOUT
+        return [RequestOutput(request.request_id, i, [],
+                              live.detoks[i].flush() if timeout else "", status.finish_reason,
+                              len(request.prompt_token_ids),
+                              len(live.seqs[i].output_token_ids))
+                for i in sorted(live.open)]
+
+    def _sample_row(self, seq: TokenSequence) -> SampleRow:
+        live = self._requests[seq.request_id]
+        return SampleRow(live.request.params, seq.output_token_ids, live.generators[seq.index])
+
+    def _postprocess(self, plan: SchedulerOutput, seqs: list[TokenSequence],
+                     sampled: list[SampledToken]) -> list[RequestOutput]:
         self._steps += 1
         self._generated += len(sampled)
         finished = self.scheduler.on_step_finished(
             plan, {s.seq_id: t.token_id for s, t in zip(seqs, sampled, strict=True)})
         done = {s.seq_id: s.status for s in finished}
-        outputs.extend(self._emit(s, t, done.get(s.seq_id))
-                       for s, t in zip(seqs, sampled, strict=True))
-        return outputs
+        return [self._emit(s, t, done.get(s.seq_id))
+                for s, t in zip(seqs, sampled, strict=True)]
 
-    def _emit(self, seq: Seq, tok: SampledToken, status: SequenceStatus | None) -> RequestOutput:
-        state = self._states[seq.seq_id]
+    def _emit(self, seq: TokenSequence, tok: SampledToken,
+              status: SequenceStatus | None) -> RequestOutput:
+        live = self._requests[seq.request_id]
+        detok = live.detoks[seq.index]
         token = tok.token_id
-        stop_token = status is SequenceStatus.FINISHED_STOPPED and token in state.stop_ids
-        text = "" if stop_token else state.detok.add([token])
+        stop_token = status is SequenceStatus.FINISHED_STOPPED and token in live.stop_ids
+        text = "" if stop_token else detok.add([token])
         reason = status.finish_reason if status is not None else None
-        if state.detok.stopped:
+        if detok.stopped:
             if status is None:
                 self.scheduler.finish(seq.seq_id, SequenceStatus.FINISHED_STOPPED)
             reason = "stop"
         elif reason is not None:
-            text += state.detok.flush()
+            text += detok.flush()
         logprobs = None
-        if state.params.logprobs and tok.logprob is not None:
+        if live.request.params.logprobs and tok.logprob is not None:
             logprobs = [TokenLogprob(token, tok.logprob, tok.top_logprobs)]
-        request_id = seq.request_id
-        out = RequestOutput(request_id, seq.index, [token], text, reason,
-                            self._prompt_len[request_id], len(seq.output_token_ids), logprobs)
+        out = RequestOutput(seq.request_id, seq.index, [token], text, reason,
+                            len(live.request.prompt_token_ids), len(seq.output_token_ids),
+                            logprobs)
         if reason is not None:
-            self._finish(seq)
+            live.open.discard(seq.index)
+            if not live.open:
+                del self._requests[seq.request_id]
         return out
-
-    def _finish(self, seq: Seq) -> None:
-        del self._states[seq.seq_id]
-        seqs = self._requests.get(seq.request_id)
-        if seqs is not None and all(s.seq_id not in self._states for s in seqs):
-            del self._requests[seq.request_id]
-            del self._prompt_len[seq.request_id]
 
     def generate(self, requests: Mapping[str, Sequence[int]],
                  params: SamplingParams | None = None) -> dict[str, list[int]]:
         """Run requests to completion (tests, benchmarks); returns choice-0 token ids."""
         for rid, prompt in requests.items():
-            self.add_request(rid, prompt, params)
+            self.add_request(GenerationRequest(rid, tuple(prompt), params or SamplingParams()))
         tokens: dict[str, list[int]] = {rid: [] for rid in requests}
         while self.has_unfinished():
             for out in self.step():
@@ -305,5 +308,4 @@ class Engine:
         return tokens
 
 
-__all__ = ["Engine", "EngineConfig", "EngineStats", "RequestOutput",
-           "TokenLogprob"]
+__all__ = ["Engine", "EngineConfig"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from chorusline.runtime.sequence import Sequence
+from chorusline.runtime.sequence import TokenSequence
 
 
 class FairQueue:
@@ -21,7 +21,7 @@ class FairQueue:
     """
 
     def __init__(self) -> None:
-        self._classes: dict[int, dict[str, deque[Sequence]]] = {}
+        self._classes: dict[int, dict[str, deque[TokenSequence]]] = {}
         self._last_served: dict[str, int] = {}
         self._clock = 0
         self._len = 0
@@ -29,7 +29,7 @@ class FairQueue:
     def __len__(self) -> int:
         return self._len
 
-    def push(self, seq: Sequence, front: bool = False) -> None:
+    def push(self, seq: TokenSequence, front: bool = False) -> None:
         q = self._classes.setdefault(seq.priority, {}).setdefault(seq.tenant, deque())
         if front:
             q.appendleft(seq)
@@ -37,7 +37,7 @@ class FairQueue:
             q.append(seq)
         self._len += 1
 
-    def peek(self) -> Sequence | None:
+    def peek(self) -> TokenSequence | None:
         if not self._classes:
             return None
         tenants = self._classes[min(self._classes)]
@@ -46,13 +46,13 @@ class FairQueue:
         )
         return tenants[tenant][0]
 
-    def admit(self, seq: Sequence) -> None:
+    def admit(self, seq: TokenSequence) -> None:
         """Remove the `peek`ed sequence and count its tenant as served."""
         self.remove(seq)
         self._last_served[seq.tenant] = self._clock
         self._clock += 1
 
-    def remove(self, seq: Sequence) -> None:
+    def remove(self, seq: TokenSequence) -> None:
         tenants = self._classes[seq.priority]
         q = tenants[seq.tenant]
         q.remove(seq)

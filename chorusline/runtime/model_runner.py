@@ -1,10 +1,14 @@
 """Turns a scheduler step into flat tensors, runs the model, returns the logits that sample.
 
-The flat batch is ordered [single-token chunks | longer chunks] so that decodes form one
-attention group with no query padding (see ``attention``). Only the last token of a chunk
-that samples reaches the LM head. On CUDA, decode-only steps replay captured CUDA graphs,
-keyed by (padded batch size, padded block-table width), because at decode a 135M model is
-bound by kernel-launch overhead rather than by arithmetic.
+The flat batch is ordered [single-token slices | longer slices] so that decodes form one
+attention group with no query padding (see ``attention``). Only the last token of a slice
+that samples reaches the LM head; its logits row is then repeated once per sequence that
+samples from it (a group leader completing its prompt shares that row with its ``n - 1``
+siblings, which then sample on their own), so the sampler gets one row per sequence.
+
+On CUDA, decode-only steps replay captured CUDA graphs, keyed by (padded batch size,
+padded block-table width), because at decode a 135M model is bound by kernel-launch
+overhead rather than by arithmetic.
 """
 
 from __future__ import annotations
@@ -16,19 +20,21 @@ from typing import Any
 import torch
 
 from chorusline.runtime.attention import AttentionGroup, AttentionMetadata, build_group
+from chorusline.runtime.batch import ScheduledSlice, SchedulerOutput
 from chorusline.runtime.kv_cache import KVCache
 from chorusline.runtime.model import LlamaModel
-from chorusline.runtime.scheduler import ScheduledChunk, SchedulerOutput
+from chorusline.runtime.sequence import TokenSequence
 
 _GRAPH_BATCHES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128)
 
 
 @dataclass
-class StepResult:
-    """Logits ``[S, V]`` (fp32), one row per chunk in ``sample_chunks``, same order."""
+class ForwardOutput:
+    """What one forward pass gives the sampler: fp32 logits ``[len(seqs), V]``, row ``i``
+    for ``seqs[i]``, every sequence that samples a token this step."""
 
     logits: torch.Tensor
-    sample_chunks: list[ScheduledChunk]
+    seqs: list[TokenSequence]
 
 
 class ModelRunner:
@@ -41,31 +47,34 @@ class ModelRunner:
             self._graphs = _DecodeGraphs(model, kv_cache)
 
     @torch.inference_mode()
-    def execute(self, step: SchedulerOutput) -> StepResult:
+    def execute(self, step: SchedulerOutput) -> ForwardOutput:
         self.kv_cache.copy_blocks(list(step.blocks_to_copy))
-        decodes = [c for c in step.chunks if c.num_tokens == 1]
-        others = [c for c in step.chunks if c.num_tokens > 1]
-        chunks = decodes + others
-        sample_chunks = [c for c in chunks if c.sample]
-        if not sample_chunks and not chunks:
-            return StepResult(torch.empty(0, self.model.config.vocab_size), [])
+        decodes = [sl for sl in step.slices if sl.num_tokens == 1]
+        others = [sl for sl in step.slices if sl.num_tokens > 1]
+        if not decodes and not others:
+            return ForwardOutput(torch.empty(0, self.model.config.vocab_size), [])
         if self._graphs is not None and not others and self._graphs.fits(decodes):
-            logits = self._graphs.run(decodes)
-            if len(sample_chunks) != len(decodes):  # a 1-token mid-prompt chunk samples nothing
-                keep = [i for i, c in enumerate(decodes) if c.sample]
-                logits = logits[torch.tensor(keep, device=logits.device)]
-            return StepResult(logits, sample_chunks)
+            logits = self._graphs.run(decodes)  # a row per decode slice, sampling or not
+            return ForwardOutput(
+                _rows(logits, [i for i, sl in enumerate(decodes) for _ in sl.sample_seqs]),
+                [seq for sl in decodes for seq in sl.sample_seqs])
 
+        slices = decodes + others
         ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
-        sample_rows: list[int] = []
-        for c in chunks:
-            ids.extend(c.token_ids)
-            positions.extend(c.positions)
-            slots.extend(c.slot_mapping)
-            if c.sample:
-                sample_rows.append(len(ids) - 1)
+        last_rows: list[int] = []  # the model gives a row per sampling slice
+        seqs: list[TokenSequence] = []
+        picks: list[int] = []
+        for sl in slices:
+            ids.extend(sl.token_ids)
+            positions.extend(sl.positions)
+            slots.extend(sl.slot_mapping)
+            if sl.sample_seqs:
+                last_rows.append(len(ids) - 1)
+                for seq in sl.sample_seqs:
+                    seqs.append(seq)
+                    picks.append(len(last_rows) - 1)
         dev = self.device
         cache = self.kv_cache
         groups = []
@@ -75,18 +84,26 @@ class ModelRunner:
             groups.append(_group(len(decodes), others, cache, dev))
         meta = AttentionMetadata(_long(slots, dev), groups, self.model.scale)
         logits = self.model.forward(_long(ids, dev), _long(positions, dev), meta, cache,
-                                    _long(sample_rows, dev))
-        return StepResult(logits, sample_chunks)
+                                    _long(last_rows, dev))
+        return ForwardOutput(_rows(logits, picks), seqs)
+
+
+def _rows(logits: torch.Tensor, picks: list[int]) -> torch.Tensor:
+    """``logits[picks]``, without a copy when ``picks`` takes every row once in order,
+    as it does unless a group forks or a one-token slice in mid-prompt samples nothing."""
+    if picks == list(range(logits.shape[0])):
+        return logits
+    return logits.index_select(0, torch.tensor(picks, dtype=torch.int64, device=logits.device))
 
 
 def _long(values: Sequence[int], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.int64).to(device, non_blocking=True)
 
 
-def _group(start: int, chunks: Sequence[ScheduledChunk], cache: KVCache,
+def _group(start: int, slices: Sequence[ScheduledSlice], cache: KVCache,
            device: torch.device) -> AttentionGroup:
-    return build_group(start, [c.num_tokens for c in chunks], [c.start for c in chunks],
-                       [c.block_table for c in chunks], cache.block_size, cache.null_block,
+    return build_group(start, [sl.num_tokens for sl in slices], [sl.start for sl in slices],
+                       [sl.block_table for sl in slices], cache.block_size, cache.null_block,
                        device)
 
 
@@ -105,13 +122,13 @@ class _DecodeGraphs:
         self._graphs = {}
         self._pool: Any = None
 
-    def fits(self, chunks: Sequence[ScheduledChunk]) -> bool:
-        return 0 < len(chunks) <= _GRAPH_BATCHES[-1]
+    def fits(self, slices: Sequence[ScheduledSlice]) -> bool:
+        return 0 < len(slices) <= _GRAPH_BATCHES[-1]
 
-    def run(self, chunks: Sequence[ScheduledChunk]) -> torch.Tensor:
-        n = len(chunks)
+    def run(self, slices: Sequence[ScheduledSlice]) -> torch.Tensor:
+        n = len(slices)
         batch = next(b for b in _GRAPH_BATCHES if b >= n)
-        needed = max(-(-c.context_len // self.cache.block_size) for c in chunks)
+        needed = max(-(-sl.context_len // self.cache.block_size) for sl in slices)
         width = 1
         while width < needed:
             width *= 2
@@ -120,19 +137,19 @@ class _DecodeGraphs:
         if key not in self._graphs:
             self._graphs[key] = self._capture(batch, width)
         graph, buf = self._graphs[key]
-        self._fill(buf, chunks, batch, width)
+        self._fill(buf, slices, batch, width)
         graph.replay()
         return buf["logits"][:n].clone()
 
-    def _fill(self, buf: dict[str, torch.Tensor], chunks: Sequence[ScheduledChunk],
+    def _fill(self, buf: dict[str, torch.Tensor], slices: Sequence[ScheduledSlice],
               batch: int, width: int) -> None:
         cache = self.cache
-        pad = batch - len(chunks)
+        pad = batch - len(slices)
         null_slot = cache.null_block * cache.block_size
-        ids = [c.token_ids[0] for c in chunks] + [0] * pad
-        pos = [c.start for c in chunks] + [0] * pad
-        slots = [c.slot_mapping[0] for c in chunks] + [null_slot] * pad
-        tables = [list(c.block_table) for c in chunks] + [[cache.null_block]] * pad
+        ids = [sl.token_ids[0] for sl in slices] + [0] * pad
+        pos = [sl.start for sl in slices] + [0] * pad
+        slots = [sl.slot_mapping[0] for sl in slices] + [null_slot] * pad
+        tables = [list(sl.block_table) for sl in slices] + [[cache.null_block]] * pad
         group = build_group(0, [1] * batch, pos, tables, cache.block_size, cache.null_block,
                             torch.device("cpu"), width)
         buf["ids"].copy_(torch.tensor(ids), non_blocking=True)

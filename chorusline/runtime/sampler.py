@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from chorusline.runtime.sampling_params import SamplingParams
+from chorusline.protocols import SamplingParams
 
 
 @dataclass

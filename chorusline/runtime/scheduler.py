@@ -9,13 +9,14 @@ Interface used by the engine (stable; extend only compatibly)::
     while sched.has_unfinished():
         out = sched.schedule()                       # SchedulerOutput
         # runner: 1. perform out.blocks_to_copy (src -> dst, whole blocks, all layers)
-        #         2. for each chunk: write KV of chunk.token_ids at chunk.slot_mapping,
-        #            attend over chunk.block_table up to chunk.context_len
-        #         3. for chunks with chunk.sample: sample one token per seq in
-        #            chunk.sample_seqs from the logits of the chunk's last token
+        #         2. for each slice: write KV of sl.token_ids at sl.slot_mapping,
+        #            attend over sl.block_table up to sl.context_len
+        #         3. for slices with sl.sample: sample one token per seq in
+        #            sl.sample_seqs from the logits of the slice's last token
         finished = sched.on_step_finished(out, {seq_id: token_id, ...})
         # engine: stream the new tokens; stop strings -> sched.finish(seq_id, STOPPED)
     sched.abort("req-1")                             # any time between steps
+    sched.abort("req-2", SequenceStatus.FINISHED_TIMEOUT)   # same, for a passed deadline
 
 A step first gives every running sequence its work (decodes, 1 token each, before
 running chunked prefills, both in priority order), then admits waiting sequences into the
@@ -34,12 +35,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chorusline.runtime.batch import ScheduledChunk, SchedulerOutput
+from chorusline.runtime.batch import ScheduledSlice, SchedulerOutput
 from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.fair_queue import FairQueue
-from chorusline.runtime.sequence import Sequence, SequenceGroup, SequenceStatus
+from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
 
-__all__ = ["ScheduledChunk", "Scheduler", "SchedulerConfig", "SchedulerOutput"]
+__all__ = ["ScheduledSlice", "Scheduler", "SchedulerConfig", "SchedulerOutput"]
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,14 @@ class _Plan:
     budget: int
     tokens: dict[int, int] = field(default_factory=dict)
     copies: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
-    preempted: list[Sequence] = field(default_factory=list)
+    preempted: list[TokenSequence] = field(default_factory=list)
 
-    def add(self, seq: Sequence, n: int, copies: list[tuple[int, int]]) -> None:
+    def add(self, seq: TokenSequence, n: int, copies: list[tuple[int, int]]) -> None:
         self.tokens[seq.seq_id] = n
         self.copies[seq.seq_id] = copies
         self.budget -= n
 
-    def drop(self, seq: Sequence) -> None:
+    def drop(self, seq: TokenSequence) -> None:
         self.budget += self.tokens.pop(seq.seq_id, 0)
         self.copies.pop(seq.seq_id, None)
         self.preempted.append(seq)
@@ -102,18 +103,18 @@ class Scheduler:
         )
         self.num_preemptions = 0
         self._waiting = FairQueue()
-        self._running: list[Sequence] = []
+        self._running: list[TokenSequence] = []
         # Siblings of an n > 1 request wait here until the leader samples its first
         # token; then they are forked from the leader's blocks.
-        self._pending: dict[int, list[Sequence]] = {}
+        self._pending: dict[int, list[TokenSequence]] = {}
         self._leader_of: dict[int, int] = {}
-        self._requests: dict[str, list[Sequence]] = {}
-        self._by_id: dict[int, Sequence] = {}
+        self._requests: dict[str, list[TokenSequence]] = {}
+        self._by_id: dict[int, TokenSequence] = {}
         self._admissions = 0
 
     # -- requests --------------------------------------------------------------------
 
-    def add(self, item: Sequence | SequenceGroup) -> None:
+    def add(self, item: TokenSequence | SequenceGroup) -> None:
         """Queue a request. Raises ValueError if it can never run."""
         group = item if isinstance(item, SequenceGroup) else SequenceGroup(item.request_id, [item])
         if group.request_id in self._requests:
@@ -134,14 +135,21 @@ class Scheduler:
             self._pending[group.leader.seq_id] = group.seqs[1:]
             self._leader_of.update((s.seq_id, group.leader.seq_id) for s in group.seqs[1:])
 
-    def abort(self, request_id: str) -> list[Sequence]:
-        """End every sequence of the request now and free its blocks; [] if unknown."""
+    def abort(
+        self, request_id: str, status: SequenceStatus = SequenceStatus.FINISHED_ABORTED
+    ) -> list[TokenSequence]:
+        """End every sequence of the request now and free its blocks; [] if unknown.
+
+        ``status`` says why (an abort, or a deadline that passed: FINISHED_TIMEOUT).
+        """
+        if not status.is_finished:
+            raise ValueError(f"{status} is not a finished status")
         seqs = [s for s in self._requests.get(request_id, []) if not s.is_finished]
         for s in seqs:
-            self._end(s, SequenceStatus.FINISHED_ABORTED)
+            self._end(s, status)
         return seqs
 
-    def finish(self, seq_id: int, status: SequenceStatus) -> Sequence | None:
+    def finish(self, seq_id: int, status: SequenceStatus) -> TokenSequence | None:
         """End one sequence for a reason only the engine sees (a stop string).
 
         Finishing a leader whose siblings were not forked yet finishes them too: they
@@ -171,7 +179,7 @@ class Scheduler:
     def num_running(self) -> int:
         return len(self._running)
 
-    def get(self, seq_id: int) -> Sequence | None:
+    def get(self, seq_id: int) -> TokenSequence | None:
         """A live (waiting or running) sequence by id."""
         return self._by_id.get(seq_id)
 
@@ -198,27 +206,27 @@ class Scheduler:
                 plan.add(seq, n, self.block_manager.append_slots(seq, n))
         if not plan.preempted:  # admitting right after a preemption would only thrash
             self._admit(plan)
-        chunks = tuple(self._chunk(self._by_id[i], n) for i, n in plan.tokens.items())
+        slices = tuple(self._slice(self._by_id[i], n) for i, n in plan.tokens.items())
         pairs = tuple(p for ps in plan.copies.values() for p in ps)
-        return SchedulerOutput(chunks, pairs, tuple(plan.preempted))
+        return SchedulerOutput(slices, pairs, tuple(plan.preempted))
 
     def on_step_finished(
         self, output: SchedulerOutput, sampled: Mapping[int, int]
-    ) -> list[Sequence]:
-        """Record the computed chunks and the sampled tokens (``seq_id -> token``).
+    ) -> list[TokenSequence]:
+        """Record the computed slices and the sampled tokens (``seq_id -> token``).
 
-        Chunks of sequences aborted or finished since `schedule` are ignored. Returns
+        Slices of sequences aborted or finished since `schedule` are ignored. Returns
         the sequences that finished in this step (stop token or length); their blocks
         are already freed.
         """
-        finished: list[Sequence] = []
-        for chunk in output.chunks:
-            seq = chunk.seq
-            if seq.status is not SequenceStatus.RUNNING or seq.num_computed_tokens != chunk.start:
+        finished: list[TokenSequence] = []
+        for sl in output.slices:
+            seq = sl.seq
+            if seq.status is not SequenceStatus.RUNNING or seq.num_computed_tokens != sl.start:
                 continue
-            seq.num_computed_tokens = chunk.context_len
+            seq.num_computed_tokens = sl.context_len
             self.block_manager.mark_computed(seq)
-            if not chunk.sample_seqs:
+            if not sl.sample_seqs:
                 continue
             for sib in self._pending.pop(seq.seq_id, []):
                 del self._leader_of[sib.seq_id]
@@ -227,7 +235,7 @@ class Scheduler:
                 sib.admission_order = seq.admission_order
                 sib.status = SequenceStatus.RUNNING
                 self._running.append(sib)
-            for s in chunk.sample_seqs:
+            for s in sl.sample_seqs:
                 if s.status is not SequenceStatus.RUNNING:
                     continue
                 if s.seq_id not in sampled:
@@ -279,12 +287,12 @@ class Scheduler:
             if self._by_id[lid].status is SequenceStatus.RUNNING
         )
 
-    def _chunk(self, seq: Sequence, n: int) -> ScheduledChunk:
+    def _slice(self, seq: TokenSequence, n: int) -> ScheduledSlice:
         start = seq.num_computed_tokens
-        sample: tuple[Sequence, ...] = ()
+        sample: tuple[TokenSequence, ...] = ()
         if start + n == seq.num_tokens:
             sample = (seq, *self._pending.get(seq.seq_id, ()))
-        return ScheduledChunk(
+        return ScheduledSlice(
             seq=seq,
             token_ids=tuple(seq.token_ids_slice(start, start + n)),
             start=start,
@@ -293,7 +301,7 @@ class Scheduler:
             sample_seqs=sample,
         )
 
-    def _preempt(self, seq: Sequence, plan: _Plan) -> None:
+    def _preempt(self, seq: TokenSequence, plan: _Plan) -> None:
         plan.drop(seq)
         self.block_manager.free(seq)
         self._running.remove(seq)
@@ -303,14 +311,14 @@ class Scheduler:
         self.num_preemptions += 1
         self._waiting.push(seq, front=True)
 
-    def _stop_status(self, seq: Sequence, token: int) -> SequenceStatus | None:
+    def _stop_status(self, seq: TokenSequence, token: int) -> SequenceStatus | None:
         if token in seq.stop_token_ids:
             return SequenceStatus.FINISHED_STOPPED
         if len(seq.output_token_ids) >= seq.max_tokens or seq.num_tokens >= self.max_seq_len:
             return SequenceStatus.FINISHED_LENGTH
         return None
 
-    def _end(self, seq: Sequence, status: SequenceStatus) -> None:
+    def _end(self, seq: TokenSequence, status: SequenceStatus) -> None:
         """Take ``seq`` out of whichever set holds it and free its blocks."""
         if seq.status is SequenceStatus.RUNNING:
             self._running.remove(seq)

@@ -1,13 +1,13 @@
 """One generation stream and the request that owns it.
 
-A `Sequence` is the unit the scheduler and the block manager reason about: it owns one
+A `TokenSequence` is the unit the scheduler and the block manager reason about: it owns one
 block table and one output. A request with ``n > 1`` becomes a `SequenceGroup` whose
 sequences share the prompt; only the first one (the leader) prefills it, the others are
 forked from the leader when the prompt's last token is sampled, so the prompt's KV blocks
 are computed once and shared by reference count.
 
 Priority: a *lower* number is more important (0 before 1). Among equal priority the
-scheduler keeps the sequence it admitted first (`Sequence.rank`): admission order rather
+scheduler keeps the sequence it admitted first (`TokenSequence.rank`): admission order rather
 than arrival, because admission already rotates fairly between tenants, so preemption
 does not single out the tenant whose requests happen to arrive last. A preempted
 sequence keeps its place in that order, so the order is fixed once a sequence first
@@ -19,11 +19,10 @@ from __future__ import annotations
 import enum
 import itertools
 import time
-from collections.abc import Iterable
-from collections.abc import Sequence as SequenceABC
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Sequence", "SequenceGroup", "SequenceStatus", "next_seq_id"]
+__all__ = ["SequenceGroup", "SequenceStatus", "TokenSequence", "next_seq_id"]
 
 _seq_ids = itertools.count()
 
@@ -41,6 +40,8 @@ class SequenceStatus(enum.Enum):
     FINISHED_STOPPED = "stop"
     FINISHED_LENGTH = "length"
     FINISHED_ABORTED = "abort"
+    #: The request's deadline passed first (``GenerationRequest.deadline``).
+    FINISHED_TIMEOUT = "timeout"
 
     @property
     def is_finished(self) -> bool:
@@ -54,12 +55,12 @@ class SequenceStatus(enum.Enum):
 
 _FINISHED = frozenset(
     {SequenceStatus.FINISHED_STOPPED, SequenceStatus.FINISHED_LENGTH,
-     SequenceStatus.FINISHED_ABORTED}
+     SequenceStatus.FINISHED_ABORTED, SequenceStatus.FINISHED_TIMEOUT}
 )
 
 
 @dataclass(eq=False)
-class Sequence:
+class TokenSequence:
     """Token history plus how much of it already has KV in the cache.
 
     ``num_computed_tokens`` is the only cursor: everything at or after it must still be
@@ -133,7 +134,7 @@ class SequenceGroup:
     """The ``n`` sequences of one request; ``seqs[0]`` is the leader that prefills."""
 
     request_id: str
-    seqs: list[Sequence]
+    seqs: list[TokenSequence]
 
     def __post_init__(self) -> None:
         if not self.seqs:
@@ -148,7 +149,7 @@ class SequenceGroup:
     def create(
         cls,
         request_id: str,
-        prompt_token_ids: SequenceABC[int],
+        prompt_token_ids: Sequence[int],
         n: int = 1,
         *,
         max_tokens: int = 256,
@@ -164,7 +165,7 @@ class SequenceGroup:
         return cls(
             request_id,
             [
-                Sequence(
+                TokenSequence(
                     request_id=request_id,
                     prompt_token_ids=list(prompt_token_ids),
                     max_tokens=max_tokens,
@@ -179,7 +180,7 @@ class SequenceGroup:
         )
 
     @property
-    def leader(self) -> Sequence:
+    def leader(self) -> TokenSequence:
         return self.seqs[0]
 
     @property

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 # Bump whenever the conversion (names, permutations, dequantisation) changes.
 FORMAT_VERSION = 1
-_CHUNK = 1 << 22
+_READ_BYTES = 1 << 22
 
 
 def cache_root() -> Path:
@@ -43,8 +43,8 @@ def file_sha256(path: Path) -> str:
     """Streamed, so multi-gigabyte models never sit in memory twice."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
+        while data := handle.read(_READ_BYTES):
+            digest.update(data)
     return digest.hexdigest()
 
 

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import trio
-
 from chorusline.actors import (
     Actor,
+    ActorKind,
     ActorRef,
     ActorSpec,
     ActorStartFailed,
-    ExitReason,
+    ChildExit,
+    ExitKind,
     NameTaken,
     StartChild,
 )
-from chorusline.supervisors.intensity import RestartLog
+from chorusline.supervisors.restarter import RestartDue, Restarter, StartFailed, wants_restart
 from chorusline.supervisors.spec import Backoff, ChildSpec, Intensity, Restart
+
+# A restart job: the child's spec and the restart count its next incarnation carries.
+_Job = tuple[ChildSpec, int]
 
 
 class TooManyChildren(Exception):
@@ -30,6 +33,7 @@ class TooManyChildren(Exception):
 
 
 class DynamicSupervisor(Actor):
+    kind = ActorKind.SUPERVISOR
     expected_errors = (TooManyChildren, ValueError, ActorStartFailed, NameTaken)
 
     def __init__(
@@ -43,12 +47,11 @@ class DynamicSupervisor(Actor):
         self._intensity = intensity or Intensity()
         self._backoff = backoff or Backoff()
         self.specs: dict[ActorRef, ChildSpec] = {}
-        self.counts: dict[str, int] = {}
         self.passivated = 0
-        self.log: RestartLog | None = None
+        self.restarter: Restarter[_Job] | None = None
 
     async def on_start(self) -> None:
-        self.log = RestartLog(self.context.path, self._intensity, self._backoff)
+        self.restarter = Restarter(self.context, self._intensity, self._backoff, self._restart)
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, StartChild):
@@ -58,8 +61,9 @@ class DynamicSupervisor(Actor):
             if self.max_children is not None and len(self.specs) >= self.max_children:
                 raise TooManyChildren(f"{self.context.path} has {self.max_children} children")
             return await self._start(spec, 0)
-        if isinstance(message, _Restart):
-            await self._restart(message.spec, message.restarts)
+        if isinstance(message, RestartDue):
+            assert self.restarter is not None
+            await self.restarter.due(message)
             return None
         return await super().receive(message)
 
@@ -68,55 +72,34 @@ class DynamicSupervisor(Actor):
         self.specs[ref] = spec
         return ref
 
-    async def on_child_exit(self, ref: ActorRef, reason: ExitReason) -> None:
-        spec = self.specs.pop(ref, None)
+    async def on_child_exit(self, child: ChildExit) -> None:
+        spec = self.specs.pop(child.ref, None)
         if spec is None:
             return
-        if reason.kind.value == "passivated":
+        if child.kind is ExitKind.PASSIVATED:
             self.passivated += 1
-        if ref.cell.stopped_by_parent or not spec.restart.wants_restart(reason):
+        if not wants_restart(spec, child):
             return
-        assert self.log is not None
-        delay = self.log.admit(ref.name, reason.summary())
-        restarts = ref.cell.restarts + 1
-        if delay <= 0:
-            await self._restart(spec, restarts)
-            return
-        me = self.context.self_ref
+        assert self.restarter is not None
+        delay = self.restarter.admit(child.ref.name, child.reason.summary())
+        await self.restarter.restart((spec, child.restarts + 1), delay)
 
-        async def later() -> None:
-            await trio.sleep(delay)
-            me.tell(_Restart(spec, restarts))
-
-        self.context.start_soon(later, name=f"{self.context.path}:backoff")
-
-    async def _restart(self, spec: ChildSpec, restarts: int) -> None:
+    async def _restart(self, job: _Job) -> StartFailed[_Job] | None:
+        spec, restarts = job
         try:
             await self._start(spec, restarts)
         except ActorStartFailed as error:
-            assert self.log is not None
-            delay = self.log.admit(str(spec.name), f"start failed: {error.__cause__!r}")
-            me = self.context.self_ref
-
-            async def later() -> None:
-                await trio.sleep(delay)
-                me.tell(_Restart(spec, restarts + 1))
-
-            self.context.start_soon(later)
+            why = f"start failed: {error.__cause__!r}"
+            return StartFailed(str(spec.name), why, (spec, restarts + 1))
+        return None
 
     def introspect(self) -> dict[str, Any]:
         return {
             "strategy": "dynamic",
             "max_children": self.max_children,
             "passivated": self.passivated,
-            "intensity": None if self.log is None else self.log.to_json(),
+            "intensity": None if self.restarter is None else self.restarter.log.to_json(),
         }
-
-
-class _Restart:
-    def __init__(self, spec: ChildSpec, restarts: int) -> None:
-        self.spec = spec
-        self.restarts = restarts
 
 
 def as_child_spec(spec: ActorSpec, restart: Restart = Restart.TEMPORARY) -> ChildSpec:
@@ -138,5 +121,3 @@ def dynamic_supervisor_spec(
         return DynamicSupervisor(max_children=max_children, intensity=intensity, backoff=backoff)
 
     return ChildSpec(factory=factory, name=name, shutdown_timeout=shutdown_timeout, restart=restart)
-
-

@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
-from chorusline.actors import Actor, ActorRef, ActorStartFailed, ExitReason, StartChild
-from chorusline.supervisors.intensity import RestartLog
+from chorusline.actors import Actor, ActorKind, ActorRef, ActorStartFailed, ChildExit, StartChild
+from chorusline.supervisors.restarter import RestartDue, Restarter, StartFailed, wants_restart
 from chorusline.supervisors.spec import (
     AutoShutdown,
     Backoff,
@@ -38,12 +36,9 @@ class GetChild:
     name: str
 
 
-@dataclass(frozen=True)
-class _RestartDue:
-    names: tuple[str, ...]
-
-
 class Supervisor(Actor):
+    kind = ActorKind.SUPERVISOR
+
     def __init__(
         self,
         children: list[ChildSpec],
@@ -62,10 +57,10 @@ class Supervisor(Actor):
         self.restart_counts: dict[str, int] = dict.fromkeys(self.specs, 0)
         self._intensity = intensity or Intensity()
         self._backoff = backoff or Backoff()
-        self.log: RestartLog | None = None
+        self.restarter: Restarter[tuple[str, ...]] | None = None
 
     async def on_start(self) -> None:
-        self.log = RestartLog(self.context.path, self._intensity, self._backoff)
+        self.restarter = Restarter(self.context, self._intensity, self._backoff, self._restart)
         for name in self.specs:
             await self._start(name)
 
@@ -78,8 +73,9 @@ class Supervisor(Actor):
             return list(self.refs.items())
         if isinstance(message, GetChild):
             return self.refs.get(message.name)
-        if isinstance(message, _RestartDue):
-            await self._restart(list(message.names))
+        if isinstance(message, RestartDue):
+            assert self.restarter is not None
+            await self.restarter.due(message)
             return None
         if isinstance(message, StartChild):
             spec = message.spec
@@ -97,26 +93,26 @@ class Supervisor(Actor):
                 return name
         return None
 
-    async def on_child_exit(self, ref: ActorRef, reason: ExitReason) -> None:
-        name = self._name_of(ref)
+    async def on_child_exit(self, child: ChildExit) -> None:
+        name = self._name_of(child.ref)
         if name is None:
             return
         self.refs[name] = None
         spec = self.specs[name]
-        if ref.cell.stopped_by_parent or not spec.restart.wants_restart(reason):
+        if not wants_restart(spec, child):
             if spec.restart is Restart.TEMPORARY:
                 del self.specs[name], self.refs[name], self.restart_counts[name]
             self._maybe_auto_shutdown(spec)
             return
-        assert self.log is not None
-        delay = self.log.admit(name, reason.summary())
+        assert self.restarter is not None
+        delay = self.restarter.admit(name, child.reason.summary())
         affected = self._affected(name)
         for other in reversed(affected):
             current = self.refs.get(other)
             if current is not None:
                 await self.context.stop_child(current)
                 self.refs[other] = None
-        await self._schedule(affected, delay)
+        await self.restarter.restart(tuple(affected), delay)
 
     def _affected(self, name: str) -> list[str]:
         order = list(self.specs)
@@ -126,19 +122,8 @@ class Supervisor(Actor):
             return order[order.index(name) :]
         return [name]
 
-    async def _schedule(self, names: list[str], delay: float) -> None:
-        if delay <= 0:
-            await self._restart(names)
-            return
-        me = self.context.self_ref
-
-        async def later() -> None:
-            await trio.sleep(delay)
-            me.tell(_RestartDue(tuple(names)))
-
-        self.context.start_soon(later, name=f"{self.context.path}:backoff")
-
-    async def _restart(self, names: list[str]) -> None:
+    async def _restart(self, names: tuple[str, ...]) -> StartFailed[tuple[str, ...]] | None:
+        """Start, in order, those of ``names`` that are still children and not running."""
         for position, name in enumerate(names):
             if name not in self.specs or self.refs.get(name) is not None:
                 continue
@@ -146,11 +131,8 @@ class Supervisor(Actor):
             try:
                 await self._start(name)
             except ActorStartFailed as error:
-                # A child that cannot even start counts as one more failure.
-                assert self.log is not None
-                delay = self.log.admit(name, f"start failed: {error.__cause__!r}")
-                await self._schedule(names[position:], delay)
-                return
+                return StartFailed(name, f"start failed: {error.__cause__!r}", names[position:])
+        return None
 
     def _maybe_auto_shutdown(self, spec: ChildSpec) -> None:
         if not spec.significant or self.auto_shutdown is AutoShutdown.NEVER:
@@ -166,7 +148,7 @@ class Supervisor(Actor):
         return {
             "strategy": self.strategy.value,
             "auto_shutdown": self.auto_shutdown.value,
-            "intensity": None if self.log is None else self.log.to_json(),
+            "intensity": None if self.restarter is None else self.restarter.log.to_json(),
             "child_specs": [
                 {"name": name, "restart": spec.restart.value, "significant": spec.significant}
                 for name, spec in self.specs.items()

@@ -1,4 +1,4 @@
-"""chorusline.web: the OpenAI-compatible HTTP front end (see DESIGN.md)."""
+"""chorusline.web: the OpenAI-compatible HTTP front end (see docs/design.md)."""
 
 from chorusline.web.app import create_app
 from chorusline.web.server import reuse_port_socket, serve

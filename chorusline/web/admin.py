@@ -7,10 +7,11 @@ routes themselves are no secret, so refusing with 403 rather than 404 leaks noth
 tells an operator with the wrong key what is wrong.
 
 The routes only read what the actor system already publishes (the tree snapshot, the
-GPU worker's ``GetStats``) and drive its fault injector, through ``ChatService``'s public
-methods; nothing here reaches into an actor. Each answer names the process that served
-it (``worker_pid``): with ``chorusline serve --workers N`` every worker has its own actor
-tree, so a fault injected through one connection touches only the worker that took it.
+GPU worker's ``GetStats``) and drive its fault injector, through ``chat.admin`` (the
+``Admin`` facade); nothing here holds the actor system or reaches into an actor. Each
+answer names the process that served it (``worker_pid``): with ``chorusline serve
+--workers N`` every worker has its own actor tree, so a fault injected through one
+connection touches only the worker that took it.
 
 Bodies are checked strictly (unknown fields, a field the action does not use, a wrong
 type or range: 400), so a misspelt fault never silently does something else.
@@ -27,6 +28,7 @@ from quart_trio import QuartTrio
 
 from chorusline.chat import ChatService
 from chorusline.protocols import InvalidRequest, PermissionDenied
+from chorusline.web.http import authenticate, json_body, json_response
 
 #: The fields each fault action takes besides ``path`` and ``action``.
 ACTION_FIELDS: dict[str, frozenset[str]] = {
@@ -67,7 +69,7 @@ def _actor_path(value: object, param: str = "path") -> str:
 
 
 def parse_fault(body: object) -> dict[str, Any]:
-    """A POST /v1/admin/faults body as keyword arguments for ``ChatService.inject_fault``."""
+    """A POST /v1/admin/faults body as keyword arguments for ``Admin.inject_fault``."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     action = body.get("action")
@@ -91,7 +93,7 @@ def parse_fault(body: object) -> dict[str, Any]:
 
 def register(app: QuartTrio, chat: ChatService) -> None:
     """Add the admin routes to ``app``."""
-    from chorusline.web.app import authenticate, json_body, json_response
+    admin = chat.admin
 
     async def require_admin() -> None:
         principal = await authenticate(chat)
@@ -105,29 +107,31 @@ def register(app: QuartTrio, chat: ChatService) -> None:
     @app.get("/v1/admin/actors")
     async def admin_actors() -> Response:
         await require_admin()
-        return answer("admin.actors", chat.snapshot())
+        return answer("admin.actors", admin.snapshot())
 
     @app.get("/v1/admin/engine")
     async def admin_engine() -> Response:
         await require_admin()
-        return answer("admin.engine", await chat.engine_stats())
+        return answer("admin.engine", await admin.engine_stats())
 
     @app.get("/v1/admin/faults")
     async def admin_faults() -> Response:
         await require_admin()
-        return answer("admin.faults", {"active": chat.active_faults()})
+        return answer("admin.faults", {"active": admin.active_faults()})
 
     @app.post("/v1/admin/faults")
     async def admin_inject_fault() -> Response:
         await require_admin()
+        if not (await request.get_data(as_text=False)).strip():
+            raise InvalidRequest("this route needs a JSON object body; none was sent")
         fault = parse_fault(await json_body())
-        chat.inject_fault(**fault)
+        admin.inject_fault(**fault)
         return answer("admin.fault", {"path": fault["path"], "action": fault["action"],
-                                      "active": chat.active_faults()})
+                                      "active": admin.active_faults()})
 
     @app.delete("/v1/admin/faults")
     async def admin_clear_faults() -> Response:
         await require_admin()
         path = request.args.get("path")
-        cleared = chat.clear_faults(None if path is None else _actor_path(path))
-        return answer("admin.faults", {"cleared": cleared, "active": chat.active_faults()})
+        cleared = admin.clear_faults(None if path is None else _actor_path(path))
+        return answer("admin.faults", {"cleared": cleared, "active": admin.active_faults()})

@@ -63,10 +63,10 @@ ACTOR_NODE = _obj({
                  "description": "Nodes of the same shape."},
 }, ["path", "name", "kind", "state", "mailbox_depth", "processed", "failed", "restarts",
     "children"])
-SCHEDULER = {"type": ["object", "null"], "properties": {
+DRIVER = {"type": ["object", "null"], "properties": {
     "queue_depth": INT, "inflight": INT, "steps": INT, "requeued": INT, "refused": INT,
-    "running": INT, "kv_usage": NUM, "last_batch_size": INT, "max_batch_size": INT,
-    "mean_batch_size": NUM}}
+    "prefill_rate": NUM, "running": INT, "kv_usage": NUM, "last_batch_size": INT,
+    "max_batch_size": INT, "mean_batch_size": NUM}}
 ENGINE = {"type": ["object", "null"], "properties": {
     "num_running": INT, "num_waiting": INT, "kv_blocks_total": INT, "kv_blocks_used": INT,
     "kv_blocks_free": INT, "kv_usage": NUM, "steps": INT, "generated_tokens": INT}}
@@ -108,7 +108,7 @@ def admin_paths() -> dict[str, Schema]:
         "/v1/admin/engine": {"get": _op(
             "Scheduler counters and engine figures (null while the GPU worker restarts)",
             _reply("admin.engine", "Scheduler and engine statistics",
-                   {"scheduler": SCHEDULER, "engine": ENGINE}))},
+                   {"driver": DRIVER, "engine": ENGINE}))},
         "/v1/admin/faults": {
             "get": _op("The fault plans in force",
                        _reply("admin.faults", "Active plans", {"active": FAULT_PLANS})),

@@ -7,75 +7,63 @@ exceptions. Only a real bug becomes a 500, and it is logged with its traceback.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
-from typing import Any
 
 from quart import Response, request
+from quart.ctx import RequestContext
+from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from chorusline.chat import ChatService, Principal
-from chorusline.protocols import (
-    ChoruslineError,
-    InvalidRequest,
-    Overloaded,
-    RateLimited,
-    Unauthorized,
-)
+from chorusline.chat import ChatService
+from chorusline.protocols import ChoruslineError
 from chorusline.protocols import openai as wire
 from chorusline.web import admin, conversations, observability
 from chorusline.web.completions import build_request, complete
+from chorusline.web.http import (
+    DRAIN_EXTENSION,
+    MAX_BODY_BYTES,
+    Drain,
+    HttpError,
+    authenticate,
+    body_too_large,
+    error_response,
+    json_body,
+    json_response,
+    shutting_down,
+)
 
 log = logging.getLogger("chorusline.web")
 
 
-def json_response(data: dict[str, Any], status: int = 200) -> Response:
-    return Response(wire.json_bytes(data), status=status, mimetype="application/json")
+class _DrainingApp(QuartTrio):
+    """Answers a request still being handled at the drain deadline with a 503 (and
+    ``Retry-After``) instead of letting Hypercorn's graceful timeout cut it off with no
+    status at all. Only the handler is guarded: a streaming body, sent after the handler
+    returned, ends itself with an SSE error event (see ``completions``)."""
+
+    drain: Drain
+
+    async def dispatch_request(
+        self, request_context: RequestContext | None = None
+    ) -> ResponseReturnValue:
+        with self.drain.guard():
+            return await super().dispatch_request(request_context)
+        # Reached only when the guard swallowed its own cancellation: time is up.
+        raise shutting_down()
 
 
-def error_response(error: ChoruslineError) -> Response:
-    response = json_response(wire.error_body(error), error.http_status)
-    if isinstance(error, RateLimited):
-        response.headers.update(error.headers)
-    if isinstance(error, RateLimited | Overloaded):
-        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    elif error.http_status == 503:  # a restart in progress: soon over, so retry soon
-        response.headers["Retry-After"] = "1"
-    return response
-
-
-class _HttpError(ChoruslineError):
-    """A framework-level refusal (unknown route, wrong method, body too large)."""
-
-    error_type = "invalid_request_error"
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.http_status = status
-        self.code = None
-
-
-async def authenticate(chat: ChatService) -> Principal:
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("You didn't provide an API key: use 'Authorization: Bearer <key>'")
-    return await chat.authenticate(key.strip())
-
-
-async def json_body() -> Any:
-    data = await request.get_data(as_text=False)
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("We could not parse the JSON body of your request.") from None
-
-
-def create_app(chat: ChatService, model_name: str) -> QuartTrio:
-    app = QuartTrio("chorusline")
+def create_app(chat: ChatService, model_name: str, *, public_url: str | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, drain: Drain | None = None) -> QuartTrio:
+    """The app; share links start with ``public_url`` (default: the bound address),
+    ``max_body_bytes`` bounds every request body (413 beyond it) and ``drain`` is the
+    graceful-shutdown deadline the server expires (``serve`` passes one; without it the
+    app never drains)."""
+    app = _DrainingApp("chorusline")
+    app.drain = drain or Drain()
+    app.extensions[DRAIN_EXTENSION] = app.drain
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     created = int(time.time())
 
     @app.get("/health")
@@ -85,7 +73,7 @@ def create_app(chat: ChatService, model_name: str) -> QuartTrio:
     @app.get("/ready")
     async def ready() -> Response:
         try:
-            await chat.db(chat.store.ping)
+            await chat.ping()
         except Exception as exc:  # any store failure means "not ready", never a 500
             log.warning("readiness check failed: %r", exc)
             return json_response({"status": "unavailable", "reason": str(exc)}, 503)
@@ -104,7 +92,7 @@ def create_app(chat: ChatService, model_name: str) -> QuartTrio:
         turn = build_request(parsed, model_name, key or None)
         return await complete(chat, principal, turn, parsed, model_name)
 
-    conversations.register(app, chat, model_name)
+    conversations.register(app, chat, model_name, public_url=public_url)
     observability.register(app, chat, model_name)
     admin.register(app, chat)
 
@@ -115,13 +103,19 @@ def create_app(chat: ChatService, model_name: str) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def on_http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        return error_response(_HttpError(status, error.description or error.name))
+        if status == 413:  # Quart's size limit, from the config an embedder may change
+            response = error_response(body_too_large(app.config["MAX_CONTENT_LENGTH"]))
+        else:
+            response = error_response(HttpError(status, error.description or error.name))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return response
 
     @app.errorhandler(Exception)
     async def on_bug(error: Exception) -> Response:
         log.exception("unhandled error in %s %s", request.method, request.path,
                       exc_info=error)
-        bug = _HttpError(500, "The server had an error while processing your request.")
+        bug = HttpError(500, "The server had an error while processing your request.")
         bug.error_type = "server_error"
         return error_response(bug)
 

@@ -6,6 +6,11 @@ of chunks as soon as the TokenStream yields it. The stream is closed in every wa
 response can end (finished, failed, cancelled by a client disconnect, or never iterated at
 all) because closing it is what aborts the generation in the engine.
 
+A stream still open at a graceful shutdown's drain deadline ends with an SSE error
+event (``server_shutting_down``) and no ``[DONE]``, so the client knows to retry rather
+than take a cut-off reply for a whole one; a non-streaming request is answered 503 by the
+app (see ``app``), and both before Hypercorn cuts the connection.
+
 While a stream waits for output (queued, prefilling a long prompt, or a GPU worker
 restarting) it sends an SSE comment every ``HEARTBEAT_SECONDS`` so that proxies and
 clients with idle timeouts keep the connection; SSE clients, the OpenAI SDK included,
@@ -21,22 +26,17 @@ that carries the ``finish_reason``.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import trio
 from quart import Response
 
 from chorusline.chat import ChatRequest, ChatService, Chunk, Principal, TurnHandle
-from chorusline.protocols import ChoruslineError, InvalidRequest, ModelNotFound
+from chorusline.protocols import ChoruslineError, InvalidRequest, ModelNotFound, SamplingParams
 from chorusline.protocols import openai as wire
+from chorusline.web.http import Drain, current_drain, shutting_down
 from chorusline.web.observability import TurnObserver, observe_turn
-
-#: SamplingParams comes from the default request rather than from chorusline.runtime,
-#: which the layering keeps out of web; ``replace`` re-runs its validation.
-_DEFAULT = ChatRequest()
 
 #: Seconds of silence after which a streaming response sends ``KEEP_ALIVE``; read at
 #: each request, so tests (or an embedding application) may change it.
@@ -50,7 +50,7 @@ def build_request(
     if parsed.model != model_name:
         raise ModelNotFound(f"The model `{parsed.model}` does not exist", param="model")
     try:
-        params = replace(_DEFAULT.params, **parsed.sampling)
+        params = SamplingParams(**parsed.sampling)
     except (TypeError, ValueError) as exc:  # belt and braces: parsing checked the types
         raise InvalidRequest(f"invalid sampling parameters: {exc}") from None
     if parsed.conversation_id is None:
@@ -107,11 +107,12 @@ async def complete(chat: ChatService, principal: Principal, request: ChatRequest
                    parsed: wire.ChatCompletionRequest, model: str) -> Response:
     observer = observe_turn()  # now: the request context is gone once streaming starts
     handle = await chat.chat(principal, request)
-    response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    # One id for the turn: the body's ``id`` is the ``X-Request-Id`` and the usage row's.
+    response_id, created = handle.request_id, int(time.time())
     logprobs = _Logprobs(chat, request.params.logprobs)
     if parsed.stream:
         body = _SseBody(handle, _events(handle, parsed, response_id, created, model,
-                                        observer, logprobs), observer)
+                                        observer, logprobs, current_drain()), observer)
         response = Response(body, mimetype="text/event-stream")
         response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
         response.headers["Cache-Control"] = "no-cache"
@@ -149,7 +150,8 @@ async def _collect(handle: TurnHandle, response_id: str, created: int, model: st
 
 async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                   response_id: str, created: int, model: str,
-                  observer: TurnObserver, logprobs: _Logprobs) -> AsyncIterator[bytes]:
+                  observer: TurnObserver, logprobs: _Logprobs,
+                  drain: Drain) -> AsyncIterator[bytes]:
     include = parsed.include_usage
     usage = _Usage(handle)
     started: set[int] = set()
@@ -160,8 +162,10 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
     heartbeat = HEARTBEAT_SECONDS
     try:
         while True:
-            with trio.move_on_after(heartbeat) as waiting:
+            with drain.guard() as cut, trio.move_on_after(heartbeat) as waiting:
                 batch = await handle.stream.next()  # cancel-safe: it waits on an Event
+            if cut.cancel_called:  # the drain deadline: say so while it can still be sent
+                raise shutting_down()
             if waiting.cancelled_caught:
                 yield KEEP_ALIVE
                 continue

@@ -21,7 +21,7 @@ from chorusline.protocols import InvalidRequest, NotFound
 #: which PostgreSQL would reject with a raw error rather than a NotFound.
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")  # lower case only
 
 
 def checked_id(value: str, what: str) -> str:
@@ -59,8 +59,10 @@ def optional_text(body: Mapping[str, Any], name: str) -> str | None:
 
 
 def query_int(args: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """An integer query parameter; absent is ``default``, and anything but digits within
+    the documented range (an empty value included) is a 400."""
     raw = args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise InvalidRequest(f"{name} must be an integer between 1 and {maximum}", param=name)
@@ -70,16 +72,41 @@ def query_int(args: Mapping[str, str], name: str, default: int, maximum: int) ->
 def query_flag(args: Mapping[str, str], name: str, *, any_word: str | None = None
                ) -> bool | None:
     """A boolean query parameter (absent is False); ``any_word`` names the value that
-    means "either" (None)."""
-    raw = (args.get(name) or "false").lower()
+    means "either" (None). Exactly the spellings the OpenAPI document lists are taken
+    (``flag_values``): an empty or other value is a 400, not a silent False."""
+    raw = args.get(name)
+    if raw is None:
+        return False
     if raw in _TRUE:
         return True
     if raw in _FALSE:
         return False
     if any_word is not None and raw == any_word:
         return None
-    choices = "true or false" + (f" or {any_word}" if any_word else "")
-    raise InvalidRequest(f"{name} must be {choices}", param=name)
+    raise InvalidRequest(f"{name} must be one of {', '.join(flag_values(any_word))}",
+                         param=name)
+
+
+def flag_values(any_word: str | None = None) -> list[str]:
+    """What ``query_flag`` accepts, for the OpenAPI document's enums."""
+    return [*_TRUE, *_FALSE, *([any_word] if any_word else [])]
+
+
+#: The longest search query the store takes.
+MAX_QUERY = 1000
+
+
+def query_text(args: Mapping[str, str], name: str) -> str:
+    """A required text query parameter with something besides blanks in it (a blank
+    search would match nearly everything)."""
+    raw = args.get(name)
+    if raw is None:
+        raise InvalidRequest(f"{name} is required", param=name)
+    if not raw.strip():
+        raise InvalidRequest(f"{name} must contain a non-blank character", param=name)
+    if len(raw) > MAX_QUERY:
+        raise InvalidRequest(f"{name} is longer than {MAX_QUERY} characters", param=name)
+    return raw
 
 
 def _ts(moment: datetime) -> int:

@@ -1,11 +1,16 @@
 """Conversation management routes (``/v1/conversations...``, ``/v1/shared/{token}``).
 
-Every route but the shared view authenticates first and hands the store the caller's
-user id; the store answers NotFound for what is missing, deleted or someone else's, so
-another user's conversation is a 404 exactly like a missing one and ids do not leak.
-Store calls go through ``chat.db`` (a worker thread); a turn goes through
+Every route but the shared view authenticates first and goes through
+``chat.conversations`` with the caller's ``Principal``; the store behind it answers
+NotFound for what is missing, deleted or someone else's, so another user's conversation
+is a 404 exactly like a missing one and ids do not leak. A turn goes through
 ``chat.chat`` like any chat completion, so rate limits, moderation, idempotency and
 durable drafts apply to it unchanged.
+
+Share links are built from the configured public base URL (``serve --public-url``), else
+from the address of the socket the server accepted the connection on: never from the
+request's ``Host`` header, which any client sets to what it likes (a link it could point
+at its own site).
 """
 
 from __future__ import annotations
@@ -16,22 +21,36 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from chorusline.chat import ChatRequest, ChatService, Message, Principal
+from chorusline.chat import ChatRequest, ChatService, Principal
 from chorusline.protocols import InvalidRequest
 from chorusline.protocols import openai as wire
 from chorusline.web import conversation_views as views
 from chorusline.web.completions import build_request, complete
+from chorusline.web.http import authenticate, json_body, json_response
+from chorusline.web.openapi_schemas import sampling_properties
 
 _PATCHABLE = {"title", "archived", "system_prompt"}
-#: A turn's body: its own fields plus the sampling fields of a chat completion.
+#: A turn's own fields; the rest of its body is the sampling fields of a chat completion.
 _TURN_FIELDS = ("content", "edit_message_id", "regenerate_message_id")
+#: Everything a turn body may hold: anything else is refused, as OpenAI refuses it, so a
+#: misspelt ``max_token`` is a 400 rather than a reply under the default budget.
+TURN_BODY_FIELDS = frozenset({*_TURN_FIELDS, *sampling_properties(), "model", "user"})
 
 
 def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
                  idempotency_key: str | None
                  ) -> tuple[ChatRequest, wire.ChatCompletionRequest]:
     """A conversation turn from its body, parsed as the chat completion it amounts to,
-    so sampling fields, ``stream`` and ``stream_options`` get exactly the same checks."""
+    so sampling fields, ``model``, ``stream`` and ``stream_options`` get exactly the same
+    checks."""
+    if "messages" in body:  # the conversation holds the history; a turn adds one message
+        raise InvalidRequest("this route takes the user's message as 'content', not "
+                             "'messages': the conversation holds the history",
+                             param="messages")
+    for name in body:
+        if name not in TURN_BODY_FIELDS:
+            raise InvalidRequest(f"Unrecognized request argument supplied: {name}",
+                                 param=name)
     content = body.get("content")
     if content is not None and not isinstance(content, str):
         raise InvalidRequest("content must be a string", param="content")
@@ -43,11 +62,13 @@ def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
     if content is None and regenerate is None:
         raise InvalidRequest("content is required", param="content")
     rest = {k: v for k, v in body.items() if k not in _TURN_FIELDS}
+    model = body.get("model")
     parsed = wire.parse_chat_request({
-        **rest, "model": model_name, "conversation_id": conversation_id,
+        **rest, "model": model_name if model is None else model,
+        "conversation_id": conversation_id,
         "messages": [{"role": "user", "content": content or ""}],
     })
-    turn = build_request(parsed, model_name, idempotency_key)
+    turn = build_request(parsed, model_name, idempotency_key)  # another model: a 404
     return replace(turn, edit_message_id=edit, regenerate_message_id=regenerate), parsed
 
 
@@ -63,8 +84,8 @@ async def stored_reply(chat: ChatService, principal: Principal, turn: ChatReques
     await handle.persisted.wait()
     if handle.assistant_message_id is None or handle.conversation_id is None:
         raise RuntimeError("a stored turn came back without its message ids")
-    stored: Message = await chat.db(chat.store.get_message, principal.user_id,
-                                    handle.conversation_id, handle.assistant_message_id)
+    stored = await chat.conversations.message(principal, handle.conversation_id,
+                                              handle.assistant_message_id)
     body = {**views.message(stored), "user_message_id": handle.user_message_id,
             "replayed": handle.replayed}
     response = Response(wire.json_bytes(body), mimetype="application/json")
@@ -73,71 +94,83 @@ async def stored_reply(chat: ChatService, principal: Principal, turn: ChatReques
     return response
 
 
-def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
-    """Add the conversation routes to ``app``."""
-    # app.py imports this module before it defines these helpers: import them late.
-    from chorusline.web.app import authenticate, json_body, json_response
+def server_base_url() -> str:
+    """The bound address of the socket this connection came in on (``http://HOST:PORT``,
+    the server's own, whatever ``Host`` the client sent); relative without one."""
+    server = request.scope.get("server")
+    if not server or server[1] is None:
+        return ""
+    host, port = server
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    async def user() -> str:
-        return (await authenticate(chat)).user_id
 
-    async def optional_body() -> Any:
-        """A body whose every field is optional may be left out altogether."""
-        return {} if not (await request.get_data(as_text=False)).strip() else await json_body()
+async def object_body(allowed: set[str] | None = None, *,
+                      required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object. A route whose every field is optional may be sent
+    none at all; the others answer a missing body with a 400 that says so (rather than
+    "could not parse")."""
+    if not (await request.get_data(as_text=False)).strip():
+        if required:
+            raise InvalidRequest("this route needs a JSON object body; none was sent")
+        return {}
+    return views.object_body(await json_body(), allowed)
 
-    async def owned(conversation_id: str) -> tuple[str, str]:
-        """The caller's user id and the checked conversation id (auth comes first, so an
+
+def register(app: QuartTrio, chat: ChatService, model_name: str, *,
+             public_url: str | None = None) -> None:
+    """Add the conversation routes to ``app``; share links start with ``public_url``
+    (default: the address the server is bound to)."""
+    conversations = chat.conversations
+    base_url = None if not public_url else public_url.rstrip("/")
+
+    async def owned(conversation_id: str) -> tuple[Principal, str]:
+        """The caller and the checked conversation id (auth comes first, so an
         unauthenticated caller learns nothing about ids)."""
-        return await user(), views.checked_id(conversation_id, "conversation_id")
+        return await authenticate(chat), views.checked_id(conversation_id, "conversation_id")
 
     @app.post("/v1/conversations")
     async def create_conversation() -> Response:
-        user_id = await user()
-        body = views.object_body(await optional_body(), {"title", "system_prompt"})
-        title = views.optional_text(body, "title") or ""
-        prompt = views.optional_text(body, "system_prompt")
-        created = await chat.db(chat.store.create_conversation, user_id, title=title,
-                                system_prompt=prompt, model=model_name)
+        principal = await authenticate(chat)
+        body = await object_body({"title", "system_prompt"}, required=False)
+        created = await conversations.create(
+            principal, title=views.optional_text(body, "title") or "",
+            system_prompt=views.optional_text(body, "system_prompt"), model=model_name)
         return json_response(views.conversation(created), 201)
 
     @app.get("/v1/conversations")
     async def list_conversations() -> Response:
-        user_id = await user()
-        limit = views.query_int(request.args, "limit", 20, 100)
-        archived = views.query_flag(request.args, "archived", any_word="all")
-        cursor = request.args.get("cursor") or None
-        page = await chat.db(chat.store.list_conversations, user_id, limit=limit, cursor=cursor,
-                             archived=archived)
+        principal = await authenticate(chat)
+        page = await conversations.list(
+            principal, limit=views.query_int(request.args, "limit", 20, 100),
+            cursor=request.args.get("cursor") or None,
+            archived=views.query_flag(request.args, "archived", any_word="all"))
         return json_response(views.listing([views.conversation(c) for c in page.items],
                                            page.next_cursor))
 
     @app.get("/v1/conversations/search")
     async def search_conversations() -> Response:
-        user_id = await user()
-        query = request.args.get("q", "")
-        if not query.strip():
-            raise InvalidRequest("q must not be empty", param="q")
+        principal = await authenticate(chat)
+        query = views.query_text(request.args, "q")
         limit = views.query_int(request.args, "limit", 20, 100)
-        hits = await chat.db(chat.store.search_conversations, user_id, query, limit=limit)
+        hits = await conversations.search(principal, query, limit=limit)
         return json_response(views.listing([views.search_hit(h) for h in hits]))
 
-    async def messages_of(user_id: str, conversation_id: str) -> list[dict[str, Any]]:
-        tree = views.query_flag(request.args, "tree")
-        read = chat.store.get_message_tree if tree else chat.store.get_active_branch
-        found: list[Message] = await chat.db(read, user_id, conversation_id)
+    async def messages_of(principal: Principal, conversation_id: str) -> list[dict[str, Any]]:
+        tree = bool(views.query_flag(request.args, "tree"))
+        found = await conversations.messages(principal, conversation_id, tree=tree)
         return [views.message(m) for m in found]
 
     @app.get("/v1/conversations/<conversation_id>")
     async def get_conversation(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        found = await chat.db(chat.store.get_conversation, user_id, cid)
-        messages = await messages_of(user_id, cid)
+        principal, cid = await owned(conversation_id)
+        found = await conversations.get(principal, cid)
+        messages = await messages_of(principal, cid)
         return json_response({**views.conversation(found), "messages": messages})
 
     @app.patch("/v1/conversations/<conversation_id>")
     async def patch_conversation(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        body = views.object_body(await json_body(), _PATCHABLE)
+        principal, cid = await owned(conversation_id)
+        body = await object_body(_PATCHABLE)
         if not body:
             raise InvalidRequest(f"nothing to change: send one of {sorted(_PATCHABLE)}")
         title = views.optional_text(body, "title")
@@ -147,31 +180,30 @@ def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
             raise InvalidRequest("archived must be a boolean", param="archived")
         if "title" in body and title is None:
             raise InvalidRequest("title must be a string", param="title")
-        found = await chat.db(chat.store.get_conversation, user_id, cid)
+        found = await conversations.get(principal, cid)
         if title is not None:
-            found = await chat.db(chat.store.rename_conversation, user_id, cid, title)
+            found = await conversations.rename(principal, cid, title)
         if "system_prompt" in body:
-            found = await chat.db(chat.store.set_system_prompt, user_id, cid, prompt)
+            found = await conversations.set_system_prompt(principal, cid, prompt)
         if isinstance(archived, bool):
-            found = await chat.db(chat.store.set_archived, user_id, cid, archived)
+            found = await conversations.archive(principal, cid, archived)
         return json_response(views.conversation(found))
 
     @app.delete("/v1/conversations/<conversation_id>")
     async def delete_conversation(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        await chat.db(chat.store.delete_conversation, user_id, cid)
+        principal, cid = await owned(conversation_id)
+        await conversations.delete(principal, cid)
         return json_response({"id": cid, "object": "conversation.deleted", "deleted": True})
 
     @app.get("/v1/conversations/<conversation_id>/messages")
     async def list_messages(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        return json_response(views.listing(await messages_of(user_id, cid)))
+        principal, cid = await owned(conversation_id)
+        return json_response(views.listing(await messages_of(principal, cid)))
 
     @app.post("/v1/conversations/<conversation_id>/messages")
     async def post_message(conversation_id: str) -> Response:
-        principal = await authenticate(chat)
-        cid = views.checked_id(conversation_id, "conversation_id")
-        body = views.object_body(await json_body())
+        principal, cid = await owned(conversation_id)
+        body = await object_body()
         key = request.headers.get("Idempotency-Key") or None
         turn, parsed = turn_request(body, cid, model_name, key)
         if parsed.stream:
@@ -180,36 +212,35 @@ def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
 
     @app.post("/v1/conversations/<conversation_id>/branch")
     async def branch_conversation(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        body = views.object_body(await json_body(), {"message_id", "title"})
+        principal, cid = await owned(conversation_id)
+        body = await object_body({"message_id", "title"})
         message_id = views.body_id(body, "message_id")
         if message_id is None:
             raise InvalidRequest("message_id is required", param="message_id")
-        title = views.optional_text(body, "title")
-        created = await chat.db(chat.store.branch_to_new_conversation, user_id, cid, message_id,
-                                title=title)
+        created = await conversations.branch(principal, cid, message_id,
+                                             title=views.optional_text(body, "title"))
         return json_response(views.conversation(created), 201)
 
     @app.post("/v1/conversations/<conversation_id>/share")
     async def share_conversation(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        snapshot = await chat.db(chat.store.share_conversation, user_id, cid)
-        url = f"{request.host_url.rstrip('/')}/v1/shared/{snapshot.token}"
-        return json_response({"token": snapshot.token, "url": url,
+        principal, cid = await owned(conversation_id)
+        snapshot = await conversations.share(principal, cid)
+        base = server_base_url() if base_url is None else base_url
+        return json_response({"token": snapshot.token,
+                              "url": f"{base}/v1/shared/{snapshot.token}",
                               "conversation_id": cid, "object": "conversation.share"})
 
     @app.delete("/v1/conversations/<conversation_id>/share")
     async def revoke_share(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        await chat.db(chat.store.revoke_share, user_id, cid)
+        principal, cid = await owned(conversation_id)
+        await conversations.revoke_share(principal, cid)
         return json_response({"conversation_id": cid, "object": "conversation.share",
                               "shared": False})
 
     @app.get("/v1/conversations/<conversation_id>/export")
     async def export_conversation(conversation_id: str) -> Response:
-        user_id, cid = await owned(conversation_id)
-        exported = await chat.db(chat.store.export_conversation, user_id, cid)
-        response = json_response(exported)
+        principal, cid = await owned(conversation_id)
+        response = json_response(await conversations.export(principal, cid))
         response.headers["Content-Disposition"] = f'attachment; filename="{cid}.json"'
         return response
 
@@ -217,5 +248,5 @@ def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
     async def get_shared(token: str) -> Response:
         """No authentication: the unguessable token is the capability. Only GET is
         routed, so any write to a shared link is a 405 and changes nothing."""
-        snapshot = await chat.db(chat.store.get_shared, views.checked_id(token, "token"))
+        snapshot = await conversations.get_shared(views.checked_id(token, "token"))
         return json_response(views.shared(snapshot))

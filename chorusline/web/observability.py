@@ -13,7 +13,7 @@ Three kinds of figures, each measured where it is cheapest and exact:
 * Latencies and token counts come from the completion code itself, through a
   ``TurnObserver`` (see ``observe_turn``), because only it sees the tokens arrive.
 * Engine and actor state (queue depth, running sequences, KV usage, restarts, dead
-  letters) is read from ``chat.snapshot()`` at scrape time by a custom collector, so
+  letters) is read from ``chat.admin.snapshot()`` at scrape time by a custom collector, so
   nothing has to be pushed from the actors and a scrape always shows the current state.
 
 ``/metrics`` is unauthenticated, as Prometheus scrapers expect; it exposes only
@@ -48,7 +48,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2
 #: Per-token gaps are much shorter than whole requests.
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
                  0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
-SCHEDULER_PATH_SUFFIX = "/engine/scheduler"
+DRIVER_PATH_SUFFIX = "/engine/driver"
 
 
 class Metrics:
@@ -101,7 +101,7 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            snapshot = self.chat.snapshot()
+            snapshot = self.chat.admin.snapshot()
         except Exception as exc:  # a scrape must never become a 500
             log.warning("actor snapshot failed during scrape: %r", exc)
             yield GaugeMetricFamily("chorusline_actor_system_up",
@@ -156,7 +156,7 @@ def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _is_scheduler(node: dict[str, Any]) -> bool:
     path = node.get("path")
-    if isinstance(path, str) and path.endswith(SCHEDULER_PATH_SUFFIX):
+    if isinstance(path, str) and path.endswith(DRIVER_PATH_SUFFIX):
         return True
     return "queue_depth" in node and "inflight" in node
 

@@ -58,13 +58,16 @@ def _errors(*statuses: int) -> dict[str, Schema]:
                     "is not the caller's (`not_found`)."),
         405: _error("The method is not allowed on this path."),
         413: _error("Prompt plus reply budget exceeds the context window "
-                    "(`context_length_exceeded`)."),
+                    "(`context_length_exceeded`), or the body is over the server's size "
+                    "limit (code null)."),
         429: _error("Rate limited (`rate_limit_error` / `rate_limit_exceeded`).",
                     {"Retry-After": RETRY_AFTER,
                      "retry-after-ms": _header("Milliseconds to wait (OpenAI SDK hint).",
                                                {"type": "string", "pattern": "^[0-9]+$"}),
                      **RATE_HEADERS}),
-        503: _error("Overloaded: the engine queue is full (`server_error` / `overloaded`).",
+        503: _error("Overloaded: the engine queue is full (`server_error` / `overloaded`); "
+                    "an actor restarting; or the server draining for a shutdown "
+                    "(`server_shutting_down`).",
                     {"Retry-After": RETRY_AFTER}),
     }
     return {str(status): table[status] for status in statuses}

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from chorusline.protocols import openai as wire
 from chorusline.web.openapi_common import (
     BOOL,
     FINISH,
@@ -21,17 +22,20 @@ from chorusline.web.openapi_common import (
 def sampling_properties() -> dict[str, Schema]:
     """The sampling fields shared by chat completions and conversation turns."""
     return {
-        "max_tokens": {**NULL_INT, "minimum": 1,
+        "max_tokens": {**NULL_INT, "minimum": 1, "maximum": wire.INT32_MAX,
                        "description": "Reply budget per choice; null: until the context "
-                                      "window is full."},
-        "max_completion_tokens": {**NULL_INT, "minimum": 1,
+                                      "window is full. More than the context window can "
+                                      "hold is refused (`context_length_exceeded`)."},
+        "max_completion_tokens": {**NULL_INT, "minimum": 1, "maximum": wire.INT32_MAX,
                                   "description": "Newer name of max_tokens; wins if both."},
         "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2,
                         "description": "0 is greedy. Default 1."},
         "top_p": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
-        "top_k": {**NULL_INT, "minimum": 0, "description": "0 disables top-k."},
+        "top_k": {**NULL_INT, "minimum": 0, "maximum": wire.INT32_MAX,
+                  "description": "0 disables top-k."},
         "min_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-        "seed": {**NULL_INT, "description": "Makes sampling reproducible per choice."},
+        "seed": {**NULL_INT, "minimum": wire.INT64_MIN, "maximum": wire.INT64_MAX,
+                 "description": "Makes sampling reproducible per choice."},
         "stop": {"anyOf": [
             {"type": "string", "minLength": 1},
             {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 16},

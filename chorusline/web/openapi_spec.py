@@ -11,6 +11,7 @@ refuse with a documented 4xx, never a 5xx.
 from __future__ import annotations
 
 from chorusline.web.admin_spec import admin_paths
+from chorusline.web.conversation_views import MAX_QUERY, flag_values
 from chorusline.web.openapi_common import (
     BOOL,
     JSON,
@@ -30,6 +31,8 @@ from chorusline.web.openapi_schemas import (
 )
 
 BEARER: list[Schema] = [{"bearerAuth": []}]
+#: The longest title the store keeps.
+TITLE_MAX = 500
 OPEN: list[Schema] = []
 CID = {"name": "conversation_id", "in": "path", "required": True, "schema": STR,
        "description": "A conversation id; someone else's is a 404, like a missing one."}
@@ -41,6 +44,16 @@ IDEMPOTENCY = [
 ]
 
 
+#: One Server-Sent Event of a streamed reply, as OpenAPI 3.2 and schemathesis read a
+#: ``text/event-stream`` (event by event, not as one string): ``data`` is a
+#: chat.completion.chunk's JSON, an error body's, or ``[DONE]``.
+SSE_EVENT: Schema = _obj({
+    "event": STR, "id": STR, "retry": {"type": "integer", "minimum": 0},
+    "data": {**STR, "description": "A chat.completion.chunk (JSON), an error body "
+                                   "(JSON) after a failure mid-stream, or `[DONE]`."},
+}, ["data"])
+
+
 def _limit_param() -> Schema:
     return {"name": "limit", "in": "query", "required": False,
             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}
@@ -49,18 +62,20 @@ def _limit_param() -> Schema:
 def _conversation_paths() -> dict[str, Schema]:
     def op(summary: str, ok: Schema, *errors: int, body: Schema | None = None,
            params: list[Schema] | None = None, status: str = "200",
-           security: list[Schema] = BEARER) -> Schema:
+           security: list[Schema] = BEARER, body_required: bool = True) -> Schema:
         operation: Schema = {"summary": summary, "security": security,
                              "tags": ["conversations"],
                              "responses": {status: ok, **_errors(*errors)}}
         if params:
             operation["parameters"] = params
-        if body is not None:
-            operation["requestBody"] = {"required": True,
+        if body is not None:  # a required body that is missing is a 400 that says so
+            operation["requestBody"] = {"required": body_required,
                                         "content": {JSON: {"schema": body}}}
         return operation
 
-    title_prompt = _obj({"title": NULL_STR, "system_prompt": NULL_STR}, closed=True)
+    title = {"type": ["string", "null"], "maxLength": TITLE_MAX}
+    title_prompt = _obj({"title": title, "system_prompt": NULL_STR}, closed=True)
+    # Closed like the route: an unknown field (`max_token`) or `messages` is a 400.
     turn = _obj({
         "content": {**NULL_STR, "description": "The user's message (required unless "
                                                "regenerating)."},
@@ -68,42 +83,51 @@ def _conversation_paths() -> dict[str, Schema]:
                                                        "branch)."},
         "regenerate_message_id": {**NULL_STR, "description": "Regenerate this assistant "
                                                              "message."},
+        "model": {**NULL_STR, "description": "The served model (the default); any other "
+                                             "is a 404 `model_not_found`."},
         **sampling_properties(),
         "user": NULL_STR,
-    })
+    }, closed=True)
     tree = {"name": "tree", "in": "query", "required": False,
-            "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
-            "description": "true: every message of every branch; default: the active branch."}
+            "schema": {"type": "string", "enum": flag_values()},
+            "description": "true: every message of every branch; absent or false: the "
+                           "active branch; any other value (an empty one too) is a 400."}
     return {
         "/v1/conversations": {
-            "post": op("Create a conversation", _json("Created", _ref("Conversation")),
-                       400, 401, 429, body=title_prompt, status="201"),
+            "post": op("Create a conversation (the body may be left out)",
+                       _json("Created", _ref("Conversation")),
+                       400, 401, 429, body=title_prompt, status="201", body_required=False),
             "get": op("List the caller's conversations, newest first",
                       _json("A page", _ref("ConversationList")), 400, 401,
                       params=[_limit_param(),
                               {"name": "cursor", "in": "query", "required": False,
-                               "schema": STR, "description": "next_cursor of the last page."},
+                               "schema": STR, "description": "next_cursor of the last page "
+                                                             "(absent or empty: the first)."},
                               {"name": "archived", "in": "query", "required": False,
-                               "schema": {"type": "string",
-                                          "enum": ["true", "false", "all"]}}]),
+                               "schema": {"type": "string", "enum": flag_values("all")},
+                               "description": "Absent: false (unarchived only)."}]),
         },
         "/v1/conversations/search": {
             "get": op("Search titles and message text",
                       _json("Matches", _ref("SearchResults")), 400, 401,
                       params=[{"name": "q", "in": "query", "required": True,
-                               "schema": {"type": "string", "minLength": 1}},
+                               "schema": {"type": "string", "minLength": 1,
+                                          "maxLength": MAX_QUERY, "pattern": "\\S"},
+                               "description": "A case-insensitive substring; blank is a "
+                                              "400."},
                               _limit_param()]),
         },
         "/v1/conversations/{conversation_id}": {
             "parameters": [CID],
             "get": op("A conversation and its messages",
                       _json("The conversation", _ref("ConversationWithMessages")),
-                      401, 404, params=[tree]),
+                      400, 401, 404, params=[tree]),
             "patch": op("Rename, archive or change the system prompt",
                         _json("The updated conversation", _ref("Conversation")),
                         400, 401, 404,
-                        body=_obj({"title": STR, "system_prompt": NULL_STR,
-                                   "archived": BOOL}, closed=True)),
+                        body={**_obj({"title": {**STR, "maxLength": TITLE_MAX},
+                                      "system_prompt": NULL_STR, "archived": BOOL},
+                                     closed=True), "minProperties": 1}),
             "delete": op("Delete (soft) a conversation", _json("Deleted", _ref("Deleted")),
                          401, 404),
         },
@@ -117,7 +141,7 @@ def _conversation_paths() -> dict[str, Schema]:
                                      "chat.completion.chunk events ending in `data: [DONE]`.",
                       "headers": {"X-Request-Id": REQUEST_ID_HEADER, **RATE_HEADERS},
                       "content": {JSON: {"schema": _ref("StoredReply")},
-                                  "text/event-stream": {"schema": STR}}},
+                                  "text/event-stream": {"schema": SSE_EVENT}}},
                      400, 401, 404, 413, 429, 503, body=turn, params=IDEMPOTENCY),
             },
         },
@@ -125,12 +149,13 @@ def _conversation_paths() -> dict[str, Schema]:
             "parameters": [CID],
             "post": op("Copy the conversation up to a message into a new one",
                        _json("The new conversation", _ref("Conversation")), 400, 401, 404,
-                       body=_obj({"message_id": STR, "title": NULL_STR}, ["message_id"],
+                       body=_obj({"message_id": STR, "title": title}, ["message_id"],
                                  closed=True), status="201"),
         },
         "/v1/conversations/{conversation_id}/share": {
             "parameters": [CID],
-            "post": op("Create (or return) a read-only share link",
+            "post": op("Create (or return) a read-only share link (its url starts with "
+                       "the server's configured public URL, never the request's Host)",
                        _json("The link", _ref("Share")), 401, 404),
             "delete": op("Revoke the share link", _json("Revoked", _ref("ShareRevoked")),
                          401, 404),
@@ -193,7 +218,7 @@ def build_spec(model_name: str) -> Schema:
                                        "`data: [DONE]`.",
                         "headers": {"X-Request-Id": REQUEST_ID_HEADER, **RATE_HEADERS},
                         "content": {JSON: {"schema": _ref("ChatCompletion")},
-                                    "text/event-stream": {"schema": STR}},
+                                    "text/event-stream": {"schema": SSE_EVENT}},
                     },
                     **_errors(400, 401, 404, 413, 429, 503),
                 }}},

@@ -12,6 +12,7 @@ import trio.testing
 from chorusline.actors import (
     Actor,
     ActorSpec,
+    ActorStartFailed,
     ActorSystem,
     ActorSystemCrashed,
     ExitKind,
@@ -123,3 +124,9 @@ async def test_outside_watch_of_live_and_dead_actors(system: ActorSystem, log: L
         assert note.ref is ref and note.reason.kind is ExitKind.NORMAL
     async with system.watch(ref) as notes:
         assert [n.reason.kind async for n in notes] == [ExitKind.NORMAL]
+
+
+async def test_a_factory_must_return_an_actor(system: ActorSystem) -> None:
+    with pytest.raises(ActorStartFailed, match="not an Actor or a ThreadActor"):
+        await system.spawn(ActorSpec(lambda: object(), name="x"))  # type: ignore[arg-type,return-value]
+    assert system.lookup("/x") is None

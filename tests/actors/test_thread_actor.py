@@ -1,123 +1,73 @@
-"""Thread actors: pykka ThreadingActors awaited without blocking the event loop."""
+"""A thread actor is an actor like any other: its class alone puts it on a thread, with
+the same hooks (on_start / receive / on_stop, introspect, expected_errors) as a trio actor."""
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
-import trio
 
 from chorusline.actors import (
     ActorDead,
+    ActorKind,
     ActorSpec,
     ActorSystem,
     ExitKind,
-    SyncActor,
+    ExitReason,
     ThreadActor,
 )
 
 
-class Blocking(ThreadActor):
-    """Blocks its thread on request; records which thread runs it."""
+class Hooked(ThreadActor):
+    """Declares nothing but its base class: that alone makes it a thread actor."""
 
-    expected_errors = (ValueError,)
+    def __init__(self, events: list[tuple[Any, ...]]) -> None:
+        self.events = events
 
-    def __init__(self, release: threading.Event | None = None) -> None:
-        super().__init__()
-        self.release = release or threading.Event()
+    def on_start(self) -> None:
+        self.events.append(("start", threading.current_thread().name))
 
     def receive(self, message: Any) -> Any:
-        if message == "block":
-            self.release.wait(10)
-            return "unblocked"
-        if message == "thread":
-            return threading.current_thread().name
-        if message == "bad":
-            raise ValueError("bad input")
         if message == "crash":
             raise RuntimeError("thread crash")
-        return message
+        self.events.append(("receive", threading.current_thread().name))
+        return message * 2
+
+    def on_stop(self, reason: ExitReason) -> None:
+        self.events.append(("stop", threading.current_thread().name, reason.kind))
+
+    def introspect(self) -> dict[str, Any]:
+        return {"events_seen": len(self.events)}
 
 
-class FailsToStart(ThreadActor):
-    def on_start(self) -> None:
-        raise OSError("no model file")
 
-
-class Echo(SyncActor):
-    def handle(self, message: Any) -> Any:
-        return message
-
-
-async def test_ask_runs_on_the_actors_thread(system: ActorSystem) -> None:
-    ref = await system.spawn(ActorSpec(lambda: Blocking.start(), name="w", thread=True))
-    assert await ref.ask(41) == 41
-    name = await ref.ask("thread")
-    assert name != threading.current_thread().name and name.startswith("Blocking")
-    assert ref.statistics().kind == "thread"
-
-
-async def test_a_blocked_thread_actor_does_not_delay_trio_actors(system: ActorSystem) -> None:
-    release = threading.Event()
-    worker = await system.spawn(
-        ActorSpec(lambda: Blocking.start(release), name="w", thread=True)
-    )
-    echo = await system.spawn(ActorSpec(Echo, name="echo"))
-    async with trio.open_nursery() as nursery:
-        result: list[str] = []
-
-        async def blocked() -> None:
-            result.append(await worker.ask("block", timeout=30))
-
-        nursery.start_soon(blocked)
-        # While the worker's thread is blocked, the loop keeps answering.
-        for i in range(1000):
-            assert await echo.ask(i) == i
-        await trio.lowlevel.checkpoint()
-        assert result == []
-        release.set()
-    assert result == ["unblocked"]
-
-
-async def test_expected_errors_return_and_other_errors_crash(system: ActorSystem) -> None:
-    ref = await system.spawn(ActorSpec(lambda: Blocking.start(), name="w", thread=True))
-    with pytest.raises(ValueError, match="bad input"):
-        await ref.ask("bad")
-    assert await ref.ask("still alive") == "still alive"
-    with pytest.raises(ActorDead):
-        await ref.ask("crash")
-    reason = await ref.join()
-    assert reason.kind is ExitKind.CRASH and isinstance(reason.error, RuntimeError)
-
-
-async def test_start_failure_in_the_thread_is_reported(system: ActorSystem) -> None:
-    with pytest.raises(Exception, match="did not start"):
-        await system.spawn(ActorSpec(lambda: FailsToStart.start(), name="f", thread=True))
-
-
-async def test_kill_declares_a_stuck_thread_dead_at_once(system: ActorSystem) -> None:
-    release = threading.Event()
-    ref = await system.spawn(ActorSpec(lambda: Blocking.start(release), name="w", thread=True))
-    async with trio.open_nursery() as nursery:
-
-        async def stuck() -> None:
-            with pytest.raises(ActorDead):
-                await ref.ask("block", timeout=30)
-
-        nursery.start_soon(stuck)
-        await trio.testing.wait_all_tasks_blocked()
-        started = time.monotonic()
-        assert system.faults.kill("/w")
-        assert (await ref.join()).kind is ExitKind.KILLED
-        assert time.monotonic() - started < 5
-    release.set()
-
-
-async def test_stop_runs_pending_messages_then_stops_the_thread(system: ActorSystem) -> None:
-    ref = await system.spawn(ActorSpec(lambda: Blocking.start(), name="w", thread=True))
-    pykka_ref = ref.cell.pykka_ref  # type: ignore[attr-defined]
+async def test_a_thread_actor_needs_no_flag_its_class_decides(system: ActorSystem) -> None:
+    events: list[tuple[Any, ...]] = []
+    ref = await system.spawn(ActorSpec(lambda: Hooked(events), name="h"))
+    assert await ref.ask(21) == 42
+    stats = ref.statistics()
+    assert stats.kind == "thread"  # what the admin API and the console read
+    assert stats.kind is ActorKind.THREAD
+    assert stats.actor_class == "Hooked" and stats.processed == 1
+    (node,) = system.snapshot()["tree"]["children"]
+    assert node["kind"] == "thread" and node["events_seen"] == 2 and node["children"] == []
     reason = await system.stop(ref)
     assert reason.kind is ExitKind.SHUTDOWN
-    assert not pykka_ref.is_alive()
+    # All three hooks ran on one thread of the actor's own, and on_stop was done (with
+    # the reason) before the actor was declared dead, as for a trio actor.
+    threads = {event[1] for event in events}
+    assert len(threads) == 1 and threads != {threading.current_thread().name}
+    assert next(iter(threads)).startswith("Hooked")
+    assert [event[0] for event in events] == ["start", "receive", "stop"]
+    assert events[-1][2] is ExitKind.SHUTDOWN
+
+
+async def test_on_stop_runs_on_the_thread_after_a_crash(system: ActorSystem) -> None:
+    events: list[tuple[Any, ...]] = []
+    ref = await system.spawn(ActorSpec(lambda: Hooked(events), name="h"))
+    with pytest.raises(ActorDead):
+        await ref.ask("crash")
+    assert (await ref.join()).kind is ExitKind.CRASH
+    assert events[-1][0] == "stop" and events[-1][2] is ExitKind.CRASH
+    assert ref.statistics().failed == 1

@@ -11,6 +11,7 @@ import trio.testing
 from chorusline.actors import (
     Actor,
     ActorDead,
+    ActorKind,
     ActorSpec,
     ActorStartFailed,
     ActorState,
@@ -324,3 +325,22 @@ async def test_drop_oldest_fails_a_dropped_ask_with_mailbox_full(
         ref.tell("second")
     gate.set()
     assert ref.is_alive
+
+
+async def test_kind_comes_from_the_class_not_from_what_introspect_says(
+    system: ActorSystem,
+) -> None:
+    class LooksLikeASupervisor(Actor):
+        def introspect(self) -> dict[str, Any]:
+            return {"strategy": "my own idea"}
+
+    class Overseer(Actor):
+        kind = ActorKind.SUPERVISOR
+
+    plain = await system.spawn(ActorSpec(LooksLikeASupervisor, name="plain"))
+    overseer = await system.spawn(ActorSpec(Overseer, name="overseer"))
+    assert plain.statistics().kind is ActorKind.ACTOR
+    assert overseer.statistics().kind is ActorKind.SUPERVISOR
+    nodes = {node["name"]: node for node in system.snapshot()["tree"]["children"]}
+    assert nodes["plain"]["kind"] == "actor" and nodes["plain"]["strategy"] == "my own idea"
+    assert type(nodes["overseer"]["kind"]) is str and nodes["overseer"]["kind"] == "supervisor"

@@ -13,7 +13,7 @@ from tests.benchmarks.quick_run import run_quick
 SIDES = ["engine-direct", "service"]
 LEVEL_ROWS = ["output", "turns", "TTFT p50", "TTFT p99"]
 QUICK_LEVELS = [1, 8]
-FANOUT = ["fan-out via ChatService, 256 streams", "fan-out via scheduler actor, 256 streams"]
+FANOUT = ["fan-out via ChatService, 256 streams", "fan-out via engine driver, 256 streams"]
 FANOUT_SUFFIXES = ["", ", all streaming", ", admission"]
 
 ROWS = (

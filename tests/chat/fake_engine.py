@@ -9,10 +9,8 @@ call so tests can check when aborts and admissions reached the engine.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
-from chorusline.protocols import ContextTooLong
-from chorusline.runtime import EngineStats, RequestOutput, SamplingParams
+from chorusline.protocols import ContextTooLong, EngineStats, GenerationRequest, RequestOutput
 
 
 class FakeEngine:
@@ -24,19 +22,12 @@ class FakeEngine:
         self.max_batch = 0
         self.step_gate = step_gate
 
-    def add_request(
-        self,
-        request_id: str,
-        prompt_token_ids: Sequence[int],
-        params: SamplingParams | None = None,
-        priority: int = 0,
-        tenant: str = "default",
-    ) -> None:
-        if len(prompt_token_ids) > self.max_context:
+    def add_request(self, request: GenerationRequest) -> None:
+        if len(request.prompt_token_ids) > self.max_context:
             raise ContextTooLong("too long")
-        budget = (params.max_tokens if params and params.max_tokens else 8)
-        self.running[request_id] = (len(prompt_token_ids), 0, budget)
-        self.log.append(("add", request_id))
+        budget = request.params.max_tokens or 8
+        self.running[request.request_id] = (len(request.prompt_token_ids), 0, budget)
+        self.log.append(("add", request.request_id))
 
     def abort(self, request_id: str) -> bool:
         self.log.append(("abort", request_id))

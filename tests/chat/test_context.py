@@ -7,6 +7,7 @@ import pytest
 from chorusline.chat.context import assemble, system_text
 from chorusline.protocols import ContextTooLong
 from chorusline.runtime import LoadedModel
+from tests.chat.tokenizers import SpyTokenizer
 
 
 def turns(n: int) -> list[dict[str, str]]:
@@ -48,3 +49,33 @@ def test_a_message_that_cannot_fit_is_refused(chat_model: LoadedModel) -> None:
 def test_system_text_joins_prompt_and_custom_instructions() -> None:
     assert system_text("  A ", "B") == "A\n\nB"
     assert system_text(None, "  ") is None
+
+
+def test_a_huge_message_is_refused_without_being_tokenised(chat_model: LoadedModel) -> None:
+    tokenizer = SpyTokenizer(chat_model)
+    huge = [{"role": "user", "content": "lorem ipsum " * 1_000_000}]  # 12 MB
+    with pytest.raises(ContextTooLong, match="more than 1948 tokens"):
+        assemble(huge, template=chat_model.chat_template, tokenizer=tokenizer,
+                 context_window=2048, reply_budget=100, max_token_bytes=128)
+    assert tokenizer.encoded == 0
+
+
+def test_a_huge_history_costs_no_more_than_the_window_can_hold(
+    chat_model: LoadedModel,
+) -> None:
+    tokenizer = SpyTokenizer(chat_model)
+    history = turns(100_000)  # ~2.3 million characters of old turns
+    out = assemble(history, template=chat_model.chat_template, tokenizer=tokenizer,
+                   context_window=2048, reply_budget=100, max_token_bytes=128)
+    assert out.messages[-1] == history[-1] and len(out.prompt_token_ids) <= 1948
+    # Every rendering is of at most 1948 * 128 bytes of turns (plus the template), and
+    # the search makes O(log n) of them.
+    assert tokenizer.encoded < 20 * 1948 * 128
+
+
+def test_a_reply_budget_as_large_as_the_window_is_a_clear_error(
+    chat_model: LoadedModel,
+) -> None:
+    with pytest.raises(ContextTooLong, match="max_tokens 1000000000 leaves no room"):
+        assemble(turns(1), template=chat_model.chat_template, tokenizer=chat_model.tokenizer,
+                 context_window=2048, reply_budget=10**9)

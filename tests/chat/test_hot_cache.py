@@ -11,14 +11,7 @@ import pytest
 import redis
 
 from chorusline.chat.hot_cache import HotCache
-from tests.chat.ratelimit.conftest import (  # fixtures, re-exported for this module
-    RedisServer,
-    free_port,
-    key_prefix,
-    redis_url,
-)
-
-__all__ = ["key_prefix", "redis_url"]
+from tests.services import RedisServer, free_port
 
 Factory = Callable[..., HotCache]
 LOGGER = "chorusline.chat.hot_cache"

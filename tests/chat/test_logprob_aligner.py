@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from chorusline.chat import Moderator
 from chorusline.chat.stream import LogprobAligner
-from chorusline.runtime import TokenLogprob
+from chorusline.moderation import Moderator
+from chorusline.protocols import TokenLogprob
 
 
 def test_entries_are_released_with_their_text_even_through_a_redaction() -> None:

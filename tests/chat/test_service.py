@@ -12,18 +12,17 @@ import pytest
 import trio
 
 from chorusline.chat import (
-    WORKER_KEY,
     ChatRequest,
     ChatService,
     ChatSettings,
-    MessageStatus,
     Principal,
-    SqliteStore,
     TurnHandle,
     open_chat_service,
 )
-from chorusline.protocols import RateLimited
-from chorusline.runtime import EngineConfig, LoadedModel, SamplingParams
+from chorusline.chat.deps import WORKER_KEY
+from chorusline.protocols import RateLimited, SamplingParams
+from chorusline.runtime import EngineConfig, LoadedModel
+from chorusline.store import MessageStatus, SqliteStore
 from tests.chat.streams import read
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
@@ -215,7 +214,7 @@ async def test_the_redis_hot_cache_serves_the_next_plain_turn(
             handle = await chat.chat(principal, ChatRequest(GREEDY, conv, question))
             texts.append((await read(handle))[0])
             await handle.persisted.wait()
-        node = conversation_node(chat.snapshot()["tree"], conv)
+        node = conversation_node(chat.admin.snapshot()["tree"], conv)
         assert node is not None and node["turns"] == 2 and node["cache_hits"] == 1
         assert chat.deps.hot_cache is not None
         cached = chat.deps.hot_cache.get(conv)

@@ -18,25 +18,22 @@ import redis
 import trio
 
 from chorusline.chat import (
-    WORKER_KEY,
     AdmissionLimits,
     ChatRequest,
     ChatService,
     ChatSettings,
-    MessageStatus,
     Principal,
-    SlowConsumer,
-    SqliteStore,
-    Tiers,
     TurnHandle,
     open_chat_service,
 )
+from chorusline.chat.deps import WORKER_KEY
 from chorusline.chat.gpu_worker import GetStats
-from chorusline.chat.store import ModerationStage, Role
-from chorusline.protocols import RateLimited
-from chorusline.runtime import EngineConfig, EngineStats, LoadedModel, SamplingParams
-from tests.chat.ratelimit.conftest import RedisServer
+from chorusline.protocols import EngineStats, RateLimited, SamplingParams, SlowConsumer
+from chorusline.ratelimit import Tiers
+from chorusline.runtime import EngineConfig, LoadedModel
+from chorusline.store import MessageStatus, ModerationStage, Role, SqliteStore
 from tests.chat.streams import read
+from tests.services import RedisServer
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8)
 ENGINE = EngineConfig(kv_cache_bytes=64 * 1024 * 1024)
@@ -101,7 +98,7 @@ async def test_fifty_concurrent_turns_from_ten_users_each_get_their_own_ten_mess
             await handle.persisted.wait()
             replies[u, t] = (text, finish, handle)
 
-        with trio.fail_after(120):
+        with trio.fail_after(600):
             async with trio.open_nursery() as nursery:
                 for u in range(10):
                     for t in range(5):
@@ -145,7 +142,7 @@ async def test_fifty_concurrent_turns_from_ten_users_each_get_their_own_ten_mess
             await read(handle)
             await handle.persisted.wait()
 
-        with trio.fail_after(60):
+        with trio.fail_after(600):
             async with trio.open_nursery() as nursery:
                 for i in range(5):
                     nursery.start_soon(burst, i)
@@ -175,7 +172,7 @@ async def test_redis_down_during_the_rate_limit_check_falls_back_to_local_limits
         shared = chat.deps.redis_bucket
         assert shared is not None
 
-        with trio.fail_after(30):
+        with trio.fail_after(600):
             first = await chat.chat(who.principal, ChatRequest(GREEDY, who.conversation_id,
                                                                "Say hi."))
             assert (await read(first))[1] in ("stop", "length")
@@ -190,7 +187,7 @@ async def test_redis_down_during_the_rate_limit_check_falls_back_to_local_limits
         assert before.fallbacks == 0 and before.outages == 0 and not before.degraded
 
         server.stop()  # kill -9: the outage
-        with trio.fail_after(30):
+        with trio.fail_after(600):
             second = await chat.chat(who.principal, ChatRequest(GREEDY, who.conversation_id,
                                                                 "Say bye."))
             text, finish = await read(second)
@@ -212,14 +209,14 @@ async def test_a_stored_turn_whose_reader_stops_reading_is_aborted(
         params = SamplingParams(temperature=0.0, max_tokens=48, ignore_eos=True)
         handle = await chat.chat(who.principal, ChatRequest(params, who.conversation_id,
                                                             "Write a long poem."))
-        with trio.fail_after(60):
+        with trio.fail_after(600):
             await handle.persisted.wait()  # never read a single chunk
         messages = await chat.db(store.get_active_branch, who.principal.user_id,
                                  who.conversation_id)
         assert messages[-1].id == handle.assistant_message_id
         assert messages[-1].status is MessageStatus.INCOMPLETE
         assert (messages[-1].completion_tokens or 0) < 48
-        with trio.fail_after(10), pytest.raises(SlowConsumer):
+        with trio.fail_after(600), pytest.raises(SlowConsumer):
             await read(handle)
 
 
@@ -234,11 +231,11 @@ async def test_a_stateless_reader_that_stops_reading_is_aborted_and_frees_the_kv
                                  ChatRequest(params, messages=(("user", "Write a long poem."),)))
         ended = trio.Event()
         handle.stream.add_done_callback(lambda _stream: ended.set())
-        with trio.fail_after(60):
+        with trio.fail_after(600):
             await ended.wait()  # nothing is read until the stream has ended on its own
-        with trio.fail_after(10), pytest.raises(SlowConsumer):
+        with trio.fail_after(600), pytest.raises(SlowConsumer):
             await read(handle)
-        with trio.fail_after(30):
+        with trio.fail_after(600):
             stats = await engine_stats(chat)
             while stats.kv_blocks_used or stats.num_running:
                 # Each ask is answered between engine steps: this waits a step, no sleep.
@@ -253,7 +250,7 @@ async def test_a_weapons_request_is_refused_without_engine_work(
         who = await account(chat, store, "ada")
         handle = await chat.chat(who.principal, ChatRequest(
             GREEDY, who.conversation_id, "How do I make a pipe bomb at home?"))
-        with trio.fail_after(10):
+        with trio.fail_after(600):
             text, finish = await read(handle)
             await handle.persisted.wait()
         assert finish == "content_filter" and text
@@ -280,7 +277,7 @@ async def test_pii_in_the_input_is_redacted_before_storage(
         email = "ada.lovelace@example.com"
         handle = await chat.chat(who.principal, ChatRequest(
             GREEDY, who.conversation_id, f"My email is {email}, say hi."))
-        with trio.fail_after(30):
+        with trio.fail_after(600):
             await read(handle)
             await handle.persisted.wait()
         tree = await chat.db(store.get_message_tree, who.principal.user_id, who.conversation_id)

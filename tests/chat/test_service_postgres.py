@@ -12,29 +12,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
+import pytest
 import trio
+from psycopg import sql
 
 from chorusline.chat import (
     ChatRequest,
     ChatService,
     ChatSettings,
-    MessageStatus,
     Principal,
     TurnHandle,
     open_chat_service,
 )
-from chorusline.chat.store import Role
-from chorusline.chat.store.postgres_store import PostgresStore
-from chorusline.runtime import EngineConfig, LoadedModel, SamplingParams
-from tests.chat.store.conftest import POSTGRES_URL
+from chorusline.protocols import SamplingParams, StoreUnavailable
+from chorusline.runtime import EngineConfig, LoadedModel
+from chorusline.store import Message, MessageStatus, Role
+from chorusline.store.postgres_store import PostgresStore
+from tests.services import POSTGRES_URL
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
 
 
 @asynccontextmanager
-async def service(model: LoadedModel, conninfo: str
+async def service(model: LoadedModel, conninfo: str, pool_timeout: float = 10.0
                   ) -> AsyncIterator[tuple[ChatService, PostgresStore, Principal, str]]:
-    store = await trio.to_thread.run_sync(lambda: PostgresStore(conninfo, max_size=8))
+    store = await trio.to_thread.run_sync(
+        lambda: PostgresStore(conninfo, max_size=8, timeout=pool_timeout))
     settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=64 * 1024 * 1024))
     async with open_chat_service(settings, model=model, store=store) as chat:
         user = await chat.db(store.create_user, "ada")
@@ -46,7 +49,7 @@ async def service(model: LoadedModel, conninfo: str
 
 async def turn(chat: ChatService, principal: Principal, conv: str, content: str
                ) -> tuple[TurnHandle, str]:
-    with trio.fail_after(60):
+    with trio.fail_after(300):  # a hang guard, not a speed bound
         handle = await chat.chat(principal, ChatRequest(GREEDY, conv, content))
         text, finish = "", None
         async for chunks in handle.stream:
@@ -117,3 +120,50 @@ async def test_connections_dropped_between_turns_lose_nothing(
         assert by_id[second.assistant_message_id or ""].content == second_text
         usage = await chat.db(store.list_usage, user_id=principal.user_id)
         assert len(usage) == 2
+
+
+async def finalised(chat: ChatService, store: PostgresStore, principal: Principal, conv: str,
+                    message_id: str) -> Message:
+    """The message once it is no longer an open draft. The condition lives in another
+    process (the database), so there is no event to wait on: poll it."""
+    while True:
+        try:
+            message = await chat.db(store.get_message, principal.user_id, conv, message_id)
+        except StoreUnavailable:  # the pool is still reconnecting
+            message = None
+        if message is not None and not message.is_open_draft:
+            return message
+        await trio.sleep(0.2)
+
+
+def allow_connections(dbname: str, allowed: bool) -> None:
+    """Take one database down for new connections (or bring it back): an outage of that
+    database alone, since the server is shared with the rest of the suite."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(dbname), sql.SQL("true" if allowed else "false")))
+
+
+async def test_a_store_outage_longer_than_the_pool_timeout_ends_the_stream_in_flight(
+    chat_model: LoadedModel, service_postgres: tuple[str, str]
+) -> None:
+    conninfo, dbname = service_postgres
+    async with service(chat_model, conninfo, pool_timeout=2.0) as (chat, store, principal,
+                                                                  conv):
+        params = SamplingParams(temperature=0.0, max_tokens=48, ignore_eos=True)
+        handle = await chat.chat(principal, ChatRequest(params, conv, "Tell me a story."))
+        assert await handle.stream.next()
+        await trio.to_thread.run_sync(allow_connections, dbname, False)
+        try:
+            await trio.to_thread.run_sync(terminate_backends, dbname)
+            with trio.fail_after(300), pytest.raises(StoreUnavailable, match="not be saved"):
+                # The stream must end, with the reply or an error, whatever the store does.
+                async for _chunks in handle.stream:
+                    pass
+        finally:
+            await trio.to_thread.run_sync(allow_connections, dbname, True)
+        with trio.fail_after(300):  # the reply reaches the store once it is back
+            reply = await finalised(chat, store, principal, conv,
+                                    handle.assistant_message_id or "")
+        assert reply.status is MessageStatus.INCOMPLETE and reply.finish_reason == "error"
+        assert reply.content and reply.completion_tokens == 48

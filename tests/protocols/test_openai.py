@@ -1,9 +1,13 @@
-"""The OpenAI logprobs shapes as pure functions (``chorusline.protocols.openai``)."""
+"""``chorusline.protocols.openai`` as pure functions: the logprobs shapes, and the wire
+ranges request parsing enforces."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
+
+from chorusline.protocols import InvalidRequest, InvalidSamplingParams, InvalidTokenId
 from chorusline.protocols import openai as wire
 
 
@@ -50,3 +54,54 @@ def test_a_delta_carries_the_entries_of_its_own_tokens() -> None:
         "logprobs": {"content": [], "refusal": None}, "finish_reason": None}
     entry = wire.token_logprob(b"x", -0.1)
     assert wire.delta(1, content="x", logprobs=[entry])["logprobs"]["content"] == [entry]
+
+
+# -- integer ranges (``WIRE_INT_RANGES``) -----------------------------------------------
+
+def _parse(**fields: object) -> wire.ChatCompletionRequest:
+    return wire.parse_chat_request({"model": "m", "messages": [{"role": "user",
+                                                                "content": "hi"}], **fields})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_tokens", 2**63), ("max_tokens", 10**30), ("max_tokens", 2**31),
+    ("max_completion_tokens", 2**31), ("max_tokens", 0), ("max_tokens", -(10**30)),
+    ("n", 10**30), ("n", 17), ("seed", 2**63), ("seed", -(2**63) - 1),
+    ("top_logprobs", 10**30), ("top_k", 2**31), ("top_k", -1),
+])
+def test_integers_outside_their_wire_range_are_invalid_sampling_params(
+    field: str, value: int
+) -> None:
+    with pytest.raises(InvalidSamplingParams) as caught:
+        _parse(**{field: value})
+    assert caught.value.param == field and caught.value.http_status == 400
+    low, high = wire.WIRE_INT_RANGES[field]
+    assert f"[{low}, {high}]" in caught.value.message
+
+
+def test_the_edges_of_each_wire_range_are_accepted() -> None:
+    parsed = _parse(max_tokens=wire.MAX_TOKENS_LIMIT, seed=-(2**63), top_k=2**31 - 1, n=16,
+                    logprobs=True, top_logprobs=20)
+    assert parsed.sampling["max_tokens"] == 2**31 - 1 == wire.MAX_TOKENS_LIMIT
+    assert parsed.sampling["seed"] == -(2**63)
+    assert _parse(seed=2**63 - 1).sampling["seed"] == 2**63 - 1
+
+
+def test_a_number_too_large_for_a_float_is_refused_not_a_crash() -> None:
+    for fields in ({"temperature": 10**400}, {"logit_bias": {"1": -(10**400)}}):
+        with pytest.raises(InvalidSamplingParams) as caught:
+            _parse(**fields)
+        assert caught.value.param == next(iter(fields))
+    assert _parse(temperature=1).sampling["temperature"] == 1  # ints are still numbers
+
+
+@pytest.mark.parametrize(("key", "error"), [
+    ("4_2", InvalidRequest), (" 42", InvalidRequest), ("\u0664\u0662", InvalidRequest),
+    ("", InvalidRequest), ("2147483648", InvalidTokenId), ("1" * 5000, InvalidTokenId),
+    ("-1", InvalidTokenId),
+])
+def test_logit_bias_keys_are_plain_decimal_token_ids(key: str, error: type) -> None:
+    with pytest.raises(error) as caught:
+        _parse(logit_bias={key: 1})
+    assert type(caught.value) is error and caught.value.param == "logit_bias"
+    assert _parse(logit_bias={"2147483647": 1}).sampling["logit_bias"] == {2**31 - 1: 1}

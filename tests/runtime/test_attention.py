@@ -33,7 +33,7 @@ def scatter_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, table: list[int],
 )
 def test_mixed_batch_matches_dense(decode_ctx: list[int], prefill: list[tuple[int, int]],
                                    seed: int) -> None:
-    """Decodes (context n, one query) and prefill chunks (start s, length q) in one batch."""
+    """Decodes (context n, one query) and prefill slices (start s, length q) in one batch."""
     if not decode_ctx and not prefill:
         return
     gen = torch.Generator().manual_seed(seed)

@@ -7,16 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chorusline.runtime.block_manager import BlockManager, NoFreeBlocksError
-from chorusline.runtime.sequence import Sequence
+from chorusline.runtime.sequence import TokenSequence
 
 
-def seq(tokens: list[int], computed: int = 0) -> Sequence:
-    s = Sequence(request_id="r", prompt_token_ids=list(tokens))
+def seq(tokens: list[int], computed: int = 0) -> TokenSequence:
+    s = TokenSequence(request_id="r", prompt_token_ids=list(tokens))
     s.num_computed_tokens = computed
     return s
 
 
-def compute_all(bm: BlockManager, s: Sequence) -> None:
+def compute_all(bm: BlockManager, s: TokenSequence) -> None:
     """What the scheduler does after a step that computed the whole sequence."""
     s.num_computed_tokens = s.num_tokens
     bm.mark_computed(s)
@@ -178,7 +178,7 @@ def test_prefix_caching_off_never_hits() -> None:
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.integers(1, 9)), max_size=40))
 def test_invariants_under_random_operations(ops: list[tuple[int, int, int]]) -> None:
     bm = BlockManager(num_blocks=10, block_size=3)
-    live: list[Sequence] = []
+    live: list[TokenSequence] = []
     prefixes = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 7, 8, 9], [4, 4, 4]]
     for op, pick, size in ops:
         if op == 0:  # admit a sequence sharing a common prefix, computed in full

@@ -17,8 +17,8 @@ def feed(text: str, stop: list[str], cuts: list[int]) -> tuple[list[str], Increm
     data = text.encode()
     detok = IncrementalDetokenizer(byte_token, stop)
     bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    chunks = [detok.add(data[a:b]) for a, b in itertools.pairwise(bounds)]
-    return chunks, detok
+    pieces = [detok.add(data[a:b]) for a, b in itertools.pairwise(bounds)]
+    return pieces, detok
 
 
 def test_multibyte_characters_are_never_split() -> None:
@@ -55,8 +55,8 @@ def test_flush_releases_an_unfinished_stop_prefix() -> None:
 
 @given(st.text(max_size=40), st.text(min_size=1, max_size=4), st.lists(st.integers(0, 200)))
 def test_streamed_text_is_prefix_before_first_stop(text: str, stop: str, cuts: list[int]) -> None:
-    chunks, detok = feed(text, [stop], cuts)
-    streamed = "".join(chunks) + detok.flush()
+    pieces, detok = feed(text, [stop], cuts)
+    streamed = "".join(pieces) + detok.flush()
     if stop in text:
         assert streamed == text[: text.index(stop)]
         assert detok.stopped

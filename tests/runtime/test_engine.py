@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
-from chorusline.protocols import ContextTooLong, InvalidRequest, InvalidTokenId
-from chorusline.runtime.engine import Engine, EngineConfig, RequestOutput
+from chorusline.protocols import (
+    ContextTooLong,
+    GenerationRequest,
+    InvalidRequest,
+    InvalidTokenId,
+    RequestOutput,
+    SamplingParams,
+)
+from chorusline.runtime.engine import Engine, EngineConfig
 from chorusline.runtime.loader import LoadedModel, load_model
-from chorusline.runtime.sampling_params import SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True)
 PROMPTS = {
@@ -33,12 +40,18 @@ def tiny(tiny_hf_dir: Path) -> LoadedModel:
 
 @pytest.fixture
 def make_engine(tiny: LoadedModel) -> MakeEngine:
-    def make(**overrides: object) -> Engine:
+    def make(clock: Callable[[], float] = time.monotonic, **overrides: object) -> Engine:
         options: dict[str, object] = {"num_blocks": 64, "block_size": 4, "device": "cpu",
                                       "dtype": torch.float32, "seed": 0}
         options.update(overrides)
-        return Engine(tiny, EngineConfig(**options))  # type: ignore[arg-type]
+        return Engine(tiny, EngineConfig(**options), clock=clock)  # type: ignore[arg-type]
     return make
+
+
+def add(engine: Engine, request_id: str, prompt: Sequence[int],
+        params: SamplingParams | None = None, deadline: float | None = None) -> None:
+    engine.add_request(GenerationRequest(request_id, tuple(prompt), params or SamplingParams(),
+                                         deadline=deadline))
 
 
 def run(engine: Engine) -> dict[tuple[str, int], list[RequestOutput]]:
@@ -61,14 +74,14 @@ def solo(make_engine: MakeEngine, prompt: list[int], params: SamplingParams) -> 
 def test_requests_joining_and_leaving_match_solo_runs(make_engine: MakeEngine) -> None:
     expected = {rid: solo(make_engine, p, GREEDY) for rid, p in PROMPTS.items()}
     engine = make_engine()
-    engine.add_request("a", PROMPTS["a"], GREEDY)
+    add(engine, "a", PROMPTS["a"], GREEDY)
     got: dict[str, list[int]] = {rid: [] for rid in PROMPTS}
     step = 0
     while engine.has_unfinished():
         if step == 3:
-            engine.add_request("b", PROMPTS["b"], GREEDY)
+            add(engine, "b", PROMPTS["b"], GREEDY)
         if step == 7:
-            engine.add_request("c", PROMPTS["c"], GREEDY)
+            add(engine, "c", PROMPTS["c"], GREEDY)
         for out in engine.step():
             got[out.request_id].extend(out.new_token_ids)
         step += 1
@@ -85,12 +98,12 @@ def test_preemption_by_recompute_keeps_greedy_output(make_engine: MakeEngine) ->
 
 def test_abort_frees_blocks_at_once(make_engine: MakeEngine) -> None:
     engine = make_engine()
-    engine.add_request("a", PROMPTS["a"], GREEDY)
-    engine.add_request("c", PROMPTS["c"], GREEDY)
+    add(engine, "a", PROMPTS["a"], GREEDY)
+    add(engine, "c", PROMPTS["c"], GREEDY)
     for _ in range(3):
         engine.step()
     used_both = engine.block_manager.usage().used
-    seq_ids = [s.seq_id for s in engine._requests["c"]]
+    seq_ids = [s.seq_id for s in engine._requests["c"].seqs]
     assert all(engine.block_manager.has_table(i) for i in seq_ids)
     assert engine.abort("c")
     assert not any(engine.block_manager.has_table(i) for i in seq_ids)
@@ -106,15 +119,125 @@ def test_abort_frees_blocks_at_once(make_engine: MakeEngine) -> None:
     assert engine.block_manager.usage().used == 0
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_deadline_times_out_running_and_waiting_requests(make_engine: MakeEngine,
+                                                          tiny: LoadedModel) -> None:
+    expected = solo(make_engine, PROMPTS["a"], GREEDY)
+    clock = FakeClock()
+    # Three seats: "a" and the two choices of "late" take them all, so "queued" waits.
+    engine = make_engine(clock=clock, max_num_seqs=3)
+    add(engine, "a", PROMPTS["a"], GREEDY)
+    add(engine, "late", PROMPTS["c"], SamplingParams(temperature=1.0, n=2, max_tokens=24,
+                                                     ignore_eos=True), deadline=110.0)
+    add(engine, "queued", PROMPTS["b"], GREEDY, deadline=110.0)
+    outs: dict[tuple[str, int], list[RequestOutput]] = {}
+    for _ in range(6):
+        for out in engine.step():
+            outs.setdefault((out.request_id, out.index), []).append(out)
+    late_ids = [s.seq_id for s in engine._requests["late"].seqs]
+    queued_ids = [s.seq_id for s in engine._requests["queued"].seqs]
+    assert all(engine.block_manager.has_table(i) for i in late_ids)  # running, n = 2
+    assert not any(engine.block_manager.has_table(i) for i in queued_ids)  # still waiting
+    assert not any(o.finished for v in outs.values() for o in v)
+    used = engine.block_manager.usage().used
+    clock.now = 110.0  # the deadline itself counts as passed
+    stepped = engine.step()
+    outs[("a", 0)].extend(o for o in stepped if o.request_id == "a")
+    timed_out = [o for o in stepped if o.request_id != "a"]
+    assert sorted((o.request_id, o.index) for o in timed_out) == [
+        ("late", 0), ("late", 1), ("queued", 0)]
+    assert all(o.finish_reason == "timeout" and o.new_token_ids == [] for o in timed_out)
+    assert not any(engine.block_manager.has_table(i) for i in late_ids)  # freed at once
+    assert engine.block_manager.usage().used < used
+    engine.block_manager.check_invariants()
+    for o in timed_out:
+        assert o.prompt_tokens == len(PROMPTS["c" if o.request_id == "late" else "b"])
+        streamed = outs.get((o.request_id, o.index), [])
+        assert o.completion_tokens == len(tokens(streamed))
+        # Whatever text was held back is released, so the text is the tokens' text.
+        assert "".join(x.new_text for x in [*streamed, o]) == tiny.tokenizer.decode(
+            tokens(streamed))
+    assert outs[("late", 0)] and outs[("late", 1)]  # both choices were generating
+    for key, more in run(engine).items():
+        assert key == ("a", 0)
+        outs[key].extend(more)
+    assert tokens(outs[("a", 0)]) == expected  # the other request never noticed
+    assert engine.block_manager.usage().used == 0
+
+
+def test_deadline_already_passed_and_request_id_reuse(make_engine: MakeEngine) -> None:
+    clock = FakeClock()
+    engine = make_engine(clock=clock)
+    add(engine, "r", PROMPTS["b"], GREEDY, deadline=clock.now - 1.0)
+    assert engine.has_unfinished()
+    (out,) = engine.step()
+    assert (out.request_id, out.finish_reason, out.completion_tokens) == ("r", "timeout", 0)
+    assert not engine.has_unfinished() and engine.block_manager.usage().used == 0
+    assert engine.step() == []
+    # A request that ends before its deadline leaves no timeout behind, not even for a
+    # later request with the same id.
+    short = SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True)
+    add(engine, "r", PROMPTS["b"], short, deadline=clock.now + 5.0)
+    assert run(engine)[("r", 0)][-1].finish_reason == "length"
+    add(engine, "r", PROMPTS["b"], GREEDY)
+    clock.now += 10.0
+    outs = run(engine)[("r", 0)]
+    assert outs[-1].finish_reason == "length" and len(tokens(outs)) == GREEDY.max_tokens
+    # Aborted, then its deadline passes: reported once, as the abort.
+    add(engine, "gone", PROMPTS["a"], GREEDY, deadline=clock.now + 1.0)
+    engine.step()
+    assert engine.abort("gone")
+    clock.now += 2.0
+    assert [o.finish_reason for o in engine.step()] == ["abort"]
+    assert engine.step() == [] and not engine.has_unfinished()
+
+
+def test_timeout_releases_text_held_back_for_a_stop_string(make_engine: MakeEngine,
+                                                           tiny: LoadedModel) -> None:
+    free = run_one(make_engine(), PROMPTS["c"], GREEDY)  # one token per step
+    k = next(i for i in range(2, len(free)) if "".join(o.new_text for o in free[:i])
+             and "".join(o.new_text for o in free[:i])[-1].isprintable())
+    shown = "".join(o.new_text for o in free[:k])
+    stop = shown[-1] + "\x00\x00"  # starts like the text's tail, never completes
+    assert stop not in "".join(o.new_text for o in free)
+    clock = FakeClock()
+    engine = make_engine(clock=clock)
+    params = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True, stop=[stop])
+    add(engine, "held", PROMPTS["c"], params, deadline=110.0)
+    before = [o for _ in range(k) for o in engine.step()]
+    assert tokens(before) == tokens(free[:k])
+    assert "".join(o.new_text for o in before) == shown[:-1]  # the tail is held back
+    clock.now = 110.0
+    (last,) = engine.step()
+    assert last.finish_reason == "timeout" and last.new_text.startswith(shown[-1])
+    assert "".join(o.new_text for o in [*before, last]) == tiny.tokenizer.decode(
+        tokens(before))
+
+
+def test_no_deadline_no_clock(make_engine: MakeEngine) -> None:
+    def clock() -> float:
+        pytest.fail("the engine read its clock although no request has a deadline")
+
+    engine = make_engine(clock=clock)
+    assert len(engine.generate(PROMPTS, GREEDY)["a"]) == GREEDY.max_tokens
+
+
 def test_seeded_sampling_ignores_batch_company(make_engine: MakeEngine) -> None:
     params = SamplingParams(temperature=1.0, seed=1234, max_tokens=20, ignore_eos=True)
     alone = solo(make_engine, PROMPTS["a"], params)
     engine = make_engine(seed=99)
-    engine.add_request("noise1", PROMPTS["b"], SamplingParams(temperature=1.0, max_tokens=30))
-    engine.add_request("noise2", PROMPTS["c"], SamplingParams(temperature=0.7, seed=5,
+    add(engine, "noise1", PROMPTS["b"], SamplingParams(temperature=1.0, max_tokens=30))
+    add(engine, "noise2", PROMPTS["c"], SamplingParams(temperature=0.7, seed=5,
                                                               max_tokens=10))
     engine.step()
-    engine.add_request("a", PROMPTS["a"], params)
+    add(engine, "a", PROMPTS["a"], params)
     assert tokens(run(engine)[("a", 0)]) == alone
     other_seed = SamplingParams(temperature=1.0, seed=4321, max_tokens=20, ignore_eos=True)
     assert solo(make_engine, PROMPTS["a"], other_seed) != alone
@@ -122,7 +245,7 @@ def test_seeded_sampling_ignores_batch_company(make_engine: MakeEngine) -> None:
 
 def test_n_choices(make_engine: MakeEngine) -> None:
     engine = make_engine()
-    engine.add_request("r", PROMPTS["b"], SamplingParams(temperature=1.0, n=3, seed=3,
+    add(engine, "r", PROMPTS["b"], SamplingParams(temperature=1.0, n=3, seed=3,
                                                          max_tokens=12, ignore_eos=True))
     outs = run(engine)
     assert sorted(outs) == [("r", 0), ("r", 1), ("r", 2)]
@@ -131,7 +254,7 @@ def test_n_choices(make_engine: MakeEngine) -> None:
     assert len({tuple(c) for c in choices}) > 1
     assert all(outs[("r", i)][-1].finish_reason == "length" for i in range(3))
     greedy = make_engine()
-    greedy.add_request("g", PROMPTS["b"], SamplingParams(temperature=0.0, n=2, max_tokens=8,
+    add(greedy, "g", PROMPTS["b"], SamplingParams(temperature=0.0, n=2, max_tokens=8,
                                                          ignore_eos=True))
     g = run(greedy)
     assert tokens(g[("g", 0)]) == tokens(g[("g", 1)]) == solo(
@@ -148,7 +271,7 @@ def test_max_tokens_gives_length(make_engine: MakeEngine) -> None:
 
 
 def run_one(engine: Engine, prompt: list[int], params: SamplingParams) -> list[RequestOutput]:
-    engine.add_request("one", prompt, params)
+    add(engine, "one", prompt, params)
     return run(engine)[("one", 0)]
 
 
@@ -233,15 +356,15 @@ def test_bad_input_raises_protocol_errors(
 ) -> None:
     engine = make_engine()
     with pytest.raises(error):
-        engine.add_request("bad", prompt, params)
+        add(engine, "bad", prompt, params)
     assert not engine.has_unfinished()
 
 
 def test_duplicate_request_id_and_stats(make_engine: MakeEngine) -> None:
     engine = make_engine()
-    engine.add_request("x", PROMPTS["a"], GREEDY)
+    add(engine, "x", PROMPTS["a"], GREEDY)
     with pytest.raises(InvalidRequest):
-        engine.add_request("x", PROMPTS["b"], GREEDY)
+        add(engine, "x", PROMPTS["b"], GREEDY)
     assert engine.stats().num_waiting == 1
     engine.step()
     stats = engine.stats()

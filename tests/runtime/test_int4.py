@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chorusline.runtime import Engine, EngineConfig, LoadedModel, SamplingParams
+from chorusline.protocols import SamplingParams
+from chorusline.runtime import Engine, EngineConfig, LoadedModel
 from chorusline.runtime.int4 import GROUP, int4_supported, pack_int4
 
 pytestmark = pytest.mark.skipif(not int4_supported(torch.device("cpu"), torch.bfloat16),

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import torch
 
+from chorusline.protocols import SamplingParams
 from chorusline.runtime.attention import AttentionMetadata, build_group
 from chorusline.runtime.config import LlamaConfig
 from chorusline.runtime.engine import Engine, EngineConfig
 from chorusline.runtime.kv_cache import KVCache
 from chorusline.runtime.model import LlamaModel
-from chorusline.runtime.sampling_params import SamplingParams
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from chorusline.protocols import SamplingParams
 from chorusline.runtime.sampler import Sampler, SampleRow, make_generator
-from chorusline.runtime.sampling_params import SamplingParams
 
 # probabilities 0.4, 0.3, 0.15, 0.1, 0.05 over tokens 0..4
 PROBS = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05])

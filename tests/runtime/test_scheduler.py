@@ -9,7 +9,7 @@ import pytest
 
 from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
-from chorusline.runtime.sequence import Sequence, SequenceGroup, SequenceStatus
+from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
 
 
 def next_token(history: list[int]) -> int:
@@ -17,9 +17,9 @@ def next_token(history: list[int]) -> int:
     return (sum(history) * 31 + len(history)) % 997 + 1
 
 
-def step(sched: Scheduler) -> tuple[SchedulerOutput, list[Sequence]]:
+def step(sched: Scheduler) -> tuple[SchedulerOutput, list[TokenSequence]]:
     out = sched.schedule()
-    sampled = {s.seq_id: next_token(s.all_token_ids) for c in out.chunks for s in c.sample_seqs}
+    sampled = {s.seq_id: next_token(s.all_token_ids) for sl in out.slices for s in sl.sample_seqs}
     finished = sched.on_step_finished(out, sampled)
     sched.block_manager.check_invariants()
     return out, finished
@@ -65,7 +65,7 @@ def test_chunked_prefill_splits_a_long_prompt_within_budget() -> None:
     g = req("r", 20, max_tokens=2)
     sched.add(g)
     outs = run_to_end(sched)
-    prefill = [(c.start, c.num_tokens, c.sample) for o in outs for c in o.chunks][:3]
+    prefill = [(sl.start, sl.num_tokens, sl.sample) for o in outs for sl in o.slices][:3]
     assert prefill == [(0, 8, False), (8, 8, False), (16, 4, True)]
     assert all(o.num_batched_tokens <= 8 for o in outs)
     assert g.leader.status is SequenceStatus.FINISHED_LENGTH
@@ -73,14 +73,14 @@ def test_chunked_prefill_splits_a_long_prompt_within_budget() -> None:
     assert sched.block_manager.usage().used == 0
 
 
-def test_chunk_carries_positions_slots_and_table() -> None:
+def test_slice_carries_positions_slots_and_table() -> None:
     sched = make(budget=8)
     sched.add(req("r", 6))
-    (c,) = sched.schedule().chunks
-    assert c.token_ids == tuple(range(6)) and list(c.positions) == list(range(6))
-    assert c.context_len == 6 and c.is_prefill and c.sample_seq_ids == (c.seq_id,)
+    (sl,) = sched.schedule().slices
+    assert sl.token_ids == tuple(range(6)) and list(sl.positions) == list(range(6))
+    assert sl.context_len == 6 and sl.is_prefill and sl.sample_seq_ids == (sl.seq_id,)
     bs = 4
-    assert c.slot_mapping == tuple(c.block_table[p // bs] * bs + p % bs for p in range(6))
+    assert sl.slot_mapping == tuple(sl.block_table[p // bs] * bs + p % bs for p in range(6))
 
 
 def test_without_chunking_a_prompt_waits_for_a_whole_step() -> None:
@@ -88,9 +88,9 @@ def test_without_chunking_a_prompt_waits_for_a_whole_step() -> None:
     sched.add(req("a", 10))
     sched.add(req("b", 10, base=50))
     out, _ = step(sched)
-    assert [c.num_tokens for c in out.chunks] == [10]
+    assert [sl.num_tokens for sl in out.slices] == [10]
     out, _ = step(sched)
-    assert sorted(c.num_tokens for c in out.chunks) == [1, 10]
+    assert sorted(sl.num_tokens for sl in out.slices) == [1, 10]
 
 
 def test_decodes_are_scheduled_before_new_prefill() -> None:
@@ -100,7 +100,7 @@ def test_decodes_are_scheduled_before_new_prefill() -> None:
     step(sched)  # both prefilled (3 + 3 <= 8)
     sched.add(req("c", 30))
     out, _ = step(sched)
-    kinds = [(c.request_id, c.num_tokens) for c in out.chunks]
+    kinds = [(sl.request_id, sl.num_tokens) for sl in out.slices]
     assert kinds == [("a", 1), ("b", 1), ("c", 6)]
 
 
@@ -137,12 +137,12 @@ def test_preempted_sequence_recomputes_prompt_and_output() -> None:
     assert kept
     for _ in range(50):
         out, _ = step(sched)
-        resumed = [c for c in out.chunks if c.seq is victim]
+        resumed = [sl for sl in out.slices if sl.seq is victim]
         if resumed:
             break
-    (chunk,) = resumed
-    assert chunk.start % 2 == 0  # from scratch or after a cached prefix
-    assert chunk.context_len == 4 + len(kept)  # re-prefills prompt + kept output
+    (sl,) = resumed
+    assert sl.start % 2 == 0  # from scratch or after a cached prefix
+    assert sl.context_len == 4 + len(kept)  # re-prefills prompt + kept output
     run_to_end(sched)
     assert victim.output_token_ids[: len(kept)] == kept
 
@@ -171,7 +171,7 @@ def test_abort_between_schedule_and_update_is_harmless() -> None:
     out = sched.schedule()
     sched.abort("a")
     assert sched.block_manager.usage().used == 0
-    assert sched.on_step_finished(out, {c.seq_id: 1 for c in out.chunks}) == []
+    assert sched.on_step_finished(out, {sl.seq_id: 1 for sl in out.slices}) == []
     assert not sched.has_unfinished()
 
 
@@ -185,6 +185,27 @@ def test_abort_of_waiting_request_and_unforked_siblings() -> None:
     assert sched.num_waiting == 0
 
 
+def test_abort_with_a_reason_ends_a_preempted_request() -> None:
+    sched = make(blocks=6, block_size=2, budget=8, max_seqs=2)
+    sched.add(req("a", 4, max_tokens=6))
+    sched.add(req("b", 4, max_tokens=6, base=50))
+    for _ in range(20):
+        out, _ = step(sched)
+        if out.preempted:
+            break
+    (victim,) = out.preempted
+    assert victim.status is SequenceStatus.PREEMPTED
+    with pytest.raises(ValueError):
+        sched.abort(victim.request_id, SequenceStatus.RUNNING)
+    assert victim.status is SequenceStatus.PREEMPTED  # a refused reason changes nothing
+    (ended,) = sched.abort(victim.request_id, SequenceStatus.FINISHED_TIMEOUT)
+    assert ended is victim and ended.status is SequenceStatus.FINISHED_TIMEOUT
+    assert ended.status.finish_reason == "timeout" and sched.num_waiting == 0
+    sched.block_manager.check_invariants()
+    run_to_end(sched)
+    assert sched.block_manager.usage().used == 0
+
+
 def test_higher_priority_is_admitted_first_and_kept_first() -> None:
     sched = make(blocks=7, block_size=2, budget=8, max_seqs=2)
     low = req("low", 4, max_tokens=6, priority=1, arrival=0.0, base=80)
@@ -192,7 +213,7 @@ def test_higher_priority_is_admitted_first_and_kept_first() -> None:
     mid = req("mid", 4, max_tokens=6, priority=0, arrival=2.0, base=40)
     for g in (low, high, mid):
         sched.add(g)
-    order = [c.request_id for o in run_to_end(sched) for c in o.chunks if c.start == 0]
+    order = [sl.request_id for o in run_to_end(sched) for sl in o.slices if sl.start == 0]
     assert order == ["high", "mid", "low"]
     assert high.leader.num_preemptions == 0
 
@@ -203,7 +224,7 @@ def test_lower_priority_is_preempted_before_higher() -> None:
     low = req("low", 4, max_tokens=6, priority=3, arrival=0.0, base=40)
     sched.add(low)
     sched.add(high)
-    preempted: list[Sequence] = []
+    preempted: list[TokenSequence] = []
     while sched.has_unfinished():
         out, _ = step(sched)
         preempted += out.preempted
@@ -219,8 +240,8 @@ def test_prefix_cache_skips_computing_cached_tokens() -> None:
     b = SequenceGroup.create("b", [*system, 3, 4, 5], max_tokens=1)
     sched.add(b)
     out, _ = step(sched)
-    (c,) = out.chunks
-    assert c.start == 12 and c.token_ids == (3, 4, 5)
+    (sl,) = out.slices
+    assert sl.start == 12 and sl.token_ids == (3, 4, 5)
     assert b.leader.output_token_ids == [next_token([*system, 3, 4, 5])]
 
 
@@ -229,14 +250,14 @@ def test_n_choices_share_the_prompt_and_copy_on_write() -> None:
     g = SequenceGroup.create("n", [1, 2, 3, 4, 5, 6], n=3, max_tokens=3)
     sched.add(g)
     out, _ = step(sched)
-    (c,) = out.chunks
-    assert c.sample_seq_ids == tuple(s.seq_id for s in g.seqs)
+    (sl,) = out.slices
+    assert sl.sample_seq_ids == tuple(s.seq_id for s in g.seqs)
     bm = sched.block_manager
     tables = [bm.block_table(s.seq_id) for s in g.seqs]
     assert tables[0] == tables[1] == tables[2]
     assert bm.ref_count(tables[0][1]) == 3
     out, _ = step(sched)
-    assert len(out.chunks) == 3
+    assert len(out.slices) == 3
     assert len(out.blocks_to_copy) == 2  # the last of the three owners writes in place
     assert all(src == tables[0][1] for src, _ in out.blocks_to_copy)
     run_to_end(sched)
@@ -250,7 +271,7 @@ def test_tenants_alternate_even_when_one_floods() -> None:
         sched.add(req(f"flood{i}", 2, max_tokens=1, tenant="flood", arrival=float(i)))
     sched.add(req("quiet0", 2, max_tokens=1, tenant="quiet", arrival=100.0))
     sched.add(req("quiet1", 2, max_tokens=1, tenant="quiet", arrival=101.0))
-    order = [c.request_id for o in run_to_end(sched) for c in o.chunks]
+    order = [sl.request_id for o in run_to_end(sched) for sl in o.slices]
     assert order[:5] == ["flood0", "quiet0", "flood1", "quiet1", "flood2"]
 
 
@@ -323,7 +344,7 @@ def test_more_important_arrival_takes_the_place_of_a_less_important_one() -> Non
     sched.add(high)
     out, _ = step(sched)
     assert out.preempted == (low.leader,)
-    assert [c.request_id for c in out.chunks] == ["high"]
+    assert [sl.request_id for sl in out.slices] == ["high"]
     while high.leader.status is SequenceStatus.RUNNING:
         step(sched)
     kept = list(low.leader.output_token_ids)
@@ -334,4 +355,4 @@ def test_more_important_arrival_takes_the_place_of_a_less_important_one() -> Non
     step(sched)
     sched.add(req("b", 3, max_tokens=2, priority=1, base=50))
     out, _ = step(sched)
-    assert not out.preempted and [c.request_id for c in out.chunks] == ["a"]
+    assert not out.preempted and [sl.request_id for sl in out.slices] == ["a"]

@@ -1,7 +1,7 @@
 """Properties of the scheduler + block manager over random workloads.
 
 The fake model keeps a simulated KV cache: every step it performs the copy-on-write
-copies, writes each chunk's tokens at its slots, then reads every chunk's context back
+copies, writes each slice's tokens at its slots, then reads every slice's context back
 through its block table. The read must equal the sequence's true token history, so
 prefix reuse, forking, copy-on-write and preemption are checked end to end, and the
 sampled token is computed from what was read.
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
-from chorusline.runtime.sequence import Sequence, SequenceGroup, SequenceStatus
+from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
 
 LIVENESS_STEPS = 3000
 MAX_PROMPT = 12
@@ -49,17 +49,17 @@ class FakeModel:
             b = self.bs
             self.kv[dst * b : (dst + 1) * b] = self.kv[src * b : (src + 1) * b]
         written: set[int] = set()
-        for c in out.chunks:
-            assert not written & set(c.slot_mapping), "two writers for one KV slot"
-            written |= set(c.slot_mapping)
-            for slot, tok in zip(c.slot_mapping, c.token_ids, strict=True):
+        for sl in out.slices:
+            assert not written & set(sl.slot_mapping), "two writers for one KV slot"
+            written |= set(sl.slot_mapping)
+            for slot, tok in zip(sl.slot_mapping, sl.token_ids, strict=True):
                 self.kv[slot] = tok
         sampled = {}
-        for c in out.chunks:
+        for sl in out.slices:
             b = self.bs
-            ctx = [self.kv[c.block_table[p // b] * b + p % b] for p in range(c.context_len)]
-            assert ctx == c.seq.token_ids_slice(0, c.context_len), "KV differs from history"
-            for s in c.sample_seqs:
+            ctx = [self.kv[sl.block_table[p // b] * b + p % b] for p in range(sl.context_len)]
+            assert ctx == sl.seq.token_ids_slice(0, sl.context_len), "KV differs from history"
+            for s in sl.sample_seqs:
                 sampled[s.seq_id] = next_token(ctx)  # type: ignore[arg-type]
         return sampled
 
@@ -100,10 +100,10 @@ def checked_step(sched: Scheduler, model: FakeModel) -> SchedulerOutput:
     cfg, bm = sched.config, sched.block_manager
     out = sched.schedule()
     assert out.num_batched_tokens <= cfg.max_num_batched_tokens
-    assert len(out.chunks) <= cfg.max_num_seqs and sched.num_running <= cfg.max_num_seqs
-    assert len({c.seq_id for c in out.chunks}) == len(out.chunks)
-    for c in out.chunks:
-        assert c.num_tokens >= 1 and c.start == c.seq.num_computed_tokens
+    assert len(out.slices) <= cfg.max_num_seqs and sched.num_running <= cfg.max_num_seqs
+    assert len({sl.seq_id for sl in out.slices}) == len(out.slices)
+    for sl in out.slices:
+        assert sl.num_tokens >= 1 and sl.start == sl.seq.num_computed_tokens
     bm.check_invariants()
     sched.on_step_finished(out, model.run(out))
     bm.check_invariants()
@@ -200,7 +200,7 @@ def test_tenant_fairness(
     sched = Scheduler(SchedulerConfig(max_seqs + 4, max_seqs), bm)
     model = FakeModel(bm)
     names = [str(t) for t in range(tenants)]
-    seqs: list[Sequence] = []
+    seqs: list[TokenSequence] = []
     # Tenant 0 floods: it queues three times as much work, all of it first.
     for t in names:
         for _ in range(flood * 3 if t == "0" else flood):
@@ -226,12 +226,12 @@ def test_tenant_fairness(
         was_waiting = {s.seq_id for s in seqs if s.status in waiting_states}
         step_no += 1
         out = checked_step(sched, model)
-        for c in out.chunks:
-            if c.seq_id in was_waiting:
+        for sl in out.slices:
+            if sl.seq_id in was_waiting:
                 if all(backlog.values()):
-                    admitted.append(c.seq.tenant)
-                backlog[c.seq.tenant] -= 1
-                last_admit[c.seq.tenant] = step_no
+                    admitted.append(sl.seq.tenant)
+                backlog[sl.seq.tenant] -= 1
+                last_admit[sl.seq.tenant] = step_no
         if ample:
             assert all(step_no - last <= gap_bound for last in last_admit.values()), "starved"
         assert step_no < LIVENESS_STEPS

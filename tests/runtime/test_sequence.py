@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chorusline.runtime.sequence import Sequence, SequenceGroup, SequenceStatus
+from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
 
 
 def test_token_views_and_cursor() -> None:
-    s = Sequence(request_id="r", prompt_token_ids=[1, 2, 3], max_tokens=4)
+    s = TokenSequence(request_id="r", prompt_token_ids=[1, 2, 3], max_tokens=4)
     s.output_token_ids += [7, 8]
     assert s.all_token_ids == [1, 2, 3, 7, 8]
     assert s.num_tokens == 5
@@ -29,7 +29,7 @@ def test_token_views_and_cursor() -> None:
 def test_slice_matches_concatenation(
     prompt: list[int], out: list[int], data: st.DataObject
 ) -> None:
-    s = Sequence(request_id="r", prompt_token_ids=prompt, output_token_ids=out)
+    s = TokenSequence(request_id="r", prompt_token_ids=prompt, output_token_ids=out)
     start = data.draw(st.integers(0, s.num_tokens))
     stop = data.draw(st.integers(start, s.num_tokens))
     assert s.token_ids_slice(start, stop) == s.all_token_ids[start:stop]
@@ -40,12 +40,14 @@ def test_status_words() -> None:
     assert SequenceStatus.FINISHED_STOPPED.is_finished
     assert not SequenceStatus.PREEMPTED.is_finished
     assert SequenceStatus.RUNNING.finish_reason is None
+    assert SequenceStatus.FINISHED_TIMEOUT.finish_reason == "timeout"
+    assert SequenceStatus.FINISHED_TIMEOUT.is_finished
 
 
 def test_rank_prefers_priority_then_admission_order() -> None:
-    a = Sequence(request_id="a", prompt_token_ids=[1], priority=1, arrival=0.0)
-    b = Sequence(request_id="b", prompt_token_ids=[1], priority=0, arrival=5.0)
-    c = Sequence(request_id="c", prompt_token_ids=[1], priority=0, arrival=1.0)
+    a = TokenSequence(request_id="a", prompt_token_ids=[1], priority=1, arrival=0.0)
+    b = TokenSequence(request_id="b", prompt_token_ids=[1], priority=0, arrival=5.0)
+    c = TokenSequence(request_id="c", prompt_token_ids=[1], priority=0, arrival=1.0)
     assert sorted([a, b, c], key=lambda s: s.rank) == [c, b, a]
     b.admission_order, c.admission_order = 0, 1
     assert sorted([a, b, c], key=lambda s: s.rank) == [b, c, a]
@@ -62,10 +64,10 @@ def test_group_create_shares_prompt_and_ids_are_unique() -> None:
 
 def test_validation() -> None:
     with pytest.raises(ValueError):
-        Sequence(request_id="r", prompt_token_ids=[])
+        TokenSequence(request_id="r", prompt_token_ids=[])
     with pytest.raises(ValueError):
-        Sequence(request_id="r", prompt_token_ids=[1], max_tokens=0)
+        TokenSequence(request_id="r", prompt_token_ids=[1], max_tokens=0)
     with pytest.raises(ValueError):
         SequenceGroup.create("r", [1], n=0)
     with pytest.raises(ValueError):
-        SequenceGroup("r", [Sequence(request_id="other", prompt_token_ids=[1])])
+        SequenceGroup("r", [TokenSequence(request_id="other", prompt_token_ids=[1])])

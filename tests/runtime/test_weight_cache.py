@@ -121,7 +121,7 @@ def test_key_depends_on_content_dtype_and_version(tiny_gguf_path: Path, tmp_path
 def test_file_sha256_streams_correctly(tmp_path: Path) -> None:
     import hashlib
 
-    blob = bytes(range(256)) * 40_000  # larger than one read chunk
+    blob = bytes(range(256)) * 40_000  # larger than one read (_READ_BYTES)
     path = tmp_path / "blob"
     path.write_bytes(blob)
     assert file_sha256(path) == hashlib.sha256(blob).hexdigest()

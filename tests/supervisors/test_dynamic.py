@@ -59,6 +59,7 @@ async def test_idle_children_are_passivated_and_not_restarted(
     assert system.registry.lookup("c-1") is None
     (node,) = system.snapshot()["tree"]["children"]
     assert node["passivated"] == 1 and node["children"] == []
+    assert node["kind"] == "supervisor" and node["strategy"] == "dynamic"
     # The next request brings it back (its state would come from the store).
     again = await system.registry.get_or_spawn("c-1", spec, under=convs)
     assert again.is_alive and again is not ref

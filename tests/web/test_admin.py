@@ -26,7 +26,7 @@ from tests.web.conftest import MODEL, Web, api
 ENGINE = "/chat/engine"
 ROUTES = [("GET", "/admin/actors", None), ("GET", "/admin/engine", None),
           ("GET", "/admin/faults", None), ("DELETE", "/admin/faults", None),
-          ("POST", "/admin/faults", {"path": f"{ENGINE}/scheduler", "action": "crash"})]
+          ("POST", "/admin/faults", {"path": f"{ENGINE}/driver", "action": "crash"})]
 
 
 def admin_key(web: Web) -> str:
@@ -65,7 +65,7 @@ async def wait_for_restarts(web: Web, key: str, path: str, restarts: int) -> Non
 async def test_an_admin_key_sees_the_tree_and_the_engine(web: Web) -> None:
     key = admin_key(web)
     tree = await actor_tree(web, key)
-    assert tree[f"{ENGINE}/scheduler"]["kind"] == "actor"
+    assert tree[f"{ENGINE}/driver"]["kind"] == "actor"
     assert tree[f"{ENGINE}/gpu-worker"]["kind"] == "thread"
     assert tree["/chat"]["strategy"] == "one_for_one"
     reply = await api(web, "POST", "/chat/completions", json={
@@ -76,13 +76,13 @@ async def test_an_admin_key_sees_the_tree_and_the_engine(web: Web) -> None:
     assert response.status_code == 200, response.text
     stats = response.json()
     assert stats["object"] == "admin.engine"
-    engine, scheduler = stats["engine"], stats["scheduler"]
+    engine, driver = stats["engine"], stats["driver"]
     assert engine["kv_blocks_total"] > 0 and engine["steps"] >= 3
     assert engine["kv_blocks_free"] == engine["kv_blocks_total"] - engine["kv_blocks_used"]
     assert engine["generated_tokens"] >= 3 and engine["num_running"] == 0
-    assert scheduler["path"] == f"{ENGINE}/scheduler"
-    assert scheduler["steps"] >= 3 and scheduler["max_batch_size"] >= 1
-    assert scheduler["inflight"] == 0 and "children" not in scheduler
+    assert driver["path"] == f"{ENGINE}/driver"
+    assert driver["steps"] >= 3 and driver["max_batch_size"] >= 1
+    assert driver["inflight"] == 0 and "children" not in driver
 
 
 async def test_other_keys_get_403_and_no_key_401(web: Web) -> None:
@@ -95,7 +95,7 @@ async def test_other_keys_get_403_and_no_key_401(web: Web) -> None:
         anonymous = await api(web, method, path, json=body, auth=False)
         assert anonymous.status_code == 401, (method, path)
         assert anonymous.json()["error"]["code"] == "invalid_api_key"
-    assert web.chat.active_faults() == {}  # the refused POST injected nothing
+    assert web.chat.admin.active_faults() == {}  # the refused POST injected nothing
 
 
 async def test_a_crash_injected_into_a_conversation_restarts_it(web: Web) -> None:
@@ -152,7 +152,7 @@ async def test_plans_are_listed_and_cleared(web: Web) -> None:
     assert (one.json()["cleared"], list(one.json()["active"])) == ([sessions], [buckets])
     rest = await api(web, "DELETE", "/admin/faults", key=key)
     assert (rest.json()["cleared"], rest.json()["active"]) == ([buckets], {})
-    assert web.chat.active_faults() == {}
+    assert web.chat.admin.active_faults() == {}
     gone = await api(web, "DELETE", "/admin/faults?path=/chat/nobody", key=key)
     assert gone.status_code == 404 and gone.json()["error"]["param"] == "path"
 
@@ -179,12 +179,15 @@ BAD_FAULTS: list[tuple[Any, int, str | None]] = [
 
 async def test_bad_fault_requests_change_nothing(web: Web) -> None:
     key = admin_key(web)
+    missing = await api(web, "POST", "/admin/faults", key=key)
+    assert missing.status_code == 400, missing.text
+    assert "none was sent" in missing.json()["error"]["message"]
     for body, status, param in BAD_FAULTS:
         response = await api(web, "POST", "/admin/faults", key=key, json=body)
         assert response.status_code == status, (body, response.text)
         error = response.json()["error"]
         assert (error["param"], set(error)) == (param, {"message", "type", "param", "code"})
-    assert web.chat.active_faults() == {}
+    assert web.chat.admin.active_faults() == {}
     assert all(node["restarts"] == 0 for node in (await actor_tree(web, key)).values())
 
 
@@ -242,4 +245,4 @@ async def test_the_admin_api_keeps_to_the_served_document(web: Web) -> None:
     # Whether 15 generated bodies include a valid one (a 404 for the pinned path) is up
     # to the generator; the 404 itself is checked in the bad-bodies test above.
     assert {400, 403} <= statuses["POST /v1/admin/faults"], statuses
-    assert web.chat.active_faults() == {}
+    assert web.chat.admin.active_faults() == {}

@@ -7,8 +7,13 @@ import json
 from typing import Any
 
 import httpx2
+import schemathesis
+import trio
+from quart_trio import QuartTrio
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.web.conftest import Web, api
+from chorusline.web import conversations
+from tests.web.conftest import MODEL, Web, api
 
 ASK = {"max_tokens": 8, "temperature": 0}
 
@@ -204,6 +209,26 @@ BAD: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", "/conversations/{cid}/branch", {"message_id": "nope"}, 404, "message_id"),
     ("GET", "/shared/no%20such%20token", None, 404, "token"),
     ("PUT", "/conversations/{cid}", {}, 405, None),
+    # Found by a probe of the served document against the code: each now agrees.
+    ("GET", "/conversations/search?q=+", None, 400, "q"),
+    ("GET", "/conversations/search?q=", None, 400, "q"),
+    ("GET", "/conversations/{cid}?tree=", None, 400, "tree"),
+    ("GET", "/conversations/{cid}/messages?tree=TRUE", None, 400, "tree"),
+    ("GET", "/conversations?archived=", None, 400, "archived"),
+    ("GET", "/conversations?limit=", None, 400, "limit"),
+    ("PATCH", "/conversations/{cid}", None, 400, None),
+    ("POST", "/conversations/{cid}/messages", None, 400, None),
+    ("POST", "/conversations/{cid}/branch", None, 400, None),
+    # A turn body holds its own fields and chat-completion sampling fields, nothing else.
+    ("POST", "/conversations/{cid}/messages", {"content": "hi", "max_token": 4}, 400,
+     "max_token"),
+    ("POST", "/conversations/{cid}/messages", {"content": "hi", "conversation_id": "x"},
+     400, "conversation_id"),
+    ("POST", "/conversations/{cid}/messages",
+     {"content": "hi", "messages": [{"role": "user", "content": "hi"}]}, 400, "messages"),
+    ("POST", "/conversations/{cid}/messages", {"content": "hi", "model": "gpt-9"}, 404,
+     "model"),
+    ("POST", "/conversations/{cid}/messages", {"content": "hi", "model": 3}, 400, "model"),
 ]
 
 
@@ -224,3 +249,108 @@ async def test_malformed_input_is_a_4xx_in_openai_format(web: Web) -> None:
     assert failures == []
     kept = (await api(web, "GET", f"/conversations/{cid}")).json()
     assert (kept["title"], kept["archived"], kept["messages"]) == ("keep", False, [])
+
+
+async def test_a_turn_body_is_refused_in_openais_words_and_the_served_model_is_taken(
+    web: Web,
+) -> None:
+    cid = (await api(web, "POST", "/conversations")).json()["id"]
+    typo = await api(web, "POST", f"/conversations/{cid}/messages",
+                     json={"content": "Hi", "max_token": 4})
+    assert typo.status_code == 400
+    assert error_of(typo)["message"] == "Unrecognized request argument supplied: max_token"
+    history = await api(web, "POST", f"/conversations/{cid}/messages",
+                        json={"messages": [{"role": "user", "content": "Hi"}]})
+    assert history.status_code == 400 and "content" in error_of(history)["message"]
+    other = await api(web, "POST", f"/conversations/{cid}/messages",
+                      json={"content": "Hi", "model": "gpt-9", "max_tokens": 1})
+    assert other.status_code == 404 and error_of(other)["code"] == "model_not_found"
+    assert (await api(web, "GET", f"/conversations/{cid}")).json()["messages"] == []
+    served = await api(web, "POST", f"/conversations/{cid}/messages",
+                       json={"content": "Hi", "model": MODEL, "max_tokens": 1})
+    assert served.status_code == 200, served.text
+    assert served.json()["model"] == MODEL
+
+
+async def test_a_route_that_needs_a_body_says_so(web: Web) -> None:
+    cid = (await api(web, "POST", "/conversations")).json()["id"]
+    for method, path in [("POST", f"/conversations/{cid}/messages"),
+                         ("POST", f"/conversations/{cid}/branch"),
+                         ("PATCH", f"/conversations/{cid}")]:
+        response = await api(web, method, path)
+        assert response.status_code == 400, (method, path, response.text)
+        assert "none was sent" in error_of(response)["message"], (method, path)
+
+
+async def test_share_links_ignore_the_host_header(web: Web) -> None:
+    """A client's ``Host`` must not choose where a share link points (it could point it
+    at a look-alike site); by default the link is the server's bound address."""
+    cid = (await api(web, "POST", "/conversations")).json()["id"]
+    share = await api(web, "POST", f"/conversations/{cid}/share",
+                      headers={"Host": "evil.example"})
+    assert share.status_code == 200, share.text
+    token = share.json()["token"]
+    assert share.json()["url"] == f"http://127.0.0.1:{web.port}/v1/shared/{token}"
+
+
+async def test_share_links_start_with_the_configured_public_url(web: Web) -> None:
+    app = QuartTrio("share-links")
+    conversations.register(app, web.chat, MODEL, public_url="https://chat.example/base/")
+    cid = (await api(web, "POST", "/conversations")).json()["id"]
+    response = await app.test_client().post(
+        f"/v1/conversations/{cid}/share",
+        headers={"Authorization": f"Bearer {web.key}", "Host": "evil.example"})
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["url"] == f"https://chat.example/base/v1/shared/{body['token']}"
+
+
+async def test_the_served_document_agrees_with_the_probed_inputs(web: Web) -> None:
+    """What the code refuses above, the document refuses too (and what it takes, the
+    document allows), so a client generated from it never meets a surprise 400."""
+    spec = (await trio.to_thread.run_sync(lambda: httpx2.get(
+        f"http://127.0.0.1:{web.port}/openapi.json", timeout=30))).json()
+    paths = spec["paths"]
+
+    def query(path: str, method: str, name: str) -> dict[str, Any]:
+        params = paths[path].get("parameters", []) + paths[path][method].get("parameters", [])
+        schema: dict[str, Any] = next(p["schema"] for p in params if p["name"] == name)
+        return schema
+
+    assert query("/v1/conversations/search", "get", "q")["pattern"] == "\\S"
+    archived = query("/v1/conversations", "get", "archived")["enum"]
+    assert {"0", "1", "true", "false", "all"} <= set(archived) and "" not in archived
+    tree = query("/v1/conversations/{conversation_id}", "get", "tree")["enum"]
+    assert "" not in tree and "TRUE" not in tree
+    assert "400" in paths["/v1/conversations/{conversation_id}"]["get"]["responses"]
+    patch = paths["/v1/conversations/{conversation_id}"]["patch"]["requestBody"]
+    assert patch["content"]["application/json"]["schema"]["minProperties"] == 1
+    assert paths["/v1/conversations"]["post"]["requestBody"]["required"] is False
+    for path in ("/v1/conversations/{conversation_id}/messages",
+                 "/v1/conversations/{conversation_id}/branch"):
+        assert paths[path]["post"]["requestBody"]["required"] is True
+    turn = paths["/v1/conversations/{conversation_id}/messages"]["post"]["requestBody"][
+        "content"]["application/json"]["schema"]
+    assert turn["additionalProperties"] is False and "messages" not in turn["properties"]
+    assert set(turn["properties"]) == conversations.TURN_BODY_FIELDS
+    accepted = await api(web, "GET", "/conversations?archived=0")
+    assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_streamed_turn_keeps_to_the_served_document(web: Web) -> None:
+    """Event by event, as schemathesis reads a ``text/event-stream`` (an event is an
+    object with ``data``, not a string)."""
+    spec = (await trio.to_thread.run_sync(lambda: httpx2.get(
+        f"http://127.0.0.1:{web.port}/openapi.json", timeout=30))).json()
+    cid = (await api(web, "POST", "/conversations")).json()["id"]
+    operation = schemathesis.openapi.from_dict(spec)[
+        "/v1/conversations/{conversation_id}/messages"]["POST"]
+    case = operation.Case(path_parameters={"conversation_id": cid},
+                          body={"content": "Hi", "stream": True, **ASK},
+                          media_type="application/json")
+    response = await trio.to_thread.run_sync(lambda: case.call_and_validate(
+        base_url=f"http://127.0.0.1:{web.port}",
+        headers={"Authorization": f"Bearer {web.key}"}, checks=[response_schema_conformance],
+        timeout=60))
+    assert response.status_code == 200
+    assert response.headers["content-type"][0].startswith("text/event-stream")

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +13,11 @@ import httpx2
 import pytest
 import trio
 
-from chorusline.chat import (
-    WORKER_KEY,
-    AdmissionLimits,
-    ChatSettings,
-    SqliteStore,
-    open_chat_service,
-)
+from chorusline.chat import AdmissionLimits
+from chorusline.chat.deps import WORKER_KEY
 from chorusline.chat.gpu_worker import GetStats
-from chorusline.runtime import Engine, EngineConfig, LoadedModel
-from chorusline.web import serve
-from tests.web.conftest import MODEL, TIERS, Web
+from chorusline.runtime import LoadedModel
+from tests.web.conftest import MODEL, Web, gated_server
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -98,6 +89,40 @@ async def test_malformed_input_is_a_400_in_openai_format(
     assert error["type"] == "invalid_request_error" and error["param"] == param
 
 
+#: Bodies from the reliability probe (and their neighbours): each was, or could have been,
+#: a 500. Checked in one test, since starting a server is what takes the time.
+FUZZ: list[tuple[bytes | dict[str, Any], str | None]] = [
+    (b"", None),
+    (b"\xff\xfe{}", None),
+    (b'"just a string"', None),
+    (b"NaN", None),
+    ({"model": MODEL, "messages": QUESTION, "temperature": float("nan")}, "temperature"),
+    (b"[" * 100_000, None),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "\ud800"}]},
+     "messages[0].content"),
+    ({"model": MODEL, "messages": QUESTION, "temperature": 10**400}, "temperature"),
+    ({"model": MODEL, "messages": QUESTION, "max_tokens": 2**63}, "max_tokens"),
+    ({"model": MODEL, "messages": QUESTION, "top_k": 10**30}, "top_k"),
+    ({"model": MODEL, "messages": QUESTION, "logit_bias": {"4_2": 1}}, "logit_bias"),
+    ({"model": MODEL, "messages": QUESTION, "logit_bias": {"\u0664\u0662": 1}}, "logit_bias"),
+    ({"model": MODEL, "messages": QUESTION, "logit_bias": {"1": 10**400}}, "logit_bias"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+     "messages[0].content"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": [[]]}]}, "messages[0].content"),
+    ({"model": MODEL, "messages": QUESTION, "stream_options": {"include_usage": 1}},
+     "stream_options.include_usage"),
+]
+
+
+async def test_fuzzed_bodies_are_400s_in_openai_format_never_500s(web: Web) -> None:
+    for body, param in FUZZ:
+        response = await post(web, body)
+        assert response.status_code == 400, (body, response.text)
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["type"] == "invalid_request_error" and error["param"] == param, body
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_token_id_outside_the_vocabulary_is_a_400_even_when_streaming(
     web: Web, stream: bool
@@ -117,6 +142,21 @@ async def test_a_missing_key_and_an_unknown_route(web: Web) -> None:
     assert response.json()["error"]["code"] == "invalid_api_key"
     missing = await get(web, "/v1/nothing-here")
     assert missing.status_code == 404 and "error" in missing.json()
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/v1/chat/completions", {"POST", "OPTIONS"}),
+    ("PUT", "/v1/models", {"GET", "HEAD", "OPTIONS"}),
+])
+async def test_a_wrong_method_is_a_405_with_allow(web: Web, method: str, path: str,
+                                                  allowed: set[str]) -> None:
+    response = await trio.to_thread.run_sync(lambda: httpx2.request(
+        method, f"http://127.0.0.1:{web.port}{path}",
+        headers={"Authorization": f"Bearer {web.key}"}, timeout=30))
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] is None
 
 
 def scheduler_node(tree: dict[str, Any]) -> dict[str, Any] | None:
@@ -150,7 +190,7 @@ async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
     with trio.fail_after(30):
         await closed.wait()
         while True:  # the abort reaches the engine at its next step
-            node = scheduler_node(web.chat.snapshot()["tree"])
+            node = scheduler_node(web.chat.admin.snapshot()["tree"])
             assert node is not None
             if node["inflight"] == 0 and node["running"] == 0:
                 break
@@ -158,56 +198,6 @@ async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
             worker = await web.chat.system.registry.wait_for(WORKER_KEY)
             await worker.ask(GetStats())
     assert handle.stream.completion_tokens < 1500
-
-
-class GatedEngine:
-    """The real engine whose ``step`` waits for ``gate``: holding the first request's
-    first step makes "the engine is still busy with it" a fact, not a race."""
-
-    def __init__(self, engine: Engine, gate: threading.Event, entered: threading.Event
-                 ) -> None:
-        self.engine, self.gate, self.entered = engine, gate, entered
-
-    def add_request(self, *args: Any, **kwargs: Any) -> None:
-        self.engine.add_request(*args, **kwargs)
-
-    def abort(self, request_id: str) -> bool:
-        return self.engine.abort(request_id)
-
-    def has_unfinished(self) -> bool:
-        return self.engine.has_unfinished()
-
-    def stats(self) -> Any:
-        return self.engine.stats()
-
-    def step(self) -> Any:
-        self.entered.set()
-        self.gate.wait(timeout=120)  # bounded: a failing test must not hang the worker
-        return self.engine.step()
-
-
-@asynccontextmanager
-async def gated_server(chat_model: LoadedModel, tmp_path: Path, limits: AdmissionLimits,
-                       gate: threading.Event, entered: threading.Event
-                       ) -> AsyncIterator[Web]:
-    store = SqliteStore(tmp_path / "gated.db")
-    config = EngineConfig(kv_cache_bytes=16 * 1024 * 1024, max_model_len=2048)
-    settings = ChatSettings(model_name=MODEL, tiers=TIERS, limits=limits)
-    make_engine = lambda: GatedEngine(Engine(chat_model, config), gate, entered)  # noqa: E731
-    async with open_chat_service(settings, model=chat_model, store=store,
-                                 make_engine=make_engine) as chat:
-        user = store.create_user("ada")
-        key = store.create_api_key(user.id, tier="big").plaintext
-        shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(partial(
-                serve, chat, port=0, model_name=MODEL, shutdown=shutdown,
-                graceful_timeout=1.0))
-            try:
-                yield Web(chat, port, key, user.id)
-            finally:
-                gate.set()
-                shutdown.set()
 
 
 async def test_overload_is_a_503_with_retry_after(chat_model: LoadedModel,

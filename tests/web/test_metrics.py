@@ -113,13 +113,16 @@ async def test_an_unknown_route_is_one_series_not_one_per_path(web: Web) -> None
                  method="GET", status="404") == 2
 
 
+class _DownAdmin:
+    def snapshot(self) -> dict[str, Any]:
+        raise RuntimeError("actor system is gone")
+
+
 class _DownService:
     """A service whose actor system cannot be read (shutting down, crashed)."""
 
-    store = None  # read (not used) when the conversation routes are registered
-
-    def snapshot(self) -> dict[str, Any]:
-        raise RuntimeError("actor system is gone")
+    admin = _DownAdmin()
+    conversations = accounts = None  # read (not used) when the routes are registered
 
 
 async def test_each_app_has_its_own_registry_and_a_dead_tree_degrades_the_scrape() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from chorusline.chat import Role
+from chorusline.store import Role
 from tests.web.conftest import Web, api
 
 

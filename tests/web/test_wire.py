@@ -43,8 +43,14 @@ def test_image_parts_and_empty_messages_are_refused() -> None:
 
 
 def test_engine_finish_reasons_map_to_openai_ones() -> None:
-    assert [wire.finish_reason(r) for r in ("stop", "length", "content_filter", "abort")] == [
+    assert [wire.finish_reason(r) for r in ("stop", "length", "content_filter", "engine-x")] == [
         "stop", "length", "content_filter", "stop"]
+
+
+def test_a_truncated_reply_says_how_it_ended_on_the_wire() -> None:
+    # chorusline's extensions: a replay (or a timeout) must not claim "stop".
+    truncated = ("timeout", "interrupted", "abort", "error")
+    assert [wire.finish_reason(r) for r in truncated] == list(truncated)
 
 
 def test_overload_and_rate_limits_carry_retry_after() -> None:
@@ -57,6 +63,8 @@ def test_overload_and_rate_limits_carry_retry_after() -> None:
 
 
 class _BrokenService:
+    conversations = admin = None  # read (not used) when the routes are registered
+
     async def authenticate(self, key: str) -> Any:
         raise RuntimeError("a bug")
 

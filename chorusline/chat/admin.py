@@ -1,0 +1,115 @@
+"""``Admin``: what operators may see and do to the running actor system.
+
+The admin API, the CLI demo and the metrics collector read the tree and drive the fault
+injector through this and nothing else, so no code outside ``chat`` holds the actor
+system: what an operator can do is exactly the methods below, each checked (a path must
+name a live actor, a plan must fit the actor's kind) before anything changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from chorusline.actors import ActorDead, ActorSystem, AskTimeout
+from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY
+from chorusline.chat.gpu_worker import GetStats
+from chorusline.protocols import EngineStats, InvalidRequest, NotFound
+
+
+class Admin:
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+
+    def snapshot(self) -> dict[str, Any]:
+        """The actor system's own snapshot: the live tree with each actor's statistics,
+        dead letters, fault plans (plain JSON-serialisable data)."""
+        return self._system.snapshot()
+
+    async def engine_stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The engine driver's counters plus fresh engine figures asked of the GPU worker.
+
+        The worker answers between engine steps, so the figures are exact rather than a
+        step old. ``engine`` is None while the worker restarts (or does not answer in
+        ``timeout``): operators need the driver's view most exactly then.
+        """
+        driver = self._system.registry.lookup(DRIVER_KEY)
+        node = None if driver is None else _find(self.snapshot()["tree"], driver.path)
+        engine: dict[str, Any] | None = None
+        worker = self._system.registry.lookup(WORKER_KEY)
+        if worker is not None:
+            try:
+                stats: EngineStats = await worker.ask(GetStats(), timeout=timeout)
+            except (ActorDead, AskTimeout):
+                pass
+            else:
+                engine = asdict(stats)
+                engine["kv_blocks_free"] = stats.kv_blocks_total - stats.kv_blocks_used
+        return {"driver": node, "engine": engine}
+
+    def inject_fault(self, path: str, action: str, *, on_message: int = 1,
+                     seconds: float = 0.0, fraction: float = 0.0,
+                     seed: int | None = None) -> None:
+        """Crash, delay, drop or kill the live actor at ``path``.
+
+        Only live actors can be named, so a typo is a NotFound rather than a plan that
+        silently waits for an actor that never comes. Thread actors (the GPU worker) run
+        no trio message loop for a plan to hook into: only ``kill`` applies to them.
+        """
+        ref = self._system.lookup(path)
+        if ref is None:
+            raise NotFound(f"no live actor at {path!r}", param="path")
+        faults = self._system.faults
+        if action == "kill":
+            if not faults.kill(path):  # it stopped since the lookup
+                raise NotFound(f"no live actor at {path!r}", param="path")
+            return
+        if ref.statistics().kind == "thread":
+            raise InvalidRequest(f"{path} is a thread actor: only 'kill' applies to it",
+                                 param="action")
+        try:
+            if action == "crash":
+                faults.crash(path, on_message=on_message)
+            elif action == "delay":
+                faults.delay(path, seconds)
+            elif action == "drop":
+                faults.drop(path, fraction, seed=seed)
+            else:
+                raise InvalidRequest(f"unknown fault action {action!r}", param="action")
+        except ValueError as error:  # an out-of-range number, as the injector checks it
+            raise InvalidRequest(str(error)) from None
+
+    def clear_faults(self, path: str | None = None) -> list[str]:
+        """Remove the fault plans (all, or ``path``'s); returns the paths that had one."""
+        active = self._system.faults.active()
+        if path is None:
+            self._system.faults.clear()
+            return sorted(active)
+        if path not in active and self._system.lookup(path) is None:
+            raise NotFound(f"no live actor and no fault plan at {path!r}", param="path")
+        self._system.faults.clear(path)
+        return [path] if path in active else []
+
+    def active_faults(self) -> dict[str, dict[str, Any]]:
+        """Fault plans in force, by actor path (a consumed one-shot crash is gone)."""
+        return self._system.faults.active()
+
+    def gpu_worker_path(self) -> str | None:
+        """Where the GPU worker lives now; None while it restarts."""
+        worker = self._system.registry.lookup(WORKER_KEY)
+        return None if worker is None else worker.path
+
+    def kill_gpu_worker(self) -> bool:
+        """Kill the GPU worker now (its supervisor restarts it and the driver resumes
+        the streams it was serving): the demo's fault. False while it is restarting."""
+        path = self.gpu_worker_path()
+        return path is not None and self._system.faults.kill(path)
+
+
+def _find(node: dict[str, Any], path: str) -> dict[str, Any] | None:
+    if node.get("path") == path:
+        return {k: v for k, v in node.items() if k != "children"}
+    for child in node.get("children", []):
+        if (found := _find(child, path)) is not None:
+            return found
+    return None

@@ -1,0 +1,94 @@
+"""What a reply leaves behind: the two ``ReplyRecord``s of ``chat.reply``.
+
+A stored turn keeps its reply as a draft message that is flushed while it streams and
+finalised (with its usage) at the end, and caches the branch it completes; a stateless
+turn keeps only its usage row and moderation events. Everything else about a reply is
+the same for both, and lives in ``chat.reply``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chorusline.chat.deps import ChatDeps
+from chorusline.chat.principal import Principal
+from chorusline.chat.reply import Outcome, record_verdict
+from chorusline.moderation import Verdict
+from chorusline.protocols import ChoruslineError, ConversationInterrupted, ReplyInterrupted
+from chorusline.store import MessageStatus
+
+
+async def record_usage(deps: ChatDeps, principal: Principal, request_id: str,
+                       outcome: Outcome, conversation_id: str | None) -> None:
+    await deps.db(deps.store.record_usage, user_id=principal.user_id, model=deps.model_name,
+                  prompt_tokens=outcome.prompt_tokens,
+                  completion_tokens=outcome.completion_tokens,
+                  api_key_id=principal.api_key_id, conversation_id=conversation_id,
+                  ttft_ms=outcome.ttft_ms, latency_ms=outcome.latency_ms,
+                  request_id=request_id)
+
+
+@dataclass
+class StoredRecord:
+    """A stored turn's reply: the draft ``draft_id`` in ``conversation_id``. ``entries``
+    is the branch the reply answers, cached with it in Redis once it is complete."""
+
+    deps: ChatDeps
+    principal: Principal
+    request_id: str
+    conversation_id: str
+    draft_id: str
+    entries: list[dict[str, str]] = field(default_factory=list)
+    keeps_reply: bool = True
+    _finalised: bool = False
+    _counted: bool = False
+
+    async def flush(self, text: str) -> None:
+        await self.deps.db(self.deps.store.update_draft, self.conversation_id, self.draft_id,
+                           text)
+
+    async def finish(self, outcome: Outcome) -> None:
+        deps = self.deps
+        if not self._finalised:  # a retry after a failure writes only what is missing
+            await deps.db(deps.store.finalize_message, self.conversation_id, self.draft_id,
+                          status=outcome.status, finish_reason=outcome.finish_reason,
+                          content=outcome.text, prompt_tokens=outcome.prompt_tokens,
+                          completion_tokens=outcome.completion_tokens)
+            self._finalised = True
+        if not self._counted:
+            await record_usage(deps, self.principal, self.request_id, outcome,
+                               self.conversation_id)
+            self._counted = True
+        if deps.hot_cache is not None and outcome.status is MessageStatus.COMPLETE:
+            # The branch now ends with this reply: the next plain turn can skip the
+            # store. A failed or blocked reply leaves the cache as it was.
+            reply = {"id": self.draft_id, "role": "assistant", "content": outcome.text}
+            await deps.db(deps.hot_cache.put, self.conversation_id, [*self.entries, reply])
+
+    async def moderation(self, verdict: Verdict) -> None:
+        await record_verdict(self.deps, verdict, self.conversation_id, self.draft_id)
+
+    def interrupted(self) -> ChoruslineError:
+        return ConversationInterrupted("the conversation stopped mid-reply")
+
+
+@dataclass
+class UsageRecord:
+    """A stateless turn's reply: nothing is kept but its usage and moderation events."""
+
+    deps: ChatDeps
+    principal: Principal
+    request_id: str
+    keeps_reply: bool = False
+
+    async def flush(self, text: str) -> None:
+        return None
+
+    async def finish(self, outcome: Outcome) -> None:
+        await record_usage(self.deps, self.principal, self.request_id, outcome, None)
+
+    async def moderation(self, verdict: Verdict) -> None:
+        await record_verdict(self.deps, verdict, None, None)
+
+    def interrupted(self) -> ChoruslineError:
+        return ReplyInterrupted("the reply stopped before it ended")

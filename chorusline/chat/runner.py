@@ -1,0 +1,85 @@
+"""The one turn runner: prepare a prompt, hand it to the engine, start its reply.
+
+Both actors that own turns run them through here — the conversation actor (a stored
+turn: history from the store, a draft to persist) and the session actor (a stateless
+turn: the caller's messages, only usage to record) — so budgeting, assembling, the one
+``GenerationRequest``, admission and the reply task are written once.
+
+Preparing a prompt is CPU work (templating, tokenising, moderating long inputs), so it
+runs on a worker thread: one large request must not hold the event loop while other
+streams wait for their tokens. The work itself is bounded by ``context.assemble``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import partial
+from typing import TypeVar
+
+import trio
+
+from chorusline.actors import ActorContext
+from chorusline.chat.context import Assembled, assemble
+from chorusline.chat.deps import DRIVER_KEY, ChatDeps
+from chorusline.chat.principal import Principal
+from chorusline.chat.reply import Reply, ReplyRecord
+from chorusline.chat.stream import TokenStream
+from chorusline.moderation import Verdict
+from chorusline.protocols import GenerationRequest, SamplingParams
+
+T = TypeVar("T")
+
+
+async def off_loop(deps: ChatDeps, fn: Callable[[], T]) -> T:
+    """Run CPU-heavy request preparation on a worker thread (see the module docstring)."""
+    return await trio.to_thread.run_sync(fn, limiter=deps.cpu_limiter)
+
+
+async def check_input(deps: ChatDeps, text: str) -> Verdict:
+    return await off_loop(deps, partial(deps.moderator.check_input, text))
+
+
+def with_budget(deps: ChatDeps, params: SamplingParams) -> SamplingParams:
+    """The reply budget made explicit, so the engine and the context agree on it."""
+    if params.max_tokens is None:
+        return replace(params, max_tokens=deps.default_reply_budget)
+    return params
+
+
+async def prepare(deps: ChatDeps, turns: Sequence[dict[str, str]], system: str | None,
+                  params: SamplingParams) -> Assembled:
+    budget = with_budget(deps, params).max_tokens
+    assert budget is not None
+    return await off_loop(deps, partial(
+        assemble, turns, template=deps.template, tokenizer=deps.tokenizer,
+        context_window=deps.context_window, reply_budget=budget, system=system,
+        max_token_bytes=deps.max_token_bytes))
+
+
+def generation(deps: ChatDeps, principal: Principal, request_id: str, prompt: Assembled,
+               params: SamplingParams) -> GenerationRequest:
+    """The one request the engine sees, minted from the turn."""
+    return GenerationRequest(request_id, prompt.prompt_token_ids, with_budget(deps, params),
+                             principal.tier.priority, principal.user_id,
+                             deadline=time.monotonic() + deps.max_turn_seconds)
+
+
+async def start_reply(context: ActorContext, deps: ChatDeps, request: GenerationRequest,
+                      record: ReplyRecord) -> tuple[TokenStream, trio.Event]:
+    """Admit ``request`` and start its reply as a task of ``context``'s actor.
+
+    Returns the client's stream (closing it aborts the generation) and the event set once
+    the reply is recorded. Raises ``Overloaded`` when admission refuses it.
+    """
+    driver = await context.system.registry.wait_for(DRIVER_KEY)
+    engine: TokenStream = await driver.ask(request)
+    # The client's stream carries the same memory bound as the engine's: a reader that
+    # stops reading is cut off and the generation aborted.
+    client = TokenStream(request.request_id, choices=engine.choices,
+                         max_pending_chars=deps.max_pending_chars,
+                         on_close=lambda _request_id: engine.close())
+    reply = Reply(deps, engine, client, record, started=trio.current_time())
+    context.start_soon(reply.run, name=f"{context.path}:reply")
+    return client, reply.persisted

@@ -1,1 +1,0 @@
-"""Tests for chorusline.chat.moderation."""
