@@ -28,7 +28,8 @@ through the chat template, same ``EngineConfig``; ``benchmarks/service.py``'s me
 reports HTTP / engine-direct. With ``--llama-cpp PYTHON`` it then starts llama-cpp-python's
 server on the same GGUF and drives it with the same client (``benchmarks/llama_cpp.py``), so
 the "x llama-cpp-python" ratio is measured in one run on one machine; without it the ratio
-uses FACTS.md's figure. The machines are shared: quote ``uptime`` with any figure.
+uses the figures recorded in ``LLAMA_CPP_TOK_S``. The machines are shared: quote
+``uptime`` with any figure.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import Row, percentile, print_checks, user_texts, write_report  # noqa: E402
 from benchmarks.llama_cpp import EOS_BAN, llama_cpp_server  # noqa: E402
 
-#: llama-cpp-python's OpenAI server on the same GGUF as FACTS.md records it, used when
-#: ``--llama-cpp`` does not measure it in the same run.
+#: llama-cpp-python's OpenAI server on the same GGUF, as measured on a 2-core machine in
+#: November 2026 (c=32, 1 thread); used when ``--llama-cpp`` does not measure it here.
 LLAMA_CPP_TOK_S = (53.0, 60.0)
 LLAMA_CPP_TTFT_C32_S = 32.0
 RATIO_TARGET = 0.90
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-cpp", metavar="PYTHON",
                         help="also measure llama-cpp-python's server (installed in the "
                         "environment of this interpreter) on the bundled GGUF, after "
-                        "chorusline, and compare with it instead of FACTS.md's figure")
+                        "chorusline, and compare with it instead of the recorded figure")
     parser.add_argument("--llama-cpp-threads", type=int, default=1,
                         help="llama.cpp threads (default 1: on a 2-core machine shared with "
                         "the client process its best setting, see docs/performance.md)")
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         baseline = LLAMA_CPP_TOK_S[1]
         source = (f"its best {baseline:.0f} tok/s ({LLAMA_CPP_TOK_S[0]:.0f}-{baseline:.0f}, "
-                  "FACTS.md, not measured here)")
+                  "recorded, not measured here)")
     speedup = by_c[top].tok_s / baseline
     rows.append(Row(f"c{top}_vs_llama_cpp", f"c={top} output / llama-cpp-python server",
                     speedup, "x", f"against {source}"))

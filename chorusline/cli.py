@@ -12,9 +12,8 @@ It loads no model: the web layer, the runtime and torch are imported only by ``s
 and ``demo``, so a key command takes a fraction of a second rather than the seconds
 the model stack takes to import.
 
-``demo`` starts the whole supervised chat tree on embedded defaults (SQLite in a
-temporary folder), streams a reply to one question through a stored conversation, kills
-the GPU worker halfway to show the stream carrying on, and prints the actor tree.
+``demo`` (``chorusline.demo``) streams one turn through the whole supervised tree and
+kills the GPU worker halfway to show the stream carrying on.
 
 Errors are one line on stderr: exit status 2 for bad usage, 1 for a failure.
 """
@@ -25,7 +24,6 @@ import argparse
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -45,39 +43,6 @@ DTYPES = ("fp32", "bf16")
 #: ``serve`` flags a ``--workers`` parent hands on to each worker when they are set.
 FORWARDED = ("redis_url", "model_path", "device", "dtype", "tiers_file", "kv_cache_mb",
              "public_url", "max_body_bytes")
-
-
-async def demo(question: str, max_tokens: int, kill_worker: bool) -> None:
-    from chorusline.chat import ChatRequest, open_chat_service
-    from chorusline.protocols import SamplingParams
-    from chorusline.runtime import EngineConfig
-
-    with tempfile.TemporaryDirectory() as folder:
-        settings = ChatSettings(database_url=f"sqlite:///{folder}/demo.db",
-                                engine=EngineConfig(kv_cache_bytes=128 * 1024 * 1024))
-        print("loading the model and starting the actor tree...", file=sys.stderr)
-        async with open_chat_service(settings) as chat:
-            user = await chat.accounts.create_user("demo")
-            issued = await chat.accounts.create_api_key(user.id, tier="plus")
-            principal = await chat.accounts.authenticate(issued.plaintext)
-            conversation = await chat.conversations.create(principal, title="demo")
-            params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
-            handle = await chat.chat(principal, ChatRequest(params, conversation.id, question))
-            print(f"you> {question}\nbot> ", end="", flush=True)
-            tokens = 0
-            async for chunks in handle.stream:
-                for chunk in chunks:
-                    print(chunk.text, end="", flush=True)
-                    tokens += len(chunk.token_ids)
-                    if kill_worker and tokens >= 4 and chat.admin.kill_gpu_worker():
-                        kill_worker = False
-                        print(" [gpu worker killed] ", end="", flush=True)
-            await handle.persisted.wait()
-            print()
-            stored = (await chat.conversations.messages(principal, conversation.id))[-1]
-            print(f"stored reply: status={stored.status.value}, "
-                  f"{stored.completion_tokens} completion tokens", file=sys.stderr)
-            print_tree(chat.admin.snapshot()["tree"])
 
 
 def serve_settings(args: argparse.Namespace) -> ChatSettings:
@@ -217,16 +182,6 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def print_tree(node: dict[str, object], depth: int = 0) -> None:
-    label = f"{node.get('path') or '/'} [{node.get('kind')}, {node.get('state')}"
-    label += f", restarts={node.get('restarts')}]"
-    print("  " * depth + label, file=sys.stderr)
-    children = node.get("children")
-    if isinstance(children, list):
-        for child in children:
-            print_tree(child, depth + 1)
-
-
 def one_of(*choices: str) -> Callable[[str], str]:
     """A type that checks choices: argparse checks ``choices`` only on the command line,
     never on a default (here: an environment variable's value)."""
@@ -294,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     option(run_serve, "cpu-threads", "torch CPU threads per engine", shown="all cores, "
            "shared evenly between workers", type=int)
     option(run_serve, "max-body-bytes", "largest request body accepted (413 beyond it)",
-           shown=str(4 * 1024 * 1024), default=str(4 * 1024 * 1024), type=int)
+           shown=str(1024 * 1024), default=str(1024 * 1024), type=int)
     run_serve.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     run_keys = commands.add_parser("keys", help="create, list or revoke API keys")
     option(run_keys, "database-url", "sqlite:///PATH or postgresql://... (as for serve)",
@@ -333,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         if args.max_tokens < 1:
             parser.error("--max-tokens must be at least 1")
+        from chorusline.demo import demo
+
         trio.run(demo, args.question, args.max_tokens, not args.no_fault)
         return 0
     if args.command == "keys":

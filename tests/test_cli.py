@@ -120,7 +120,7 @@ def test_the_body_limit_is_a_flag_and_a_variable(monkeypatch: pytest.MonkeyPatch
         return found
 
     monkeypatch.delenv("CHORUSLINE_MAX_BODY_BYTES", raising=False)
-    assert limit() == 4 * 1024 * 1024
+    assert limit() == 1024 * 1024
     assert limit("--max-body-bytes", "1024") == 1024
     monkeypatch.setenv("CHORUSLINE_MAX_BODY_BYTES", "2048")
     assert limit() == 2048

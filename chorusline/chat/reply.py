@@ -8,8 +8,9 @@ a blocked choice ends with ``content_filter`` and the policy's refusal, the othe
 
 The rules that make a reply durable and every stream end:
 
-* The final chunks (those with ``finish_reason``) reach the client only after the record
-  is written: a client that saw a reply end can count on it being kept.
+* A stored reply's final chunks (those with ``finish_reason``) reach the client only
+  after the record is written: a client that saw a reply end can count on it being kept.
+  A stateless reply keeps nothing the client relies on, so its usage row is written after.
 * Recording runs in a shielded ``finally`` whatever ends the stream (finished, failed,
   reader gone, actor stopping), and the client's stream is always ended: with the final
   chunks, or with an error. A store that cannot be reached costs at most its own timeout;
@@ -191,8 +192,12 @@ class Reply:
                 with trio.CancelScope(shield=True):
                     outcome = self._outcome(finals, texts, error, cancelled,
                                             prompt_tokens, sum(completion))
-                    kept = await self._finish(outcome)
-                    self._end(finals, error, cancelled, kept)
+                    if self.record.keeps_reply:  # the client sees the end once it is kept
+                        kept = await self._finish(outcome)
+                        self._end(finals, error, cancelled, kept)
+                    else:  # nothing the client relies on is kept: no need to wait
+                        self._end(finals, error, cancelled, True)
+                        kept = await self._finish(outcome)
                     self.persisted.set()
         if not kept:
             await self._retry(outcome)

@@ -5,9 +5,11 @@ turn: history from the store, a draft to persist) and the session actor (a state
 turn: the caller's messages, only usage to record) — so budgeting, assembling, the one
 ``GenerationRequest``, admission and the reply task are written once.
 
-Preparing a prompt is CPU work (templating, tokenising, moderating long inputs), so it
-runs on a worker thread: one large request must not hold the event loop while other
-streams wait for their tokens. The work itself is bounded by ``context.assemble``.
+Preparing a prompt is CPU work (templating, tokenising, moderating long inputs), so a
+large one runs on a worker thread: one large request must not hold the event loop while
+other streams wait for their tokens. A small one (up to ``INLINE_CHARS`` characters)
+runs inline: it costs less than the hop. The work itself is bounded by
+``context.assemble``.
 """
 
 from __future__ import annotations
@@ -31,14 +33,21 @@ from chorusline.protocols import GenerationRequest, SamplingParams
 
 T = TypeVar("T")
 
+#: Inputs up to this many characters are prepared on the event loop: they cost well
+#: under a millisecond, less than the thread hop and the queue for a worker thread would.
+INLINE_CHARS = 4096
 
-async def off_loop(deps: ChatDeps, fn: Callable[[], T]) -> T:
-    """Run CPU-heavy request preparation on a worker thread (see the module docstring)."""
+
+async def off_loop(deps: ChatDeps, fn: Callable[[], T], chars: int) -> T:
+    """Run request preparation over ``chars`` characters of input: on a worker thread
+    when it is large enough to hold the event loop up (see the module docstring)."""
+    if chars <= INLINE_CHARS:
+        return fn()
     return await trio.to_thread.run_sync(fn, limiter=deps.cpu_limiter)
 
 
 async def check_input(deps: ChatDeps, text: str) -> Verdict:
-    return await off_loop(deps, partial(deps.moderator.check_input, text))
+    return await off_loop(deps, partial(deps.moderator.check_input, text), len(text))
 
 
 def with_budget(deps: ChatDeps, params: SamplingParams) -> SamplingParams:
@@ -52,10 +61,11 @@ async def prepare(deps: ChatDeps, turns: Sequence[dict[str, str]], system: str |
                   params: SamplingParams) -> Assembled:
     budget = with_budget(deps, params).max_tokens
     assert budget is not None
+    chars = sum(len(turn["content"]) for turn in turns) + len(system or "")
     return await off_loop(deps, partial(
         assemble, turns, template=deps.template, tokenizer=deps.tokenizer,
         context_window=deps.context_window, reply_budget=budget, system=system,
-        max_token_bytes=deps.max_token_bytes))
+        max_token_bytes=deps.max_token_bytes), chars)
 
 
 def generation(deps: ChatDeps, principal: Principal, request_id: str, prompt: Assembled,

@@ -7,10 +7,18 @@ failure before the answer was refused forever, and a replayed truncated reply cl
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx2
 import pytest
 import trio
 
@@ -141,3 +149,67 @@ async def test_a_replay_while_the_original_still_streams_is_a_503_not_a_truncate
         await first.persisted.wait()
         replay = await chat.chat(principal, request)
         assert replay.replayed and await read(replay) == (text, finish)
+
+
+def start_server(db: Path) -> tuple[subprocess.Popen[str], str, str | None]:
+    """``chorusline serve`` on ``db``: the process, its /v1 URL, and the admin key if this
+    start created one (only the first start does)."""
+    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}")
+    with open(f"{db}.stderr", "a") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "chorusline.cli", "serve", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    assert server.stdout is not None
+    key = None
+    while (line := server.stdout.readline()) and "http://" not in line:
+        if "admin API key" in line:
+            key = line.rsplit(" ", 1)[1].strip()
+    url = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
+    assert url, Path(f"{db}.stderr").read_text()
+    return server, url.group(0), key
+
+
+def test_a_retry_after_a_sigkill_before_the_answer_is_answered_by_the_next_process(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "chat.db"
+    server, url, key = start_server(db)
+    try:
+        assert key is not None
+        auth = {"Authorization": f"Bearer {key}"}
+        conv = httpx2.post(f"{url}/conversations", json={}, headers=auth, timeout=60).json()
+        # The engine driver sits on its next message for a minute: the turn is committed
+        # and its draft claimed, and the answer never starts.
+        fault = {"path": "/chat/engine/driver", "action": "delay", "seconds": 60}
+        assert httpx2.post(f"{url}/admin/faults", json=fault, headers=auth,
+                           timeout=60).status_code == 200
+        turn = {"content": "Name a colour.", "max_tokens": 8, "temperature": 0}
+        headers = {**auth, "Idempotency-Key": "k-sigkill"}
+        def first_attempt() -> None:  # its server is killed under it
+            with contextlib.suppress(httpx2.HTTPError):
+                httpx2.post(f"{url}/conversations/{conv['id']}/messages", json=turn,
+                            headers=headers, timeout=120)
+
+        first = threading.Thread(target=first_attempt, daemon=True)
+        first.start()
+        deadline = time.monotonic() + 300  # a hang guard
+        while not httpx2.get(f"{url}/conversations/{conv['id']}/messages", headers=auth,
+                             timeout=60).json()["data"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)  # polling another process: there is no event to wait on
+        server.kill()
+        server.wait(60)
+        first.join(60)
+        server, url, _ = start_server(db)
+        retried = httpx2.post(f"{url}/conversations/{conv['id']}/messages", json=turn,
+                              headers=headers, timeout=300)
+        assert retried.status_code == 200, retried.text
+        reply = retried.json()
+        assert reply["content"] and reply["status"] == "complete"
+        stored = httpx2.get(f"{url}/conversations/{conv['id']}/messages", headers=auth,
+                            timeout=60).json()["data"]
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[1]["content"] == reply["content"]
+    finally:
+        server.kill()
+        server.wait(60)

@@ -38,13 +38,21 @@ def deps(chat_model: LoadedModel) -> Iterator[ChatDeps]:
     store.close()
 
 
-async def test_a_prompt_is_prepared_on_a_worker_thread(deps: ChatDeps) -> None:
-    prompt = await prepare(deps, [{"role": "user", "content": "Hello!"}], "Be brief.",
-                           SamplingParams())
+async def test_a_long_prompt_is_prepared_on_a_worker_thread(deps: ChatDeps) -> None:
+    prompt = await prepare(deps, [{"role": "user", "content": "Hello there, friend. " * 300}],
+                           "Be brief.", SamplingParams())
     assert prompt.prompt_token_ids
     tokenizer = deps.tokenizer
     assert isinstance(tokenizer, SpyTokenizer)
     assert tokenizer.threads and threading.get_ident() not in tokenizer.threads
+
+
+async def test_a_short_prompt_is_prepared_inline(deps: ChatDeps) -> None:
+    # Under a millisecond of work: cheaper than the hop to a thread and back.
+    await prepare(deps, [{"role": "user", "content": "Hello!"}], None, SamplingParams())
+    tokenizer = deps.tokenizer
+    assert isinstance(tokenizer, SpyTokenizer)
+    assert tokenizer.threads == {threading.get_ident()}
 
 
 async def test_input_moderation_runs_on_a_worker_thread(deps: ChatDeps) -> None:

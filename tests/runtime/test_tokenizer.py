@@ -78,7 +78,7 @@ def texts() -> list[str]:
 
 def test_smollm_facts(smollm: LoadedModel) -> None:
     tok = smollm.tokenizer
-    assert tok.ids_are_ranks  # SmolLM2's ids follow merge order (see FACTS.md)
+    assert tok.ids_are_ranks  # SmolLM2's ids follow merge order
     assert tok.pattern == DIGITS_GPT2_PATTERN
     assert tok.vocab_size == 49152
     assert tok.special_tokens["<|im_start|>"] == 1

@@ -159,13 +159,27 @@ async def test_a_wrong_method_is_a_405_with_allow(web: Web, method: str, path: s
     assert error["type"] == "invalid_request_error" and error["code"] is None
 
 
-def scheduler_node(tree: dict[str, Any]) -> dict[str, Any] | None:
+def driver_node(tree: dict[str, Any]) -> dict[str, Any] | None:
     if "inflight" in tree and "queue_depth" in tree:
         return tree
     for child in tree.get("children", []):
-        if (found := scheduler_node(child)) is not None:
+        if (found := driver_node(child)) is not None:
             return found
     return None
+
+
+async def test_the_request_id_is_the_servers_and_the_bodys_whatever_the_client_sends(
+    web: Web,
+) -> None:
+    body = {"model": MODEL, "messages": QUESTION, "max_tokens": 4, "temperature": 0}
+    headers = {"Authorization": f"Bearer {web.key}", "X-Request-Id": "mine",
+               "Idempotency-Key": "mine"}
+    replies = [await trio.to_thread.run_sync(lambda: httpx2.post(
+        f"{web.base_url}/chat/completions", json=body, headers=headers, timeout=120))
+        for _ in range(2)]
+    ids = [reply.headers["X-Request-Id"] for reply in replies]
+    assert [reply.json()["id"] for reply in replies] == ids
+    assert all(i.startswith("chatcmpl-") for i in ids) and len(set(ids)) == 2
 
 
 async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
@@ -190,7 +204,7 @@ async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
     with trio.fail_after(30):
         await closed.wait()
         while True:  # the abort reaches the engine at its next step
-            node = scheduler_node(web.chat.admin.snapshot()["tree"])
+            node = driver_node(web.chat.admin.snapshot()["tree"])
             assert node is not None
             if node["inflight"] == 0 and node["running"] == 0:
                 break
