@@ -23,9 +23,10 @@ def sampling_properties() -> dict[str, Schema]:
     """The sampling fields shared by chat completions and conversation turns."""
     return {
         "max_tokens": {**NULL_INT, "minimum": 1, "maximum": wire.INT32_MAX,
-                       "description": "Reply budget per choice; null: until the context "
-                                      "window is full. More than the context window can "
-                                      "hold is refused (`context_length_exceeded`)."},
+                       "description": "Reply budget per choice; null: 512 tokens (the "
+                                      "server's default reply budget). More than the "
+                                      "context window can hold is refused "
+                                      "(`context_length_exceeded`)."},
         "max_completion_tokens": {**NULL_INT, "minimum": 1, "maximum": wire.INT32_MAX,
                                   "description": "Newer name of max_tokens; wins if both."},
         "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2,
