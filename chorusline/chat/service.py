@@ -31,9 +31,9 @@ from chorusline.actors import (
 from chorusline.chat.accounts import Accounts, default_database_url, open_store
 from chorusline.chat.admin import Admin
 from chorusline.chat.conversations import Conversations
-from chorusline.chat.deps import DRIVER_KEY, ChatDeps
+from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY, ChatDeps
 from chorusline.chat.engine_driver import AdmissionLimits
-from chorusline.chat.gpu_worker import EngineLike
+from chorusline.chat.gpu_worker import EngineLike, GetStats
 from chorusline.chat.hot_cache import HotCache
 from chorusline.chat.principal import Principal
 from chorusline.chat.session import SessionActor
@@ -42,6 +42,7 @@ from chorusline.chat.tree import chat_tree
 from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
 from chorusline.moderation import Moderator
 from chorusline.protocols import (
+    EngineStats,
     GenerationRequest,
     ServiceUnavailable,
     TokenizerLike,
@@ -238,6 +239,7 @@ async def open_chat_service(
     async with _system(system) as actors:
         tree = await actors.spawn(chat_tree(factory, settings.limits))
         try:
+            await _fit_window_to_engine(actors, deps)
             yield ChatService(actors, deps, tree, settings.tiers)
         finally:
             await actors.stop(tree)
@@ -246,6 +248,15 @@ async def open_chat_service(
                 deps.redis_bucket.close()
             if deps.hot_cache is not None:
                 deps.hot_cache.close()
+
+
+async def _fit_window_to_engine(actors: ActorSystem, deps: ChatDeps) -> None:
+    """Shrink the context window to the longest sequence the engine can hold, so a prompt
+    its KV cache cannot take is refused before streaming (a 413), not after."""
+    worker = await actors.registry.wait_for(WORKER_KEY)
+    stats: EngineStats = await worker.ask(GetStats(), timeout=600.0)
+    if 0 < stats.max_sequence_tokens < deps.context_window:
+        deps.context_window = stats.max_sequence_tokens
 
 
 @asynccontextmanager

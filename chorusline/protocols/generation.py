@@ -212,6 +212,9 @@ class EngineStats:
     kv_usage: float
     steps: int
     generated_tokens: int
+    #: The longest sequence (prompt + reply) the engine can run: its context length or
+    #: what its KV cache holds, whichever is less (0: not known).
+    max_sequence_tokens: int = 0
 
 
 class TokenizerLike(Protocol):

@@ -217,7 +217,7 @@ class Engine:
         usage = self.block_manager.usage()
         return EngineStats(self.scheduler.num_running, self.scheduler.num_waiting,
                            usage.total, usage.used, usage.used / usage.total, self._steps,
-                           self._generated)
+                           self._generated, self.scheduler.max_seq_len)
 
     # -- stepping ------------------------------------------------------------------------
 

@@ -69,7 +69,8 @@ DRIVER = {"type": ["object", "null"], "properties": {
     "max_batch_size": INT, "mean_batch_size": NUM}}
 ENGINE = {"type": ["object", "null"], "properties": {
     "num_running": INT, "num_waiting": INT, "kv_blocks_total": INT, "kv_blocks_used": INT,
-    "kv_blocks_free": INT, "kv_usage": NUM, "steps": INT, "generated_tokens": INT}}
+    "kv_blocks_free": INT, "kv_usage": NUM, "steps": INT, "generated_tokens": INT,
+    "max_sequence_tokens": INT}}
 FAULT_PLANS = {"type": "object", "additionalProperties": _obj(
     {"crash_after": {"type": ["integer", "null"]}, "delay": NUM, "drop_fraction": NUM},
     ["crash_after", "delay", "drop_fraction"]),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import trio
 
 from chorusline.chat import (
@@ -20,7 +21,7 @@ from chorusline.chat import (
     open_chat_service,
 )
 from chorusline.chat.deps import WORKER_KEY
-from chorusline.protocols import RateLimited, SamplingParams
+from chorusline.protocols import ContextTooLong, RateLimited, SamplingParams
 from chorusline.runtime import EngineConfig, LoadedModel
 from chorusline.store import MessageStatus, SqliteStore
 from tests.chat.streams import read
@@ -250,3 +251,20 @@ async def test_the_users_custom_instructions_reach_the_prompt(
         assert instructed.prompt_tokens > plain.prompt_tokens + len(
             chat_model.tokenizer.encode(rule)
         )
+
+
+async def test_the_window_shrinks_to_what_the_kv_cache_holds(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    # 16 MiB of fp32 KV cache holds 45 blocks of 8 tokens: 360 tokens, not 2,048.
+    store = SqliteStore(tmp_path / "chat.db")
+    settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=16 * 1024 * 1024,
+                                                dtype=torch.float32))
+    async with open_chat_service(settings, model=chat_model, store=store) as chat:
+        user = store.create_user("ada")
+        principal = await chat.authenticate(store.create_api_key(user.id).plaintext)
+        long = (("user", "Tell me about the sea and the sky. " * 40),)  # ~400 tokens
+        with pytest.raises(ContextTooLong, match="fit the context window of 360 tokens"):
+            await chat.chat(principal, ChatRequest(GREEDY, messages=long))  # before streaming
+        short = await chat.chat(principal, ChatRequest(GREEDY, messages=(("user", "Hi"),)))
+        assert (await read(short))[1] in ("stop", "length")
