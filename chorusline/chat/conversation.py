@@ -155,7 +155,7 @@ class ConversationActor(Actor):
         retry starts it anew) and let the error reach the caller."""
         deps = self.deps
         record = StoredRecord(deps, turn.principal, request_id, self.conversation_id,
-                              draft.id, entries)
+                              draft.id, entries, turn.request.end_user)
         request = generation(deps, turn.principal, request_id, prompt, turn.request.params)
         try:
             client, persisted = await start_reply(self.context, deps, request, record)

@@ -19,13 +19,14 @@ from chorusline.store import MessageStatus
 
 
 async def record_usage(deps: ChatDeps, principal: Principal, request_id: str,
-                       outcome: Outcome, conversation_id: str | None) -> None:
+                       outcome: Outcome, conversation_id: str | None,
+                       end_user: str | None) -> None:
     await deps.db(deps.store.record_usage, user_id=principal.user_id, model=deps.model_name,
                   prompt_tokens=outcome.prompt_tokens,
                   completion_tokens=outcome.completion_tokens,
                   api_key_id=principal.api_key_id, conversation_id=conversation_id,
                   ttft_ms=outcome.ttft_ms, latency_ms=outcome.latency_ms,
-                  request_id=request_id)
+                  request_id=request_id, end_user=end_user)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class StoredRecord:
     conversation_id: str
     draft_id: str
     entries: list[dict[str, str]] = field(default_factory=list)
+    end_user: str | None = None
     keeps_reply: bool = True
     _finalised: bool = False
     _counted: bool = False
@@ -57,7 +59,7 @@ class StoredRecord:
             self._finalised = True
         if not self._counted:
             await record_usage(deps, self.principal, self.request_id, outcome,
-                               self.conversation_id)
+                               self.conversation_id, self.end_user)
             self._counted = True
         if deps.hot_cache is not None and outcome.status is MessageStatus.COMPLETE:
             # The branch now ends with this reply: the next plain turn can skip the
@@ -79,13 +81,15 @@ class UsageRecord:
     deps: ChatDeps
     principal: Principal
     request_id: str
+    end_user: str | None = None
     keeps_reply: bool = False
 
     async def flush(self, text: str) -> None:
         return None
 
     async def finish(self, outcome: Outcome) -> None:
-        await record_usage(self.deps, self.principal, self.request_id, outcome, None)
+        await record_usage(self.deps, self.principal, self.request_id, outcome, None,
+                           self.end_user)
 
     async def moderation(self, verdict: Verdict) -> None:
         await record_verdict(self.deps, verdict, None, None)

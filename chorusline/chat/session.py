@@ -124,7 +124,7 @@ class SessionActor(Actor):
         system = "\n\n".join(c for r, c in request.messages if r == "system") or None
         prompt = await prepare(deps, turns, system, request.params)
         generate = generation(deps, turn.principal, turn.request_id, prompt, request.params)
-        record = UsageRecord(deps, turn.principal, turn.request_id)
+        record = UsageRecord(deps, turn.principal, turn.request_id, request.end_user)
         stream, persisted = await start_reply(self.context, deps, generate, record)
         return TurnHandle(request_id=turn.request_id, stream=stream,
                           prompt_tokens=len(prompt.prompt_token_ids), persisted=persisted)

@@ -37,6 +37,8 @@ class ChatRequest:
     edit_message_id: str | None = None
     #: Regenerate: a new reply to the user message this assistant message answered.
     regenerate_message_id: str | None = None
+    #: The caller's own end user (OpenAI's ``user``), kept on the turn's usage row.
+    end_user: str | None = None
 
 
 @dataclass(frozen=True)

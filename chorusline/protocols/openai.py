@@ -39,6 +39,8 @@ SSE_DONE = b"data: [DONE]\n\n"
 #: What OpenAI reports for a probability too small to represent (JSON has no -Infinity).
 MIN_LOGPROB = -9999.0
 INT32_MAX = 2**31 - 1
+#: The longest ``user`` (the caller's end-user id, kept on the usage row).
+MAX_USER_CHARS = 256
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: The largest ``max_tokens``/``max_completion_tokens`` accepted. Far above any context
 #: window (a budget the window cannot hold is the chat layer's 400), it keeps the value a
@@ -203,6 +205,9 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     user = body.get("user")
     if user is not None:
         _check(user, str, "user", "a string")
+        if len(user) > MAX_USER_CHARS:
+            raise InvalidRequest(f"user must be at most {MAX_USER_CHARS} characters",
+                                 param="user")
     conversation_id = body.get("conversation_id")
     if conversation_id is not None:
         _check(conversation_id, str, "conversation_id", "a string")

@@ -19,7 +19,7 @@ from chorusline.store.models import (
 
 _USAGE_COLUMNS = (
     "id, api_key_id, user_id, conversation_id, model, prompt_tokens, completion_tokens, "
-    "ttft_ms, latency_ms, created, request_id"
+    "ttft_ms, latency_ms, created, request_id, end_user"
 )
 _MODERATION_COLUMNS = "id, conversation_id, message_id, stage, category, action, detail, created"
 
@@ -38,6 +38,7 @@ class EventsMixin(SqlStore):
             latency_ms=row["latency_ms"],
             created=self._ts_out(row["created"]),
             request_id=row["request_id"],
+            end_user=row["end_user"],
         )
 
     def _moderation_event(self, row: Row) -> ModerationEvent:
@@ -84,6 +85,7 @@ class EventsMixin(SqlStore):
         ttft_ms: float | None = None,
         latency_ms: float | None = None,
         request_id: str | None = None,
+        end_user: str | None = None,
     ) -> UsageEvent:
         if min(prompt_tokens, completion_tokens) < 0:
             raise InvalidRequest("token counts must not be negative")
@@ -91,8 +93,8 @@ class EventsMixin(SqlStore):
         with self._transaction() as tx:
             row = tx.fetchone(
                 "INSERT INTO usage_events (api_key_id, user_id, conversation_id, model, "
-                "prompt_tokens, completion_tokens, ttft_ms, latency_ms, created, request_id) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_USAGE_COLUMNS}",
+                "prompt_tokens, completion_tokens, ttft_ms, latency_ms, created, request_id, "
+                f"end_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_USAGE_COLUMNS}",
                 (
                     api_key_id,
                     user_id,
@@ -104,6 +106,7 @@ class EventsMixin(SqlStore):
                     latency_ms,
                     now_db,
                     request_id,
+                    end_user,
                 ),
             )
         assert row is not None

@@ -109,7 +109,14 @@ USAGE_REQUEST_ID = """
 ALTER TABLE usage_events ADD COLUMN request_id TEXT;
 """
 
+#: The client's end user a turn was made for (OpenAI's ``user`` field), so usage can be
+#: attributed below one API key.
+USAGE_END_USER = """
+ALTER TABLE usage_events ADD COLUMN end_user TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
+    Migration.from_script(3, "usage end user", USAGE_END_USER),
 )

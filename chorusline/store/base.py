@@ -260,6 +260,7 @@ class Store(abc.ABC):
         ttft_ms: float | None = None,
         latency_ms: float | None = None,
         request_id: str | None = None,
+        end_user: str | None = None,
     ) -> UsageEvent: ...
 
     @abc.abstractmethod

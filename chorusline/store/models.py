@@ -183,6 +183,7 @@ class UsageEvent:
     latency_ms: float | None
     created: datetime
     request_id: str | None = None
+    end_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

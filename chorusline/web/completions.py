@@ -55,13 +55,13 @@ def build_request(
         raise InvalidRequest(f"invalid sampling parameters: {exc}") from None
     if parsed.conversation_id is None:
         return ChatRequest(params=params, messages=parsed.messages,
-                           idempotency_key=idempotency_key)
+                           idempotency_key=idempotency_key, end_user=parsed.user)
     role, content = parsed.messages[-1]
     if role != "user":
         raise InvalidRequest("with conversation_id the last message must be the user's",
                              param="messages")
     return ChatRequest(params=params, conversation_id=parsed.conversation_id,
-                       content=content, idempotency_key=idempotency_key)
+                       content=content, idempotency_key=idempotency_key, end_user=parsed.user)
 
 
 class _Usage:

@@ -95,5 +95,8 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
 NULL_STR = {"type": ["string", "null"]}
+#: OpenAI's ``user``: the caller's end-user id, kept on the turn's usage row.
+END_USER = {**NULL_STR, "maxLength": 256, "description": "Your end user's id: kept on the "
+            "turn's usage row."}
 NULL_INT = {"type": ["integer", "null"]}
 FINISH = {"type": "string", "enum": ["stop", "length", "content_filter"]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from chorusline.protocols import openai as wire
 from chorusline.web.openapi_common import (
     BOOL,
+    END_USER,
     FINISH,
     INT,
     NULL_INT,
@@ -132,7 +133,7 @@ def components(model_name: str) -> Schema:
                                          "`model_not_found`)."},
                 "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
                 **sampling_properties(),
-                "user": NULL_STR,
+                "user": END_USER,
                 "conversation_id": {**NULL_STR, "description": "Bind the turn to a stored "
                                     "conversation: its history is loaded and the last "
                                     "(user) message and the reply are persisted."},

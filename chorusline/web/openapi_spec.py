@@ -14,6 +14,7 @@ from chorusline.web.admin_spec import admin_paths
 from chorusline.web.conversation_views import MAX_QUERY, flag_values
 from chorusline.web.openapi_common import (
     BOOL,
+    END_USER,
     JSON,
     NULL_STR,
     RATE_HEADERS,
@@ -86,7 +87,7 @@ def _conversation_paths() -> dict[str, Schema]:
         "model": {**NULL_STR, "description": "The served model (the default); any other "
                                              "is a 404 `model_not_found`."},
         **sampling_properties(),
-        "user": NULL_STR,
+        "user": END_USER,
     }, closed=True)
     tree = {"name": "tree", "in": "query", "required": False,
             "schema": {"type": "string", "enum": flag_values()},

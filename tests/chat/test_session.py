@@ -63,10 +63,11 @@ async def test_a_stateless_turn_records_its_usage_under_its_request_id(
     async with open_chat_service(settings, model=chat_model, store=store) as chat:
         user = store.create_user("ada")
         principal = await chat.authenticate(store.create_api_key(user.id).plaintext)
-        handle = await chat.chat(principal, ChatRequest(LONG, messages=QUESTION))
+        handle = await chat.chat(principal, ChatRequest(LONG, messages=QUESTION,
+                                                        end_user="end-user-7"))
         _, finish = await read(handle)
         await handle.persisted.wait()
         assert finish == "length"
         (usage,) = store.list_usage(user_id=user.id)
-        assert usage.request_id == handle.request_id
+        assert usage.request_id == handle.request_id and usage.end_user == "end-user-7"
         assert usage.completion_tokens == 32 and usage.conversation_id is None

@@ -34,6 +34,16 @@ def test_parsing_normalises_what_openai_clients_send() -> None:
     assert parsed.stream and parsed.include_usage and parsed.user == "u"
 
 
+def test_user_reaches_the_turn_and_an_overlong_one_is_refused() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": "end-7"}
+    assert build_request(wire.parse_chat_request(body), "m", None).end_user == "end-7"
+    stored = {**body, "conversation_id": "c1"}
+    assert build_request(wire.parse_chat_request(stored), "m", None).end_user == "end-7"
+    with pytest.raises(InvalidRequest, match="at most 256") as info:
+        wire.parse_chat_request({**body, "user": "u" * 257})
+    assert info.value.param == "user"
+
+
 def test_image_parts_and_empty_messages_are_refused() -> None:
     with pytest.raises(InvalidRequest):
         wire.parse_chat_request({"model": "m", "messages": [
