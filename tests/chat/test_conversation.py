@@ -8,10 +8,6 @@ failure before the answer was refused forever, and a replayed truncated reply cl
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +23,7 @@ from chorusline.protocols import SamplingParams, ServiceUnavailable
 from chorusline.runtime import EngineConfig, LoadedModel
 from chorusline.store import MessageStatus, PostgresStore, Role, SqliteStore, Store
 from tests.chat.streams import read
+from tests.cli_server import start_server
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8)
 SCHEDULER = "/chat/engine/driver"
@@ -149,24 +146,6 @@ async def test_a_replay_while_the_original_still_streams_is_a_503_not_a_truncate
         await first.persisted.wait()
         replay = await chat.chat(principal, request)
         assert replay.replayed and await read(replay) == (text, finish)
-
-
-def start_server(db: Path) -> tuple[subprocess.Popen[str], str, str | None]:
-    """``chorusline serve`` on ``db``: the process, its /v1 URL, and the admin key if this
-    start created one (only the first start does)."""
-    env = dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}")
-    with open(f"{db}.stderr", "a") as stderr:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "chorusline.cli", "serve", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-    assert server.stdout is not None
-    key = None
-    while (line := server.stdout.readline()) and "http://" not in line:
-        if "admin API key" in line:
-            key = line.rsplit(" ", 1)[1].strip()
-    url = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
-    assert url, Path(f"{db}.stderr").read_text()
-    return server, url.group(0), key
 
 
 def test_a_retry_after_a_sigkill_before_the_answer_is_answered_by_the_next_process(
