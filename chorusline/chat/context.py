@@ -90,10 +90,13 @@ def assemble(
 
 def _within_bytes(turns: Sequence[dict[str, str]], limit: int,
                   budget: int) -> Sequence[dict[str, str]]:
-    """The newest turns whose text fits ``limit`` bytes (see the module docstring)."""
+    """The newest turns whose text fits ``limit`` bytes (see the module docstring).
+
+    Counted in characters, which never exceed the UTF-8 bytes: a turn dropped here is
+    certainly too long, and nothing is encoded just to be measured."""
     total = 0
     for keep, turn in enumerate(reversed(turns)):
-        total += len(turn["content"].encode("utf-8", "surrogatepass"))
+        total += len(turn["content"])
         if total > limit:
             if keep == 0:
                 raise ContextTooLong(
