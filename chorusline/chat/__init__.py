@@ -17,6 +17,7 @@ from chorusline.chat.gpu_worker import EngineLike
 from chorusline.chat.principal import Principal
 from chorusline.chat.service import ChatService, ChatSettings, open_chat_service
 from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.chat.tool_calls import ToolCallParser
 from chorusline.chat.turn import ChatRequest, TurnHandle
 from chorusline.store import Conversation, Message
 
@@ -34,6 +35,7 @@ __all__ = [
     "Message",
     "Principal",
     "TokenStream",
+    "ToolCallParser",
     "TurnHandle",
     "default_database_url",
     "open_accounts",

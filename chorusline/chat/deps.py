@@ -7,6 +7,7 @@ runs it on a worker thread: the event loop never waits on a disk or a socket.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -14,12 +15,19 @@ from chorusline.chat.context import TemplateLike
 from chorusline.chat.db import Db
 from chorusline.chat.hot_cache import HotCache
 from chorusline.moderation import Moderator
-from chorusline.protocols import TokenizerLike
+from chorusline.protocols import Grammar, InvalidGrammar, TokenizerLike
 from chorusline.ratelimit import RedisBucket
 from chorusline.store import Store
 
 DRIVER_KEY = "chorusline.engine-driver"
 WORKER_KEY = "chorusline.gpu-worker"
+
+
+class GrammarCheck(Protocol):
+    """Compiles (and caches) a grammar for the model's tokenizer, or raises
+    ``InvalidGrammar`` naming what it cannot take (``chorusline.grammar``)."""
+
+    def check(self, grammar: Grammar, param: str = "response_format") -> None: ...
 
 
 @dataclass
@@ -32,6 +40,8 @@ class ChatDeps:
     context_window: int
     #: The model's vocabulary size, to refuse bad token ids before a turn starts streaming.
     vocab_size: int
+    #: Checks structured-output and tool grammars before any engine work.
+    grammars: GrammarCheck = field(default_factory=lambda: _NoGrammars(), repr=False)
     default_reply_budget: int = 512
     draft_flush_interval: float = 0.25
     conversation_idle_timeout: float = 300.0
@@ -51,3 +61,11 @@ class ChatDeps:
     #: at most this many at once (see ``chat.runner``).
     cpu_limiter: trio.CapacityLimiter = field(
         default_factory=lambda: trio.CapacityLimiter(2), repr=False)
+
+
+class _NoGrammars:
+    """For a service built without a grammar engine: every grammar is refused."""
+
+    def check(self, grammar: Grammar, param: str = "response_format") -> None:
+        raise InvalidGrammar("constrained decoding is not available on this server",
+                             param=param)

@@ -23,13 +23,15 @@ from typing import TypeVar
 import trio
 
 from chorusline.actors import ActorContext
-from chorusline.chat.context import Assembled, assemble
+from chorusline.chat.context import Assembled, assemble, fit_prompt, too_long
 from chorusline.chat.deps import DRIVER_KEY, ChatDeps
 from chorusline.chat.principal import Principal
 from chorusline.chat.reply import Reply, ReplyRecord
 from chorusline.chat.stream import TokenStream
+from chorusline.chat.tools import tool_grammar
+from chorusline.chat.turn import ChatRequest
 from chorusline.moderation import Verdict
-from chorusline.protocols import GenerationRequest, SamplingParams
+from chorusline.protocols import GenerationRequest, Grammar, SamplingParams, check_prompt_tokens
 
 T = TypeVar("T")
 
@@ -58,14 +60,51 @@ def with_budget(deps: ChatDeps, params: SamplingParams) -> SamplingParams:
 
 
 async def prepare(deps: ChatDeps, turns: Sequence[dict[str, str]], system: str | None,
-                  params: SamplingParams) -> Assembled:
+                  params: SamplingParams, *, truncate: bool = True) -> Assembled:
     budget = with_budget(deps, params).max_tokens
     assert budget is not None
     chars = sum(len(turn["content"]) for turn in turns) + len(system or "")
     return await off_loop(deps, partial(
         assemble, turns, template=deps.template, tokenizer=deps.tokenizer,
         context_window=deps.context_window, reply_budget=budget, system=system,
-        max_token_bytes=deps.max_token_bytes), chars)
+        max_token_bytes=deps.max_token_bytes, truncate=truncate), chars)
+
+
+async def prepare_raw(deps: ChatDeps, prompt: str | tuple[int, ...],
+                      params: SamplingParams) -> Assembled:
+    """A legacy-completions prompt: its tokens as they are (special-token text is text)."""
+    budget = with_budget(deps, params).max_tokens
+    assert budget is not None
+    if isinstance(prompt, str):
+        if len(prompt) > (deps.context_window - budget) * deps.max_token_bytes:
+            raise too_long(f"more than {deps.context_window - budget}", deps.context_window,
+                           budget, "prompt")
+        ids: Sequence[int] = await off_loop(deps, partial(deps.tokenizer.encode, prompt),
+                                            len(prompt))
+    else:
+        check_prompt_tokens(prompt, deps.vocab_size)
+        ids = prompt
+    return fit_prompt(ids, context_window=deps.context_window, reply_budget=budget)
+
+
+async def constrain(deps: ChatDeps, params: SamplingParams, request: ChatRequest) -> SamplingParams:
+    """The turn's parameters with its tool grammar (if it offers tools), compiled
+    (cached) before any engine work: a schema the grammar engine cannot take is a 400
+    naming the feature, not a failed stream. ``response_format``'s grammar was checked
+    at the door (``ChatService.chat``)."""
+    if request.tools and request.tool_choice.mode != "none":
+        grammar = tool_grammar(request.tools, request.tool_choice,
+                               request.parallel_tool_calls)
+        if grammar is not None:
+            await check_grammar(deps, grammar, "tools")
+            params = replace(params, grammar=grammar)
+    return params
+
+
+async def check_grammar(deps: ChatDeps, grammar: Grammar, param: str) -> None:
+    """Compile ``grammar`` (cached) or raise ``InvalidGrammar``: off the loop when its
+    source is long enough for compiling to hold other streams up."""
+    await off_loop(deps, partial(deps.grammars.check, grammar, param), len(grammar.source))
 
 
 def generation(deps: ChatDeps, principal: Principal, request_id: str, prompt: Assembled,

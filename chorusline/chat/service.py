@@ -36,6 +36,7 @@ from chorusline.chat.engine_driver import AdmissionLimits
 from chorusline.chat.gpu_worker import EngineLike, GetStats
 from chorusline.chat.hot_cache import HotCache
 from chorusline.chat.principal import Principal
+from chorusline.chat.runner import check_grammar
 from chorusline.chat.session import SessionActor
 from chorusline.chat.stream import TokenStream
 from chorusline.chat.tree import chat_tree
@@ -99,6 +100,11 @@ class ChatService:
     def model_name(self) -> str:
         return self.deps.model_name
 
+    @property
+    def embedding_model(self) -> str | None:
+        """The served embedding model's name; None when no embedding model is served."""
+        return None
+
     async def authenticate(self, api_key: str) -> Principal:
         return await self.accounts.authenticate(api_key)
 
@@ -128,13 +134,17 @@ class ChatService:
     async def chat(self, principal: Principal, request: ChatRequest) -> TurnHandle:
         """Start one turn; its request id is minted here, once (see ``chat.turn``).
 
-        Token ids are checked here, before any actor work: the engine only sees the
-        request after a streaming response has sent its status line, so this is where a
-        bad ``logit_bias`` or ``stop_token_ids`` id can still be a 400.
+        Token ids and ``response_format``'s grammar are checked here, before any actor
+        work: the engine only sees the request after a streaming response has sent its
+        status line, so this is where a bad ``logit_bias`` or ``stop_token_ids`` id or a
+        schema the grammar engine cannot take can still be a 400.
         """
         request.params.check_vocab(self.deps.vocab_size)
+        if request.params.grammar is not None:  # before the turn stores anything
+            await check_grammar(self.deps, request.params.grammar, "response_format")
         session = await self.session(principal)
-        turn = Turn(principal, request, f"chatcmpl-{uuid.uuid4().hex}")
+        kind = "cmpl" if request.prompt is not None else "chatcmpl"  # OpenAI's id prefixes
+        turn = Turn(principal, request, f"{kind}-{uuid.uuid4().hex}")
         try:
             handle: TurnHandle = await session.ask(turn, timeout=120.0)
         except ActorDead as error:  # e.g. the conversation crashed and took the session

@@ -16,14 +16,23 @@ from typing import Any
 
 from chorusline.actors import Actor, ActorRef, ActorSpec
 from chorusline.chat.bucket import Acquire, BucketActor, RedisBucketActor, Release, Settle
+from chorusline.chat.context import Assembled
 from chorusline.chat.conversation import ConversationActor
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.principal import Principal
 from chorusline.chat.records import UsageRecord
-from chorusline.chat.runner import check_input, generation, prepare, start_reply
+from chorusline.chat.runner import (
+    check_input,
+    constrain,
+    generation,
+    prepare,
+    prepare_raw,
+    start_reply,
+)
 from chorusline.chat.stream import TokenStream
-from chorusline.chat.turn import Turn, TurnHandle
-from chorusline.protocols import ChoruslineError, InvalidRequest, RateLimited
+from chorusline.chat.tools import template_turns, tools_prompt
+from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
+from chorusline.protocols import ChoruslineError, InvalidRequest, RateLimited, SamplingParams
 from chorusline.ratelimit import estimate_tokens
 from chorusline.supervisors import ChildSpec, Restart
 
@@ -60,7 +69,8 @@ class SessionActor(Actor):
         request, lease = turn.request, turn.request_id
         bucket = await self._bucket()
         # A cheap over-estimate (about 3 characters a token); settled with real usage.
-        chars = sum(len(c) for _, c in request.messages) + len(request.content or "")
+        chars = (sum(len(m.content) for m in request.messages) + len(request.content or "")
+                 + (len(request.prompt) if request.prompt is not None else 0))
         decision = await bucket.ask(
             Acquire(lease, estimate_tokens(chars // 3, request.params.max_tokens)))
         if not decision.allowed:
@@ -114,20 +124,41 @@ class SessionActor(Actor):
 
     async def _stateless(self, turn: Turn) -> TurnHandle:
         request, deps = turn.request, self.deps
-        if not request.messages:
-            raise InvalidRequest("messages must not be empty", param="messages")
-        for role, content in request.messages:
-            if role == "user" and (await check_input(deps, content)).blocked:
-                raise InvalidRequest("the request was refused by content policy",
-                                     param="messages")
-        turns = [{"role": r, "content": c} for r, c in request.messages if r != "system"]
-        system = "\n\n".join(c for r, c in request.messages if r == "system") or None
-        prompt = await prepare(deps, turns, system, request.params)
-        generate = generation(deps, turn.principal, turn.request_id, prompt, request.params)
+        if request.prompt is not None:
+            text = request.prompt if isinstance(request.prompt, str) else "".join(
+                deps.tokenizer.token_bytes(t).decode("utf-8", "replace")
+                for t in request.prompt if 0 <= t < deps.vocab_size)
+            await self._moderate(text, "prompt")
+            params = await constrain(deps, request.params, request)
+            prompt = await prepare_raw(deps, request.prompt, params)
+        else:
+            params, prompt = await self._chat_prompt(request)
+        generate = generation(deps, turn.principal, turn.request_id, prompt, params)
         record = UsageRecord(deps, turn.principal, turn.request_id, request.end_user)
         stream, persisted = await start_reply(self.context, deps, generate, record)
         return TurnHandle(request_id=turn.request_id, stream=stream,
                           prompt_tokens=len(prompt.prompt_token_ids), persisted=persisted)
+
+    async def _moderate(self, text: str, param: str) -> None:
+        if (await check_input(self.deps, text)).blocked:
+            raise InvalidRequest("the request was refused by content policy", param=param)
+
+    async def _chat_prompt(self, request: ChatRequest) -> tuple[SamplingParams, Assembled]:
+        """The stateless chat prompt: the caller's messages (tool calls and results in
+        the model's tool format), system messages and the tools' description first."""
+        if not request.messages:
+            raise InvalidRequest("messages must not be empty", param="messages")
+        for message in request.messages:
+            if message.role in ("user", "tool"):
+                await self._moderate(message.content, "messages")
+        params = await constrain(self.deps, request.params, request)
+        systems = [m.content for m in request.messages if m.role == "system"]
+        if request.tools and request.tool_choice.mode != "none":
+            systems.append(tools_prompt(request.tools))
+        prompt = await prepare(self.deps, template_turns(request.messages),
+                               "\n\n".join(systems) or None, params,
+                               truncate=request.truncate)
+        return params, prompt
 
     def introspect(self) -> dict[str, Any]:
         return {"user_id": self.principal.user_id, "tier": self.principal.tier.name,

@@ -15,22 +15,31 @@ import trio
 
 from chorusline.chat.principal import Principal
 from chorusline.chat.stream import TokenStream
-from chorusline.protocols import SamplingParams
+from chorusline.protocols import ChatMessage, FunctionTool, SamplingParams, ToolChoice
 
 
 @dataclass(frozen=True)
 class ChatRequest:
     """One chat turn. With ``conversation_id`` the turn is stored and ``content`` is the
-    user's new message; without it ``messages`` is the whole (stateless) conversation.
+    user's new message; without it ``messages`` is the whole (stateless) conversation
+    (``ChatMessage``s); with ``prompt`` instead it is a raw
+    completion: the text (or token ids) is the model's input as it is, no template.
 
     ``idempotency_key`` (stored turns) selects a replay: a retry with the same key
-    returns the original turn instead of a new one.
+    returns the original turn instead of a new one. ``tools`` and ``tool_choice`` offer
+    the model functions to call (``chat.tools``). ``truncate``: a stateless history too
+    long for the window loses its oldest turns instead of being refused.
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
     conversation_id: str | None = None
     content: str | None = None
-    messages: tuple[tuple[str, str], ...] = ()
+    messages: tuple[ChatMessage, ...] = ()
+    prompt: str | tuple[int, ...] | None = None
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
+    parallel_tool_calls: bool = True
+    truncate: bool = False
     idempotency_key: str | None = None
     custom_instructions: str | None = None
     #: Edit: the new user message becomes a sibling of this one (the old branch is kept).
@@ -39,6 +48,12 @@ class ChatRequest:
     regenerate_message_id: str | None = None
     #: The caller's own end user (OpenAI's ``user``), kept on the turn's usage row.
     end_user: str | None = None
+
+    def __post_init__(self) -> None:
+        # ``(role, content)`` pairs are taken too (embedding code and tests write them).
+        object.__setattr__(self, "messages", tuple(ChatMessage.of(m) for m in self.messages))
+        if isinstance(self.prompt, list):
+            object.__setattr__(self, "prompt", tuple(self.prompt))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from chorusline.protocols.errors import (
     ContextTooLong,
     ConversationInterrupted,
     EngineRestarted,
+    InvalidGrammar,
     InvalidRequest,
     InvalidSamplingParams,
     InvalidTokenId,
@@ -21,25 +22,32 @@ from chorusline.protocols.errors import (
     SlowConsumer,
     StoreUnavailable,
     Unauthorized,
+    UnknownParameter,
 )
 from chorusline.protocols.generation import (
     EngineStats,
     GenerationRequest,
+    Grammar,
     RequestOutput,
     SamplingParams,
     TokenizerLike,
     TokenLogprob,
     check_prompt_tokens,
 )
+from chorusline.protocols.messages import ChatMessage, FunctionTool, ToolCall, ToolChoice
 
 __all__ = [
+    "ChatMessage",
     "ChildCrashed",
     "ChoruslineError",
     "ContextTooLong",
     "ConversationInterrupted",
     "EngineRestarted",
     "EngineStats",
+    "FunctionTool",
     "GenerationRequest",
+    "Grammar",
+    "InvalidGrammar",
     "InvalidRequest",
     "InvalidSamplingParams",
     "InvalidTokenId",
@@ -57,7 +65,10 @@ __all__ = [
     "StoreUnavailable",
     "TokenLogprob",
     "TokenizerLike",
+    "ToolCall",
+    "ToolChoice",
     "Unauthorized",
+    "UnknownParameter",
     "check_prompt_tokens",
     "openai",
 ]

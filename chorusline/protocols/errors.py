@@ -51,10 +51,24 @@ class InvalidRequest(ChoruslineError):
 
 
 class ContextTooLong(InvalidRequest):
-    """The prompt (plus the reply budget) does not fit the model's context window."""
+    """The prompt (plus the reply budget) does not fit the model's context window.
 
-    http_status = 413
+    A 400, as OpenAI answers it (the SDKs then raise ``BadRequestError``)."""
+
     code = "context_length_exceeded"
+
+
+class InvalidGrammar(InvalidRequest):
+    """A ``response_format`` or tool schema that cannot be compiled into a grammar, or
+    that uses a feature the grammar engine does not support (the message names it)."""
+
+    code = "invalid_grammar"
+
+
+class UnknownParameter(InvalidRequest):
+    """A request field this endpoint does not take (OpenAI's wording and ``param``)."""
+
+    code = "unknown_parameter"
 
 
 class InvalidTokenId(InvalidRequest):

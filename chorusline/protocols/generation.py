@@ -14,6 +14,7 @@ trust every field without re-checking it on each step.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,44 @@ from chorusline.protocols.errors import InvalidSamplingParams, InvalidTokenId
 MAX_TOP_LOGPROBS = 20
 MAX_N = 16
 MAX_STOP_STRINGS = 16
+GRAMMAR_KINDS = ("json_object", "json_schema", "lark")
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """What a reply must match: constrained decoding masks, at every step, the tokens
+    the grammar does not allow, so the reply matches whatever the model would have said.
+
+    ``kind`` is ``json_object`` (any JSON object; ``source`` empty), ``json_schema``
+    (``source`` is the schema as JSON text) or ``lark`` (``source`` is a grammar in the
+    grammar engine's Lark dialect, which may embed JSON schemas). With ``trigger`` the
+    reply is free until its text contains the trigger; from there on, what follows the
+    trigger must match the grammar (a tool call the model chose to start).
+
+    Plain text, so that it crosses the actors and the wire without the grammar engine;
+    ``chorusline.grammar`` compiles it (cached by ``key``).
+    """
+
+    kind: str
+    source: str = ""
+    trigger: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in GRAMMAR_KINDS:
+            raise InvalidSamplingParams(f"grammar kind must be one of {GRAMMAR_KINDS}",
+                                        param="response_format")
+        if not isinstance(self.source, str) or (self.trigger is not None
+                                                and not isinstance(self.trigger, str)):
+            raise InvalidSamplingParams("a grammar's source and trigger are text",
+                                        param="response_format")
+
+    @property
+    def key(self) -> str:
+        """A stable hash of the grammar (the compiled-grammar cache's key)."""
+        digest = hashlib.sha256()
+        for part in (self.kind, self.source, self.trigger or ""):
+            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,6 +89,8 @@ class SamplingParams:
     top_logprobs: int = 0
     n: int = 1
     ignore_eos: bool = False
+    #: Constrained decoding (structured outputs, tool calls); None: free text.
+    grammar: Grammar | None = None
 
     def __post_init__(self) -> None:
         # Accept lists from callers but store tuples so the object stays hashable-ish
@@ -124,6 +165,8 @@ class SamplingParams:
             raise InvalidSamplingParams("top_logprobs needs logprobs=true", param="top_logprobs")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_N:
             raise InvalidSamplingParams(f"n must be in [1, {MAX_N}]", param="n")
+        if self.grammar is not None and not isinstance(self.grammar, Grammar):
+            raise InvalidSamplingParams("grammar must be a Grammar", param="response_format")
 
     def check_vocab(self, vocab_size: int) -> None:
         """Refuse token ids the model does not have; called by the engine, which knows V."""

@@ -20,21 +20,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chorusline.protocols import openai_tools as tools_wire
 from chorusline.protocols.errors import (
     ChoruslineError,
     InvalidRequest,
     InvalidSamplingParams,
     InvalidTokenId,
+    UnknownParameter,
 )
 from chorusline.protocols.generation import MAX_N, MAX_TOP_LOGPROBS
+from chorusline.protocols.messages import ChatMessage, FunctionTool, ToolCall, ToolChoice
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 #: OpenAI's own, then chorusline's extensions for a reply that did not end by itself, as
 #: the store keeps it (a replay and a GET say the same): ``timeout`` (the turn's deadline
 #: passed), ``interrupted`` (the server stopped mid-reply), ``abort`` (the reader went away),
 #: ``error``. Anything else an engine reports is shown as "stop".
-FINISH_REASONS = {"stop", "length", "content_filter", "timeout", "interrupted", "abort",
-                  "error"}
+FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "timeout", "interrupted",
+                  "abort", "error"}
+#: Every field ``POST /v1/chat/completions`` takes: OpenAI's that chorusline implements,
+#: then chorusline's extensions (``docs/api.md``). Any other field is a 400.
+CHAT_FIELDS = frozenset({
+    "model", "messages", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+    "max_tokens", "max_completion_tokens", "n", "presence_penalty", "response_format",
+    "seed", "stop", "stream", "stream_options", "temperature", "top_p", "tools",
+    "tool_choice", "parallel_tool_calls", "user", "store", "service_tier",
+    # chorusline's extensions
+    "top_k", "min_p", "ignore_eos", "conversation_id", "truncation",
+})
+#: OpenAI fields chorusline does not implement, refused with a message that says so
+#: (``store`` and ``service_tier`` are taken at the values that ask for nothing).
+UNSUPPORTED = {"store": (False,), "service_tier": ("auto", "default")}
 SSE_DONE = b"data: [DONE]\n\n"
 #: What OpenAI reports for a probability too small to represent (JSON has no -Infinity).
 MIN_LOGPROB = -9999.0
@@ -65,15 +80,21 @@ _TOKEN_ID = re.compile(r"-?[0-9]+")
 @dataclass(frozen=True)
 class ChatCompletionRequest:
     """A parsed ``POST /v1/chat/completions`` body; ``sampling`` holds SamplingParams'
-    keyword arguments (only the ones the client sent)."""
+    keyword arguments (only the ones the client sent; ``response_format`` is its
+    ``grammar``). ``truncate``: the client's opt-in (``truncation: "auto"``) to drop the
+    oldest turns of a history too long for the window, instead of a 400."""
 
     model: str
-    messages: tuple[tuple[str, str], ...]
+    messages: tuple[ChatMessage, ...]
     sampling: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
     user: str | None = None
     conversation_id: str | None = None
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
+    parallel_tool_calls: bool = True
+    truncate: bool = False
 
 
 def _check(value: Any, types: type | tuple[type, ...], param: str, what: str) -> Any:
@@ -85,42 +106,19 @@ def _check(value: Any, types: type | tuple[type, ...], param: str, what: str) ->
     return value
 
 
+def reject_unknown(body: Mapping[str, Any], allowed: frozenset[str] | set[str],
+                   prefix: str = "") -> None:
+    """Refuse a field the endpoint does not take, as OpenAI does (a 400 naming it):
+    a misspelt ``temprature`` silently ignored would be a request not honoured.
+    ``prefix`` places a nested object's fields (``messages[0].``)."""
+    for name in body:
+        if name not in allowed:
+            raise UnknownParameter(f"Unrecognized request argument supplied: {prefix}{name}",
+                                   param=f"{prefix}{name}")
+
+
 def _flag(value: Any, param: str) -> bool:
     return False if value is None else bool(_check(value, bool, param, "a boolean"))
-
-
-def _content(value: Any, param: str) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        parts = []
-        for part in value:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise InvalidRequest("only text content parts are supported", param=param)
-            parts.append(_check(part.get("text"), str, param, "a string"))
-        return "".join(parts)
-    raise InvalidRequest(f"{param} must be a string or a list of text parts", param=param)
-
-
-def _messages(value: Any) -> tuple[tuple[str, str], ...]:
-    _check(value, list, "messages", "a list")
-    out = []
-    for i, message in enumerate(value):
-        if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
-        role = message.get("role")
-        role = ROLES.get(role) if isinstance(role, str) else None
-        if role is None:
-            raise InvalidRequest(
-                f"messages[{i}].role must be system, user or assistant",
-                param=f"messages[{i}].role",
-            )
-        out.append((role, _content(message.get("content"), f"messages[{i}].content")))
-    if not out:
-        raise InvalidRequest("messages must not be empty", param="messages")
-    return tuple(out)
 
 
 _NUMBERS = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty")
@@ -192,6 +190,11 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     """Validate the shape of a decoded JSON body; raise InvalidRequest on the first fault."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    reject_unknown(body, CHAT_FIELDS)
+    for name, accepted in UNSUPPORTED.items():
+        if body.get(name) is not None and body[name] not in accepted:
+            raise InvalidRequest(f"{name}={json.dumps(body[name])[:40]} is not supported by "
+                                 "this server", param=name)
     model = body.get("model")
     if model is None:
         raise InvalidRequest("model is required", param="model")
@@ -201,6 +204,7 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     include_usage = False
     if options is not None:
         _check(options, dict, "stream_options", "an object")
+        reject_unknown(options, {"include_usage"}, "stream_options.")
         include_usage = _flag(options.get("include_usage"), "stream_options.include_usage")
     user = body.get("user")
     if user is not None:
@@ -211,14 +215,34 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     conversation_id = body.get("conversation_id")
     if conversation_id is not None:
         _check(conversation_id, str, "conversation_id", "a string")
+    tools = tools_wire.parse_tools(body["tools"]) if body.get("tools") is not None else ()
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not tools:
+        raise InvalidRequest("parallel_tool_calls is only allowed when tools are given",
+                             param="parallel_tool_calls")
+    choice = tools_wire.parse_tool_choice(body.get("tool_choice"), tools)
+    sampling = _sampling(body)
+    grammar = tools_wire.parse_response_format(body.get("response_format"))
+    if grammar is not None:
+        if choice.mode != "none":
+            raise InvalidRequest("response_format cannot be combined with tools unless "
+                                 "tool_choice is 'none'", param="response_format")
+        sampling["grammar"] = grammar
+    truncation = body.get("truncation")
+    if truncation is not None and truncation not in ("auto", "disabled"):
+        raise InvalidRequest("truncation must be 'auto' or 'disabled'", param="truncation")
     return ChatCompletionRequest(
         model=model,
-        messages=_messages(body.get("messages")),
-        sampling=_sampling(body),
+        messages=tools_wire.parse_messages(body.get("messages")),
+        sampling=sampling,
         stream=stream,
         include_usage=include_usage,
         user=user,
         conversation_id=conversation_id,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=_flag(parallel, "parallel_tool_calls") if tools else True,
+        truncate=truncation == "auto",
     )
 
 
@@ -242,10 +266,14 @@ def completion(
     id: str, created: int, model: str, choices: list[tuple[str, str | None]],
     prompt_tokens: int, completion_tokens: int,
     logprobs: Sequence[list[dict[str, Any]] | None] | None = None,
+    tool_calls: Sequence[Sequence[ToolCall]] | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` body; ``choices`` is ``(text, finish_reason)`` per index and
-    ``logprobs`` (when the client asked for them) the token entries per index."""
+    """A ``chat.completion`` body; ``choices`` is ``(text, finish_reason)`` per index,
+    ``logprobs`` (when the client asked for them) the token entries per index and
+    ``tool_calls`` the calls each choice made (its ``content`` is then null when it said
+    nothing else, and its finish reason ``tool_calls``, as OpenAI reports them)."""
     entries = logprobs if logprobs is not None else [None] * len(choices)
+    calls = tool_calls if tool_calls is not None else [()] * len(choices)
     return {
         "id": id,
         "object": "chat.completion",
@@ -255,14 +283,24 @@ def completion(
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message(text, made),
                 "logprobs": choice_logprobs(content),
                 "finish_reason": finish_reason(reason) or "stop",
             }
-            for i, ((text, reason), content) in enumerate(zip(choices, entries, strict=True))
+            for i, ((text, reason), content, made)
+            in enumerate(zip(choices, entries, calls, strict=True))
         ],
         "usage": usage(prompt_tokens, completion_tokens),
     }
+
+
+def message(text: str, calls: Sequence[ToolCall] = ()) -> dict[str, Any]:
+    """A choice's assistant ``message``."""
+    body: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""),
+                            "refusal": None}
+    if calls:
+        body["tool_calls"] = [call.wire() for call in calls]
+    return body
 
 
 def chunk(
@@ -286,16 +324,30 @@ def chunk(
 
 def delta(index: int, *, role: bool = False, content: str | None = None,
           finish: str | None = None,
-          logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          logprobs: list[dict[str, Any]] | None = None,
+          tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One choice of a chunk; ``logprobs`` are the entries of the tokens whose text this
-    delta carries (None: not requested, or nothing to report on this delta)."""
+    delta carries (None: not requested, or nothing to report on this delta), and
+    ``tool_calls`` the call fragments (``tool_call_delta``) it carries."""
     body: dict[str, Any] = {}
     if role:
         body["role"] = "assistant"
     if content is not None:
         body["content"] = content
+    if tool_calls:
+        body["tool_calls"] = tool_calls
     return {"index": index, "delta": body, "logprobs": choice_logprobs(logprobs),
             "finish_reason": finish_reason(finish)}
+
+
+def tool_call_delta(index: int, *, id: str | None = None, name: str | None = None,
+                    arguments: str = "") -> dict[str, Any]:
+    """One streamed fragment of call ``index``: the first carries its id and name (and
+    empty arguments), later ones pieces of the arguments, as OpenAI streams them."""
+    if id is not None:
+        return {"index": index, "id": id, "type": "function",
+                "function": {"name": name, "arguments": arguments}}
+    return {"index": index, "function": {"arguments": arguments}}
 
 
 # -- logprobs ----------------------------------------------------------------------------

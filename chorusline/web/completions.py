@@ -32,7 +32,14 @@ from typing import Any
 import trio
 from quart import Response
 
-from chorusline.chat import ChatRequest, ChatService, Chunk, Principal, TurnHandle
+from chorusline.chat import (
+    ChatRequest,
+    ChatService,
+    Chunk,
+    Principal,
+    ToolCallParser,
+    TurnHandle,
+)
 from chorusline.protocols import ChoruslineError, InvalidRequest, ModelNotFound, SamplingParams
 from chorusline.protocols import openai as wire
 from chorusline.web.http import Drain, current_drain, shutting_down
@@ -55,13 +62,20 @@ def build_request(
         raise InvalidRequest(f"invalid sampling parameters: {exc}") from None
     if parsed.conversation_id is None:
         return ChatRequest(params=params, messages=parsed.messages,
-                           idempotency_key=idempotency_key, end_user=parsed.user)
-    role, content = parsed.messages[-1]
-    if role != "user":
+                           idempotency_key=idempotency_key, end_user=parsed.user,
+                           tools=parsed.tools, tool_choice=parsed.tool_choice,
+                           parallel_tool_calls=parsed.parallel_tool_calls,
+                           truncate=parsed.truncate)
+    last = parsed.messages[-1]
+    if last.role != "user":
         raise InvalidRequest("with conversation_id the last message must be the user's",
                              param="messages")
+    if parsed.tools:
+        raise InvalidRequest("tools are not supported with conversation_id yet",
+                             param="tools")
     return ChatRequest(params=params, conversation_id=parsed.conversation_id,
-                       content=content, idempotency_key=idempotency_key, end_user=parsed.user)
+                       content=last.content, idempotency_key=idempotency_key,
+                       end_user=parsed.user)
 
 
 class _Usage:
@@ -103,6 +117,37 @@ class _Logprobs:
         return self.held.pop(index, []) if self.wanted else None
 
 
+class _Calls:
+    """Each choice's tool calls read out of its text, when the request offered tools
+    (otherwise the text passes through untouched)."""
+
+    def __init__(self, request_id: str, parsed: wire.ChatCompletionRequest) -> None:
+        self.request_id = request_id
+        self.wanted = bool(parsed.tools) and parsed.tool_choice.mode != "none"
+        self.parsers: dict[int, ToolCallParser] = {}
+
+    def parser(self, index: int) -> ToolCallParser:
+        if index not in self.parsers:  # ids unique per choice: ``n`` may be above 1
+            self.parsers[index] = ToolCallParser(f"{self.request_id}:{index}")
+        return self.parsers[index]
+
+    def feed(self, index: int, text: str, final: bool) -> tuple[str, list[dict[str, Any]]]:
+        """The content to send for ``text`` and its ``delta.tool_calls`` entries."""
+        if not self.wanted:
+            return text, []
+        parser = self.parser(index)
+        content, deltas = parser.feed(text)
+        if final:
+            rest, more = parser.finish()
+            content, deltas = content + rest, deltas + more
+        return content, [wire.tool_call_delta(d.index, id=d.id, name=d.name,
+                                              arguments=d.arguments) for d in deltas]
+
+    def finish_reason(self, index: int, reason: str | None) -> str | None:
+        parser = self.parsers.get(index)
+        return "tool_calls" if reason == "stop" and parser and parser.calls else reason
+
+
 async def complete(chat: ChatService, principal: Principal, request: ChatRequest,
                    parsed: wire.ChatCompletionRequest, model: str) -> Response:
     observer = observe_turn()  # now: the request context is gone once streaming starts
@@ -112,20 +157,22 @@ async def complete(chat: ChatService, principal: Principal, request: ChatRequest
     logprobs = _Logprobs(chat, request.params.logprobs)
     if parsed.stream:
         body = _SseBody(handle, _events(handle, parsed, response_id, created, model,
-                                        observer, logprobs, current_drain()), observer)
+                                        observer, logprobs, current_drain(),
+                                        _Calls(response_id, parsed)), observer)
         response = Response(body, mimetype="text/event-stream")
         response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
     else:
-        response = await _collect(handle, response_id, created, model, observer, logprobs)
+        response = await _collect(handle, response_id, created, model, observer, logprobs,
+                                  _Calls(response_id, parsed))
     response.headers.update(handle.rate_headers)
     response.headers["X-Request-Id"] = handle.request_id
     return response
 
 
 async def _collect(handle: TurnHandle, response_id: str, created: int, model: str,
-                   observer: TurnObserver, logprobs: _Logprobs) -> Response:
+                   observer: TurnObserver, logprobs: _Logprobs, calls: _Calls) -> Response:
     choices = max(handle.stream.choices, 1)
     texts = [""] * choices
     finishes: list[str | None] = [None] * choices
@@ -142,16 +189,21 @@ async def _collect(handle: TurnHandle, response_id: str, created: int, model: st
         handle.stream.close()
         counts = usage.body()
         observer.finish(counts["prompt_tokens"], counts["completion_tokens"])
+    made = []
+    for i in range(choices):
+        texts[i], _ = calls.feed(i, texts[i], final=True)
+        finishes[i] = calls.finish_reason(i, finishes[i])
+        made.append(calls.parsers[i].calls if i in calls.parsers else [])
     body = wire.completion(response_id, created, model, list(zip(texts, finishes, strict=True)),
                            counts["prompt_tokens"], counts["completion_tokens"],
-                           [logprobs.take(i) for i in range(choices)])
+                           [logprobs.take(i) for i in range(choices)], made)
     return Response(wire.json_bytes(body), mimetype="application/json")
 
 
 async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                   response_id: str, created: int, model: str,
                   observer: TurnObserver, logprobs: _Logprobs,
-                  drain: Drain) -> AsyncIterator[bytes]:
+                  drain: Drain, calls: _Calls) -> AsyncIterator[bytes]:
     include = parsed.include_usage
     usage = _Usage(handle)
     started: set[int] = set()
@@ -179,12 +231,17 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                     yield frame([wire.delta(index, role=True, content="",
                                             logprobs=logprobs.take(index))])
                 logprobs.add(chunk)
-                if chunk.text:
-                    yield frame([wire.delta(index, content=chunk.text,
-                                            logprobs=logprobs.take(index))])
-                if chunk.finish_reason is not None:
+                final = chunk.finish_reason is not None
+                text, tool_calls = calls.feed(index, chunk.text, final)
+                if text or tool_calls:
+                    yield frame([wire.delta(index, content=text or None,
+                                            logprobs=logprobs.take(index),
+                                            tool_calls=tool_calls)])
+                if final:
                     # Like OpenAI, null here unless some entries had no text to go with.
-                    yield frame([wire.delta(index, finish=chunk.finish_reason,
+                    yield frame([wire.delta(index,
+                                            finish=calls.finish_reason(index,
+                                                                       chunk.finish_reason),
                                             logprobs=logprobs.take(index) or None)])
             observer.progress(usage.body()["completion_tokens"])
     except ChoruslineError as error:

@@ -15,6 +15,7 @@ from typing import Any
 
 from chorusline.chat import Conversation, Message
 from chorusline.protocols import InvalidRequest, NotFound
+from chorusline.protocols import openai as wire
 
 #: Ids are UUIDs and share tokens URL-safe base64. Anything else cannot exist, so it is
 #: answered NotFound at once; that also keeps odd bytes (a NUL...) away from the driver,
@@ -45,9 +46,7 @@ def object_body(body: Any, allowed: set[str] | None = None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     if allowed is not None:
-        for name in body:
-            if name not in allowed:
-                raise InvalidRequest(f"unknown field {name!r}", param=name)
+        wire.reject_unknown(body, allowed)
     return body
 
 

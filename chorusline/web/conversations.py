@@ -47,10 +47,7 @@ def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
         raise InvalidRequest("this route takes the user's message as 'content', not "
                              "'messages': the conversation holds the history",
                              param="messages")
-    for name in body:
-        if name not in TURN_BODY_FIELDS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}",
-                                 param=name)
+    wire.reject_unknown(body, TURN_BODY_FIELDS)
     content = body.get("content")
     if content is not None and not isinstance(content, str):
         raise InvalidRequest("content must be a string", param="content")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chorusline.protocols import openai as wire
+
 JSON = "application/json"
 Schema = dict[str, Any]
 
@@ -99,4 +101,4 @@ NULL_STR = {"type": ["string", "null"]}
 END_USER = {**NULL_STR, "maxLength": 256, "description": "Your end user's id: kept on the "
             "turn's usage row."}
 NULL_INT = {"type": ["integer", "null"]}
-FINISH = {"type": "string", "enum": ["stop", "length", "content_filter"]}
+FINISH = {"type": "string", "enum": sorted(wire.FINISH_REASONS)}

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from chorusline.protocols import openai as wire
+from chorusline.web import openapi_tools as tools
 from chorusline.web.openapi_common import (
     BOOL,
     END_USER,
@@ -53,6 +54,7 @@ def sampling_properties() -> dict[str, Schema]:
             "description": "Token id (a decimal string) to an additive bias; an id outside "
                            "the vocabulary is a 400 `invalid_token_id`.",
         },
+        "response_format": tools.response_format(),
         "logprobs": {"type": ["boolean", "null"],
                      "description": "Return each generated token's log probability in "
                                     "the choice's `logprobs` (else it is null)."},
@@ -123,28 +125,36 @@ def components(model_name: str) -> Schema:
             }, ["message", "type", "param", "code"], closed=True)}, ["error"], closed=True),
             "ChatMessage": _obj({
                 "role": {"type": "string",
-                         "enum": ["system", "developer", "user", "assistant"],
+                         "enum": ["system", "developer", "user", "assistant", "tool"],
                          "description": "`developer` is treated as `system`."},
                 "content": _message_content(),
-            }, ["role"]),
+                **tools.message_fields(),
+            }, ["role"], closed=True),
+            **tools.schemas(),
             "ChatCompletionRequest": _obj({
                 "model": {"type": "string", "examples": [model_name],
                           "description": "Must be the served model (else 404 "
                                          "`model_not_found`)."},
                 "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
                 **sampling_properties(),
+                **tools.tool_properties(),
                 "user": END_USER,
+                "truncation": tools.TRUNCATION,
+                "store": tools.STORE,
+                "service_tier": tools.SERVICE_TIER,
                 "conversation_id": {**NULL_STR, "description": "Bind the turn to a stored "
                                     "conversation: its history is loaded and the last "
                                     "(user) message and the reply are persisted."},
-            }, ["model", "messages"]),
+            }, ["model", "messages"], closed=True),
             "ChatCompletion": _obj({
                 "id": STR, "object": {"const": "chat.completion"}, "created": INT,
                 "model": STR, "system_fingerprint": {"type": "null"},
                 "choices": {"type": "array", "items": _obj({
                     "index": INT,
-                    "message": _obj({"role": {"const": "assistant"}, "content": STR,
-                                     "refusal": {"type": "null"}},
+                    "message": _obj({"role": {"const": "assistant"}, "content": NULL_STR,
+                                     "refusal": {"type": "null"},
+                                     "tool_calls": {"type": "array",
+                                                    "items": _ref("ToolCall")}},
                                     ["role", "content"], closed=True),
                     "logprobs": _nullable(_ref("ChoiceLogprobs")),
                     "finish_reason": FINISH,
@@ -156,7 +166,9 @@ def components(model_name: str) -> Schema:
                 "model": STR, "system_fingerprint": {"type": "null"},
                 "choices": {"type": "array", "items": _obj({
                     "index": INT,
-                    "delta": _obj({"role": {"const": "assistant"}, "content": STR},
+                    "delta": _obj({"role": {"const": "assistant"}, "content": STR,
+                                   "tool_calls": {"type": "array",
+                                                  "items": _ref("ToolCallDelta")}},
                                   closed=True),
                     "logprobs": _nullable(_ref("ChoiceLogprobs")),
                     "finish_reason": _nullable(FINISH),

@@ -119,7 +119,8 @@ async def test_a_prompt_being_prepared_holds_up_no_other_key_s_turn(
         big: list[TurnHandle] = []
 
         async def ask_big() -> None:
-            big.append(await chat.chat(bob, ChatRequest(GREEDY, messages=history)))
+            big.append(await chat.chat(bob, ChatRequest(GREEDY, messages=history,
+                                                        truncate=True)))
 
         with trio.fail_after(600):  # a hang guard: this deadlocks if preparing blocks
             streaming = await chat.chat(ada, ChatRequest(LONG, messages=(

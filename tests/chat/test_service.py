@@ -264,7 +264,7 @@ async def test_the_window_shrinks_to_what_the_kv_cache_holds(
         user = store.create_user("ada")
         principal = await chat.authenticate(store.create_api_key(user.id).plaintext)
         long = (("user", "Tell me about the sea and the sky. " * 40),)  # ~400 tokens
-        with pytest.raises(ContextTooLong, match="fit the context window of 360 tokens"):
+        with pytest.raises(ContextTooLong, match="maximum context length is 360 tokens"):
             await chat.chat(principal, ChatRequest(GREEDY, messages=long))  # before streaming
         short = await chat.chat(principal, ChatRequest(GREEDY, messages=(("user", "Hi"),)))
         assert (await read(short))[1] in ("stop", "length")

@@ -107,8 +107,9 @@ FUZZ: list[tuple[bytes | dict[str, Any], str | None]] = [
     ({"model": MODEL, "messages": QUESTION, "logit_bias": {"\u0664\u0662": 1}}, "logit_bias"),
     ({"model": MODEL, "messages": QUESTION, "logit_bias": {"1": 10**400}}, "logit_bias"),
     ({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text"}]}]},
-     "messages[0].content"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": [[]]}]}, "messages[0].content"),
+     "messages[0].content[0].text"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": [[]]}]},
+     "messages[0].content[0]"),
     ({"model": MODEL, "messages": QUESTION, "stream_options": {"include_usage": 1}},
      "stream_options.include_usage"),
 ]

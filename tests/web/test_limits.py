@@ -159,8 +159,10 @@ async def test_out_of_range_integers_are_a_400_naming_the_param(web: Web) -> Non
 def padded(size: int) -> bytes:
     """A chat request of exactly ``size`` bytes whose one fault is ``stream``: a 400
     naming it proves the body was parsed (and refused without generating)."""
-    head = json.dumps({"model": MODEL, "messages": QUESTION, "stream": "yes", "pad": ""})
-    body = head[:-2] + "x" * (size - len(head)) + '"}'
+    # The padding is a field the route takes (an unknown one would be the fault).
+    head = json.dumps({"model": MODEL, "stream": "yes", "messages": [
+        {"role": "system", "content": ""}]})
+    body = head[:-4] + "x" * (size - len(head)) + '"}]}'
     assert len(body) == size
     return body.encode()
 

@@ -89,6 +89,10 @@ def tighten(spec: dict[str, Any]) -> dict[str, Any]:
     request = schemas["ChatCompletionRequest"]
     request["properties"]["model"] = {"const": MODEL}
     request["properties"]["messages"]["maxItems"] = 3
+    message = out["components"]["schemas"]["ChatMessage"]
+    message["properties"]["role"]["enum"] = ["system", "developer", "user", "assistant"]
+    for name in ("tool_calls", "tool_call_id"):
+        message["properties"].pop(name)
     turn = out["paths"]["/v1/conversations/{conversation_id}/messages"]["post"][
         "requestBody"]["content"]["application/json"]["schema"]
     turn["properties"]["content"] = short
@@ -96,8 +100,12 @@ def tighten(spec: dict[str, Any]) -> dict[str, Any]:
         props = body["properties"]
         props["max_tokens"] = {"type": "integer", "minimum": 1, "maximum": 2}
         props["n"] = {"type": "integer", "minimum": 1, "maximum": 2}
-        for name in ("max_completion_tokens", "ignore_eos"):
-            props.pop(name)
+        # Tools, grammars and tool messages need ids and schemas that agree with each
+        # other, which random bodies almost never do: they are fuzzed for a clean 400
+        # by their own tests, and kept out here so generated turns reach the engine.
+        for name in ("max_completion_tokens", "ignore_eos", "tools", "tool_choice",
+                     "parallel_tool_calls", "response_format"):
+            props.pop(name, None)
         body["required"] = sorted({*body.get("required", []), "max_tokens"})
     return out
 
