@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/http_load.py [--quick] [--json PATH] [--threads N]
     .venv/bin/python benchmarks/http_load.py --llama-cpp /tmp/llama/bin/python
     .venv/bin/python benchmarks/http_load.py --url http://127.0.0.1:8001/v1 --key KEY
+    .venv/bin/python benchmarks/http_load.py --structured [--quick] [--json PATH]
 
 By default the script starts chorusline in this process (the bundled SmolLM2-135M on the
 CPU, SQLite in a temporary directory, a benchmark tier whose limits never interfere,
@@ -30,6 +31,10 @@ server on the same GGUF and drives it with the same client (``benchmarks/llama_c
 the "x llama-cpp-python" ratio is measured in one run on one machine; without it the ratio
 uses the figures recorded in ``LLAMA_CPP_TOK_S``. The machines are shared: quote
 ``uptime`` with any figure.
+
+``--structured`` measures what structured outputs cost instead: c=32 waves with half the
+requests under ``response_format: json_schema`` against the same waves with none, in one
+run (``benchmarks/http_structured.py``).
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import trio
@@ -66,6 +72,7 @@ RATIO_TARGET = 0.90
 SPEEDUP_TARGET = 5.0
 TTFT_TARGET_S = 1.0
 REQUEST_TIMEOUT_S = 600.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ class Turn:
     itl: list[float] = field(default_factory=list)
     e2e: float | None = None
     error: str | None = None
+    text: str = ""
 
 
 @dataclass
@@ -108,7 +116,8 @@ class Level:
 
 
 async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
-                      new_tokens: int, ban_eos: bool = False) -> Turn:
+                      new_tokens: int, ban_eos: bool = False,
+                      response_format: dict[str, Any] | None = None) -> Turn:
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": text}],
@@ -120,6 +129,8 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
     }
     if ban_eos:  # for servers without ignore_eos (see benchmarks/llama_cpp.py)
         body["logit_bias"] = EOS_BAN
+    if response_format is not None:
+        body["response_format"] = response_format
     turn = Turn()
     deltas = 0
     usage: int | None = None
@@ -148,6 +159,7 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
                     content = (choice.get("delta") or {}).get("content")
                     if content:
                         deltas += 1
+                        turn.text += content
                         if last is None:
                             turn.ttft = now - sent
                         else:
@@ -214,16 +226,22 @@ async def client_main(url: str, key: str, sizes: Sizes, model: str | None,
     return model, levels
 
 
-def run_client_process(url: str, key: str, quick: bool, raw: Path,
-                       ban_eos: bool = False) -> list[Level]:
-    """The client in its own process (called from the server's trio run on a thread)."""
+def client_process(url: str, key: str, raw: Path, *flags: str) -> dict[str, Any]:
+    """This script as the client, in its own process (called from the server's trio run
+    on a thread); returns what it wrote to ``raw``."""
     import subprocess
 
     command = [sys.executable, str(Path(__file__).resolve()), "--url", url, "--key", key,
-               "--raw", str(raw)] + (["--quick"] if quick else []) + (
-                   ["--ban-eos"] if ban_eos else [])
+               "--raw", str(raw), *flags]
     subprocess.run(command, check=True, timeout=REQUEST_TIMEOUT_S)
-    return [Level(**level) for level in json.loads(raw.read_text())["levels"]]
+    result: dict[str, Any] = json.loads(raw.read_text())
+    return result
+
+
+def run_client_process(url: str, key: str, quick: bool, raw: Path,
+                       ban_eos: bool = False) -> list[Level]:
+    flags = (["--quick"] if quick else []) + (["--ban-eos"] if ban_eos else [])
+    return [Level(**level) for level in client_process(url, key, raw, *flags)["levels"]]
 
 
 # -- the server, in process, and engine-direct --------------------------------------------------
@@ -234,26 +252,19 @@ class Direct:
     ttft_p50: float
 
 
-async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
-                            ) -> tuple[str, list[Level], Direct]:
-    from benchmarks.service import (
-        BENCH_LIMITS,
-        BENCH_TIERS,
-        CONTEXT_WINDOW,
-        engine_config,
-        engine_direct,
-        prompt_ids,
-    )
+async def serve_to(client: Callable[[str, str], T], model: Any, threads: int,
+                   tmp: Path) -> tuple[str, T]:
+    """Serve ``model`` on an ephemeral loopback port while ``client(url, key)`` runs on a
+    thread; returns the served model's name and what the client returned."""
+    from benchmarks.service import BENCH_LIMITS, BENCH_TIERS, CONTEXT_WINDOW, engine_config
     from chorusline.chat import ChatSettings, open_chat_service
-    from chorusline.runtime import Engine, load_model
     from chorusline.store import SqliteStore
     from chorusline.web import serve
 
-    model = await trio.to_thread.run_sync(partial(load_model, progress=False))
     # Prefix caching on, as the server runs by default: the chat template's system prompt
     # is shared by every turn (each user message is distinct). Engine-direct uses the same.
-    config = engine_config(threads, prefix_caching=True)
-    settings = ChatSettings(engine=config, limits=BENCH_LIMITS, tiers=BENCH_TIERS,
+    settings = ChatSettings(engine=engine_config(threads, prefix_caching=True),
+                            limits=BENCH_LIMITS, tiers=BENCH_TIERS,
                             context_window=CONTEXT_WINDOW)
     store = SqliteStore(tmp / "http.db")
     async with open_chat_service(settings, model=model, store=store) as chat:
@@ -264,10 +275,22 @@ async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
             port: int = await nursery.start(partial(
                 serve, chat, host="127.0.0.1", port=0, model_name=settings.model_name,
                 shutdown=shutdown, graceful_timeout=1.0))
-            url = f"http://127.0.0.1:{port}/v1"
-            levels = await trio.to_thread.run_sync(
-                run_client_process, url, issued.plaintext, sizes is QUICK, tmp / "raw.json")
+            result = await trio.to_thread.run_sync(
+                client, f"http://127.0.0.1:{port}/v1", issued.plaintext)
             shutdown.set()
+    return settings.model_name, result
+
+
+async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
+                            ) -> tuple[str, list[Level], Direct]:
+    from benchmarks.service import engine_config, engine_direct, prompt_ids
+    from chorusline.runtime import Engine, load_model
+
+    model = await trio.to_thread.run_sync(partial(load_model, progress=False))
+    config = engine_config(threads, prefix_caching=True)
+    name, levels = await serve_to(
+        lambda url, key: run_client_process(url, key, sizes is QUICK, tmp / "raw.json"),
+        model, threads, tmp)
 
     # Engine-direct at the top concurrency, same prompts and config, the server now idle.
     top = max(sizes.levels)
@@ -277,7 +300,7 @@ async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path
     prompts = [prompt_ids(model, t, sizes.new_tokens) for t in texts]
     run = await trio.to_thread.run_sync(engine_direct, engine, prompts, top, sizes.new_tokens)
     direct = Direct(top, run.tok_s, percentile(run.ttft, 50))
-    return settings.model_name, levels, direct
+    return name, levels, direct
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -339,9 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-cpp-threads", type=int, default=1,
                         help="llama.cpp threads (default 1: on a 2-core machine shared with "
                         "the client process its best setting, see docs/performance.md)")
+    parser.add_argument("--structured", action="store_true",
+                        help="c=32 (--quick: c=8) waves, half the requests under a JSON "
+                        "schema against none (benchmarks/http_structured.py)")
     parser.add_argument("--ban-eos", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.structured:
+        from benchmarks.http_structured import structured_main
+
+        return structured_main(args)
     sizes = QUICK if args.quick else FULL
     began = time.perf_counter()
     load_before = os.getloadavg()

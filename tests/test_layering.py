@@ -1,10 +1,11 @@
 """The import layering of docs/design.md, enforced by parsing every module's imports.
 
-actors <- supervisors <- chat -> runtime, store, moderation, ratelimit; protocols is
-imported by everyone and imports nothing of ours; web -> chat (and protocols) only. The
-libraries below the actors (store, moderation, ratelimit) import no actors, supervisors,
-chat or web. The framework packages never import the heavy stack, and runtime never
-imports trio or pykka, so each stays usable (and testable) on its own.
+actors <- supervisors <- chat -> runtime, store, moderation, ratelimit, grammar; runtime
+-> grammar; protocols is imported by everyone and imports nothing of ours; web -> chat
+(and protocols) only. The libraries below the actors (store, moderation, ratelimit,
+grammar) import no actors, supervisors, chat or web. The framework packages never import
+the heavy stack, and runtime never imports trio or pykka, so each stays usable (and
+testable) on its own.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ ALLOWED: dict[str, set[str]] = {
     "protocols": set(),
     "actors": {"protocols"},
     "supervisors": {"actors", "protocols"},
-    "runtime": {"protocols"},
+    "runtime": {"protocols", "grammar"},
+    "grammar": {"protocols"},
     "store": {"protocols"},
     "moderation": {"protocols"},
     "ratelimit": {"protocols"},
     "chat": {"actors", "supervisors", "runtime", "store", "moderation", "ratelimit",
-             "protocols"},
+             "grammar", "protocols"},
     "web": {"chat", "protocols"},
 }
 LIBRARY_STACK = {"torch", "trio", "pykka", "quart", "quart_trio", "hypercorn", "cupy"}
@@ -40,6 +42,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "store": LIBRARY_STACK | {"redis"},
     "moderation": LIBRARY_STACK | {"redis", "psycopg"},
     "ratelimit": LIBRARY_STACK | {"psycopg"},
+    "grammar": LIBRARY_STACK | {"redis", "psycopg"},
 }
 
 

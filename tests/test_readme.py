@@ -45,9 +45,29 @@ def test_the_curl_example_streams_paris(server_env: dict[str, str]) -> None:
     assert "Paris" in "".join(p or "" for p in pieces)
 
 
-def test_the_python_example_prints_paris(server_env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "-c", fenced("python", "OpenAI(")],
-                            env=server_env, capture_output=True, text=True, timeout=180,
-                            check=False)
+def run_python(example: str, env: dict[str, str]) -> str:
+    result = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True,
+                            text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr
-    assert "Paris" in result.stdout
+    return result.stdout
+
+
+def test_the_python_example_prints_paris(server_env: dict[str, str]) -> None:
+    assert "Paris" in run_python(fenced("python", "reply = client"), server_env)
+
+
+def test_the_tool_example_makes_a_call_and_answers_with_its_result(
+    server_env: dict[str, str],
+) -> None:
+    called, answer = run_python(fenced("python", "tool_choice="), server_env).split("\n", 1)
+    name, arguments = called.split(" ", 1)
+    assert name == "get_weather"
+    assert "city" in arguments  # the printed dict of validated arguments
+    assert answer.strip()
+
+
+def test_the_structured_output_example_prints_a_validated_object(
+    server_env: dict[str, str],
+) -> None:
+    printed = run_python(fenced("python", "response_format="), server_env)
+    assert printed.startswith("country=") and "city=" in printed

@@ -26,10 +26,17 @@ from chorusline.chat.context import Assembled, system_text
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.records import StoredRecord
 from chorusline.chat.reply import record_verdict
-from chorusline.chat.runner import check_input, generation, prepare, start_reply
+from chorusline.chat.runner import check_input, constrain, generation, prepare, start_reply
+from chorusline.chat.stored_tools import branch_turns, moderated_results, with_tools
 from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.chat.tool_calls import rendered
 from chorusline.chat.turn import Turn, TurnHandle
-from chorusline.protocols import ChoruslineError, InvalidRequest, ServiceUnavailable
+from chorusline.protocols import (
+    ChoruslineError,
+    InvalidRequest,
+    SamplingParams,
+    ServiceUnavailable,
+)
 from chorusline.store import ACTIVE_LEAF, Message, MessageStatus, ParentRef, Role
 
 
@@ -68,6 +75,8 @@ class ConversationActor(Actor):
         if request.regenerate_message_id is not None:
             return await self._regenerate(turn, request.regenerate_message_id)
         key = request.idempotency_key or turn.request_id
+        if request.tool_results:
+            return await self._tool_turn(turn, key)
         verdict = await check_input(deps, request.content or "")
         parent: ParentRef = ACTIVE_LEAF
         if request.edit_message_id is not None:
@@ -96,17 +105,41 @@ class ConversationActor(Actor):
             await record_verdict(deps, verdict, self.conversation_id, user_message.id)
         if verdict.blocked:
             return await self._refuse(turn, key, user_message, verdict.text, request_id)
+        return await self._answer(turn, key, user_message, request_id)
+
+    async def _tool_turn(self, turn: Turn, key: str) -> TurnHandle:
+        """The client's results for the last reply's calls, then the reply to them."""
+        deps, user_id = self.deps, turn.principal.user_id
+        results = await moderated_results(deps, turn.request.tool_results)
+        begun = await deps.db(deps.store.begin_tool_turn, user_id, self.conversation_id, key,
+                              results=results, request_id=turn.request_id)
+        last = begun.user_message
+        request_id = last.request_id or turn.request_id
+        reply = begun.assistant_message
+        if begun.replayed and reply is not None and reply.is_open_draft:
+            raise ServiceUnavailable("the original request is still being answered; "
+                                     "retry shortly")
+        if begun.replayed and reply is not None and not reply.failed_unseen:
+            return self._replay(request_id, last, reply)
+        return await self._answer(turn, key, last, request_id)
+
+    async def _answer(self, turn: Turn, key: str, user_message: Message,
+                      request_id: str) -> TurnHandle:
+        """Claim the reply to ``user_message`` (once per key) and stream it."""
+        deps, request = self.deps, turn.request
         history = await self._history(turn, user_message)
-        system = await self._system(turn)
-        prompt = await prepare(deps, history, system, request.params)
-        draft, made = await deps.db(store.claim_reply, user_id, key, model=deps.model_name,
-                                    request_id=request_id)
+        system = with_tools(await self._system(turn), request)
+        params = await constrain(deps, request.params, request)
+        prompt = await prepare(deps, history, system, params)
+        draft, made = await deps.db(deps.store.claim_reply, turn.principal.user_id, key,
+                                    model=deps.model_name, request_id=request_id)
         if not made:
             if draft.is_open_draft:  # another process claimed it a moment ago
                 raise ServiceUnavailable("the original request is still being answered; "
                                          "retry shortly")
             return self._replay(request_id, user_message, draft)
-        return await self._start(turn, request_id, user_message, draft, history, prompt)
+        return await self._start(turn, request_id, user_message, draft, history, prompt,
+                                 params)
 
     async def _regenerate(self, turn: Turn, message_id: str) -> TurnHandle:
         """A new reply to the same user message, as a sibling of the old reply."""
@@ -118,11 +151,14 @@ class ConversationActor(Actor):
         asked = await deps.db(deps.store.get_message, user_id, self.conversation_id,
                               old.parent_message_id)
         history = await self._history(turn, asked)
-        prompt = await prepare(deps, history, await self._system(turn), turn.request.params)
+        params = await constrain(deps, turn.request.params, turn.request)
+        prompt = await prepare(deps, history, with_tools(await self._system(turn),
+                                                         turn.request), params)
         draft = await deps.db(deps.store.create_draft, user_id, self.conversation_id,
                               parent=asked.id, model=deps.model_name,
                               request_id=turn.request_id)
-        return await self._start(turn, turn.request_id, asked, draft, history, prompt)
+        return await self._start(turn, turn.request_id, asked, draft, history, prompt,
+                                 params)
 
     async def _system(self, turn: Turn) -> str | None:
         conversation = await self.deps.db(self.deps.store.get_conversation,
@@ -135,7 +171,9 @@ class ConversationActor(Actor):
         deps, request = self.deps, turn.request
         cache = deps.hot_cache
         plain = request.edit_message_id is None and request.regenerate_message_id is None
-        if cache is not None and not plain:
+        if request.tool_results:
+            pass  # results extend the branch by several messages: read it from the store
+        elif cache is not None and not plain:
             await deps.db(cache.invalidate, self.conversation_id)
         elif cache is not None:
             cached = await deps.db(cache.get, self.conversation_id)
@@ -144,19 +182,18 @@ class ConversationActor(Actor):
                 return [*cached, as_entry(user_message)]
         branch = await deps.db(deps.store.get_active_branch, turn.principal.user_id,
                                self.conversation_id, leaf_message_id=user_message.id)
-        return [
-            as_entry(m) for m in branch
-            if m.role is not Role.SYSTEM and m.status is MessageStatus.COMPLETE and m.content
-        ]
+        return branch_turns(branch)
 
     async def _start(self, turn: Turn, request_id: str, user_message: Message, draft: Message,
-                     entries: list[dict[str, str]], prompt: Assembled) -> TurnHandle:
+                     entries: list[dict[str, str]], prompt: Assembled,
+                     params: SamplingParams) -> TurnHandle:
         """Stream a reply into ``draft``; if it cannot start, close the draft empty (so a
         retry starts it anew) and let the error reach the caller."""
         deps = self.deps
+        calls = bool(turn.request.tools) and turn.request.tool_choice.mode != "none"
         record = StoredRecord(deps, turn.principal, request_id, self.conversation_id,
-                              draft.id, entries, turn.request.end_user)
-        request = generation(deps, turn.principal, request_id, prompt, turn.request.params)
+                              draft.id, entries, turn.request.end_user, tool_calls=calls)
+        request = generation(deps, turn.principal, request_id, prompt, params)
         try:
             client, persisted = await start_reply(self.context, deps, request, record)
         except BaseException:
@@ -180,7 +217,8 @@ class ConversationActor(Actor):
         finish = reply.finish_reason or "stop"
         return TurnHandle(
             request_id=request_id,
-            stream=finished_stream(request_id, reply.content, finish,
+            stream=finished_stream(request_id, rendered(reply.content, reply.tool_calls),
+                                   finish,
                                    reply.prompt_tokens or 0, reply.completion_tokens or 0),
             conversation_id=self.conversation_id, user_message_id=user_message.id,
             assistant_message_id=reply.id, replayed=True,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from chorusline.actors import ThreadActor
+from chorusline.actors import ExitReason, ThreadActor
 from chorusline.protocols import ChoruslineError, EngineStats, GenerationRequest, RequestOutput
 
 
@@ -64,6 +64,12 @@ class GpuWorker(ThreadActor):
     def on_start(self) -> None:
         # Loading weights takes seconds: it happens here, on the worker's own thread.
         self.engine = self._engine_factory()
+
+    def on_stop(self, reason: ExitReason) -> None:
+        # The KV cache is the largest allocation in the process; drop it with the worker
+        # rather than whenever the cycle collector next runs (a restart, or a service
+        # closed by an embedding app, would otherwise hold two caches for a while).
+        self.engine = None
 
     def receive(self, message: Any) -> Any:
         engine = self.engine

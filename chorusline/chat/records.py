@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.principal import Principal
 from chorusline.chat.reply import Outcome, record_verdict
+from chorusline.chat.tool_calls import rendered, reply_calls
 from chorusline.moderation import Verdict
-from chorusline.protocols import ChoruslineError, ConversationInterrupted, ReplyInterrupted
+from chorusline.protocols import (
+    ChoruslineError,
+    ConversationInterrupted,
+    ReplyInterrupted,
+    ToolCall,
+)
 from chorusline.store import MessageStatus
 
 
@@ -41,21 +47,32 @@ class StoredRecord:
     draft_id: str
     entries: list[dict[str, str]] = field(default_factory=list)
     end_user: str | None = None
+    #: The turn offered tools: the reply's calls are read out of its text and kept as
+    #: its ``tool_calls`` (otherwise a ``<tool_call>`` the model wrote is plain text).
+    tool_calls: bool = False
     keeps_reply: bool = True
     _finalised: bool = False
     _counted: bool = False
 
     async def flush(self, text: str) -> None:
+        content, calls, _ = self._split(text, "stop")
         await self.deps.db(self.deps.store.update_draft, self.conversation_id, self.draft_id,
-                           text)
+                           content, calls)
+
+    def _split(self, text: str, finish_reason: str
+               ) -> tuple[str, tuple[ToolCall, ...], str]:
+        if not self.tool_calls:
+            return text, (), finish_reason
+        return reply_calls(self.request_id, text, finish_reason)
 
     async def finish(self, outcome: Outcome) -> None:
         deps = self.deps
+        content, calls, finish_reason = self._split(outcome.text, outcome.finish_reason)
         if not self._finalised:  # a retry after a failure writes only what is missing
             await deps.db(deps.store.finalize_message, self.conversation_id, self.draft_id,
-                          status=outcome.status, finish_reason=outcome.finish_reason,
-                          content=outcome.text, prompt_tokens=outcome.prompt_tokens,
-                          completion_tokens=outcome.completion_tokens)
+                          status=outcome.status, finish_reason=finish_reason,
+                          content=content, prompt_tokens=outcome.prompt_tokens,
+                          completion_tokens=outcome.completion_tokens, tool_calls=calls)
             self._finalised = True
         if not self._counted:
             await record_usage(deps, self.principal, self.request_id, outcome,
@@ -64,7 +81,8 @@ class StoredRecord:
         if deps.hot_cache is not None and outcome.status is MessageStatus.COMPLETE:
             # The branch now ends with this reply: the next plain turn can skip the
             # store. A failed or blocked reply leaves the cache as it was.
-            reply = {"id": self.draft_id, "role": "assistant", "content": outcome.text}
+            reply = {"id": self.draft_id, "role": "assistant",
+                     "content": rendered(content, calls)}
             await deps.db(deps.hot_cache.put, self.conversation_id, [*self.entries, reply])
 
     async def moderation(self, verdict: Verdict) -> None:

@@ -31,7 +31,14 @@ from chorusline.chat.stream import TokenStream
 from chorusline.chat.tools import tool_grammar
 from chorusline.chat.turn import ChatRequest
 from chorusline.moderation import Verdict
-from chorusline.protocols import GenerationRequest, Grammar, SamplingParams, check_prompt_tokens
+from chorusline.protocols import (
+    GenerationRequest,
+    Grammar,
+    InvalidGrammar,
+    SamplingParams,
+    ToolChoice,
+    check_prompt_tokens,
+)
 
 T = TypeVar("T")
 
@@ -96,9 +103,22 @@ async def constrain(deps: ChatDeps, params: SamplingParams, request: ChatRequest
         grammar = tool_grammar(request.tools, request.tool_choice,
                                request.parallel_tool_calls)
         if grammar is not None:
-            await check_grammar(deps, grammar, "tools")
+            try:
+                await check_grammar(deps, grammar, "tools")
+            except InvalidGrammar:
+                await _blame_tool(deps, request)
+                raise
             params = replace(params, grammar=grammar)
     return params
+
+
+async def _blame_tool(deps: ChatDeps, request: ChatRequest) -> None:
+    """Raise the 400 for the first tool whose schema alone does not compile, naming it
+    (``tools[2].function.parameters``); return if none does alone."""
+    for i, tool in enumerate(request.tools):
+        alone = tool_grammar([tool], ToolChoice("required"), False)
+        assert alone is not None
+        await check_grammar(deps, alone, f"tools[{i}].function.parameters")
 
 
 async def check_grammar(deps: ChatDeps, grammar: Grammar, param: str) -> None:

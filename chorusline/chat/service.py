@@ -12,8 +12,9 @@ the web layer and the CLI never touch them (``tests/test_layering.py`` checks).
 
 from __future__ import annotations
 
+import gc
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -32,23 +33,32 @@ from chorusline.chat.accounts import Accounts, default_database_url, open_store
 from chorusline.chat.admin import Admin
 from chorusline.chat.conversations import Conversations
 from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY, ChatDeps
+from chorusline.chat.embedder import EncoderLike
+from chorusline.chat.embeddings import (
+    EmbedCharge,
+    Embeddings,
+    EmbedGrant,
+    Inputs,
+    checked_rows,
+    run_embedder,
+)
 from chorusline.chat.engine_driver import AdmissionLimits
 from chorusline.chat.gpu_worker import EngineLike, GetStats
-from chorusline.chat.hot_cache import HotCache
+from chorusline.chat.loading import engine_factory, model_deps, served_embedding
 from chorusline.chat.principal import Principal
-from chorusline.chat.runner import check_grammar
+from chorusline.chat.runner import check_grammar, check_input
 from chorusline.chat.session import SessionActor
 from chorusline.chat.stream import TokenStream
 from chorusline.chat.tree import chat_tree
 from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
-from chorusline.moderation import Moderator
+from chorusline.moderation import Moderator, Verdict
 from chorusline.protocols import (
     EngineStats,
     GenerationRequest,
+    ModelNotFound,
     ServiceUnavailable,
-    TokenizerLike,
 )
-from chorusline.ratelimit import RedisBucket, Tiers
+from chorusline.ratelimit import Tiers
 from chorusline.store import Store
 from chorusline.supervisors import GetChild
 
@@ -83,10 +93,14 @@ class ChatSettings:
     #: ``incomplete`` / ``interrupted`` from then on, in a replay and a GET alike). A
     #: second process sharing the store while the first still streams must not do it.
     sweep_open_drafts: bool = True
+    #: Serve ``/v1/embeddings`` with all-MiniLM-L6-v2 (loaded on first use, once per
+    #: process); False serves no embedding model at all.
+    embeddings: bool = True
 
 
 class ChatService:
-    def __init__(self, system: ActorSystem, deps: ChatDeps, tree: ActorRef, tiers: Tiers) -> None:
+    def __init__(self, system: ActorSystem, deps: ChatDeps, tree: ActorRef, tiers: Tiers,
+                 embedding: tuple[str, Callable[[], EncoderLike]] | None = None) -> None:
         self.system = system
         self.deps = deps
         self.store = deps.store
@@ -95,6 +109,8 @@ class ChatService:
         self.conversations = Conversations(deps.db, deps.store)
         self.accounts = Accounts(deps.db, deps.store, tiers)
         self.admin = Admin(system)
+        #: The served embedding model's name and (once-only) loader, if one is served.
+        self._embedding = embedding
 
     @property
     def model_name(self) -> str:
@@ -103,7 +119,7 @@ class ChatService:
     @property
     def embedding_model(self) -> str | None:
         """The served embedding model's name; None when no embedding model is served."""
-        return None
+        return None if self._embedding is None else self._embedding[0]
 
     async def authenticate(self, api_key: str) -> Principal:
         return await self.accounts.authenticate(api_key)
@@ -178,27 +194,46 @@ class ChatService:
         except IndexError:
             return b""
 
+    async def embed(self, principal: Principal, inputs: Inputs, *,
+                    dimensions: int | None = None, end_user: str | None = None) -> Embeddings:
+        """Embed ``inputs`` (texts, or lists of the embedding model's token ids) in one
+        call: checked and tokenised first (every bad input a 400), then charged to the
+        key's bucket like a chat turn (429 when refused), then batched by the embedder
+        with whatever else is waiting (see ``chat.embeddings``, ``chat.embedder``), and
+        kept as a usage row (its input tokens, under the embedding model's name) as a
+        turn is, so a key's bill counts both."""
+        if self._embedding is None:
+            raise ModelNotFound("no embedding model is served here", param="model")
+        name, load = self._embedding
+        rows = await checked_rows(load, inputs, dimensions, self.deps.cpu_limiter)
+        tokens = sum(len(row) for row in rows)
+        session = await self.session(principal)
+        request_id = f"embd-{uuid.uuid4().hex}"
+        try:
+            grant: EmbedGrant = await session.ask(EmbedCharge(request_id, tokens),
+                                                  timeout=120.0)
+        except ActorDead as error:
+            raise ServiceUnavailable("the session actor crashed and is being restarted; "
+                                     "retry the request") from error
+        try:
+            vectors = await run_embedder(self.system, rows)
+        finally:
+            grant.release()
+        await self.deps.db(self.deps.store.record_usage, user_id=principal.user_id,
+                           model=name, prompt_tokens=tokens, completion_tokens=0,
+                           api_key_id=principal.api_key_id, request_id=request_id,
+                           end_user=end_user)
+        return Embeddings(name, vectors, tokens, grant.headers)
+
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """One store call off the event loop (tests and embedders; typed)."""
         return await self.deps.db(fn, *args, **kwargs)
 
-def longest_token(tokenizer: TokenizerLike) -> int:
-    """The most bytes one token stands for (bounds prompt preparation, ``chat.context``)."""
-    longest, token = 1, 0
-    while True:
-        try:
-            longest = max(longest, len(tokenizer.token_bytes(token)))
-        except (IndexError, KeyError, ValueError):
-            return longest
-        token += 1
-
-
-def engine_factory(model: LoadedModel, config: EngineConfig) -> Callable[[], EngineLike]:
-    """A fresh engine (and KV cache) over the already loaded weights, per worker start."""
-    from chorusline.runtime import Engine
-
-    return lambda: Engine(model, config)
-
+    async def moderate(self, texts: Sequence[str]) -> list[Verdict]:
+        """The input policy's verdict on each text: the check a chat turn's input gets
+        (``/v1/moderations`` exposes it), on a worker thread for a long text, as the
+        chat path does, so one large body does not hold the other streams up."""
+        return [await check_input(self.deps, text) for text in texts]
 
 @asynccontextmanager
 async def open_chat_service(
@@ -209,12 +244,15 @@ async def open_chat_service(
     store: Store | None = None,
     make_engine: Callable[[], EngineLike] | None = None,
     moderator: Moderator | None = None,
+    embedding_model: Callable[[], EncoderLike] | None = None,
 ) -> AsyncIterator[ChatService]:
     """Start the chat tree (in ``system``, or a new actor system) and yield the service.
 
     ``moderator``: the policy and classifiers for input and output (default: the built-in
     rules); an embedding app passes its own to add a model-based classifier or change
-    what is blocked, redacted or flagged.
+    what is blocked, redacted or flagged. ``embedding_model``: what loads the embedding
+    model (default: the packaged all-MiniLM-L6-v2, once per process); it is called on a
+    worker thread at the first embedding request, never at start.
     """
     settings = settings or ChatSettings()
     if model is None:
@@ -227,30 +265,19 @@ async def open_chat_service(
     engine_config = settings.engine
     if engine_config.max_model_len is None:
         engine_config = replace(engine_config, max_model_len=window)
-    deps = ChatDeps(
-        store=store,
-        tokenizer=model.tokenizer,
-        template=model.chat_template,
-        moderator=moderator or Moderator(),
-        model_name=settings.model_name,
-        context_window=window,
-        vocab_size=model.config.vocab_size,
-        max_pending_chars=settings.limits.max_pending_chars,
-        redis_bucket=None if settings.redis_url is None else RedisBucket.from_url(
-            settings.redis_url
-        ),
-        hot_cache=None if settings.redis_url is None else HotCache.from_url(settings.redis_url),
-        max_token_bytes=await trio.to_thread.run_sync(longest_token, model.tokenizer),
-        max_turn_seconds=settings.max_turn_seconds,
-    )
+    deps = await trio.to_thread.run_sync(lambda: model_deps(
+        model, store, moderator or Moderator(), window, settings.model_name,
+        settings.limits.max_pending_chars, settings.redis_url, settings.max_turn_seconds))
     if settings.sweep_open_drafts:
         await deps.db(store.mark_interrupted_drafts)
     factory = make_engine or engine_factory(model, engine_config)
+    embedding = served_embedding(settings.embeddings, embedding_model)
     async with _system(system) as actors:
-        tree = await actors.spawn(chat_tree(factory, settings.limits))
+        tree = await actors.spawn(chat_tree(factory, settings.limits,
+                                            None if embedding is None else embedding[1]))
         try:
             await _fit_window_to_engine(actors, deps)
-            yield ChatService(actors, deps, tree, settings.tiers)
+            yield ChatService(actors, deps, tree, settings.tiers, embedding)
         finally:
             await actors.stop(tree)
             await trio.to_thread.run_sync(store.close)
@@ -258,6 +285,11 @@ async def open_chat_service(
                 deps.redis_bucket.close()
             if deps.hot_cache is not None:
                 deps.hot_cache.close()
+            # The tree's actors, engine and KV cache are left in reference cycles (tasks,
+            # closures, the registry) that only the cycle collector frees, and a stopped
+            # service allocates too little to trigger it: collect now, so an app that
+            # opens and closes services (a test suite: ~300 MB each) gets the memory back.
+            gc.collect()
 
 
 async def _fit_window_to_engine(actors: ActorSystem, deps: ChatDeps) -> None:

@@ -19,6 +19,7 @@ from chorusline.chat.bucket import Acquire, BucketActor, RedisBucketActor, Relea
 from chorusline.chat.context import Assembled
 from chorusline.chat.conversation import ConversationActor
 from chorusline.chat.deps import ChatDeps
+from chorusline.chat.embeddings import EmbedCharge, EmbedGrant
 from chorusline.chat.principal import Principal
 from chorusline.chat.records import UsageRecord
 from chorusline.chat.runner import (
@@ -52,6 +53,8 @@ class SessionActor(Actor):
     async def receive(self, message: Any) -> Any:
         if isinstance(message, Turn):
             return await self._turn(message)
+        if isinstance(message, EmbedCharge):
+            return await self._embed_charge(message)
         return await super().receive(message)
 
     async def _bucket(self) -> ActorRef:
@@ -69,7 +72,8 @@ class SessionActor(Actor):
         request, lease = turn.request, turn.request_id
         bucket = await self._bucket()
         # A cheap over-estimate (about 3 characters a token); settled with real usage.
-        chars = (sum(len(m.content) for m in request.messages) + len(request.content or "")
+        chars = (sum(len(m.content) for m in (*request.messages, *request.tool_results))
+                 + len(request.content or "")
                  + (len(request.prompt) if request.prompt is not None else 0))
         decision = await bucket.ask(
             Acquire(lease, estimate_tokens(chars // 3, request.params.max_tokens)))
@@ -101,7 +105,11 @@ class SessionActor(Actor):
         request, deps = turn.request, self.deps
         conversation_id = request.conversation_id
         assert conversation_id is not None
-        if not request.content and request.regenerate_message_id is None:
+        if request.tool_results:
+            if request.content or request.edit_message_id or request.regenerate_message_id:
+                raise InvalidRequest("tool results are a turn of their own: no content, "
+                                     "edit or regenerate with them", param="tool_results")
+        elif not request.content and request.regenerate_message_id is None:
             raise InvalidRequest("the message is empty", param="content")
         # Ownership is checked before an actor is spawned for someone else's id.
         await deps.db(deps.store.get_conversation, self.principal.user_id, conversation_id)
@@ -163,3 +171,24 @@ class SessionActor(Actor):
     def introspect(self) -> dict[str, Any]:
         return {"user_id": self.principal.user_id, "tier": self.principal.tier.name,
                 "turns": self.turns}
+
+    async def _embed_charge(self, charge: EmbedCharge) -> EmbedGrant:
+        """Admit an embedding call through the key's bucket, as a turn is admitted: one
+        request and its exact input tokens (nothing to settle later, so no estimate).
+        The grant's ``release`` gives the slot back once the vectors are computed; the
+        forward itself runs in the embedder, so this session is never held up by it."""
+        bucket = await self._bucket()
+        lease, tokens = charge.request_id, charge.tokens
+        decision = await bucket.ask(Acquire(lease, tokens))
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit reached for {decision.reason} on tier {decision.tier}",
+                retry_after=decision.retry_after,
+                headers=decision.headers(),
+            )
+
+        def release() -> None:
+            bucket.tell(Settle(lease, tokens))
+            bucket.tell(Release(lease))
+
+        return EmbedGrant(decision.headers(), release)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chorusline.chat.tools import CLOSE, OPEN
+from chorusline.chat.tools import CLOSE, OPEN, call_text
 from chorusline.protocols import ToolCall
 
 _HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*')
@@ -46,6 +47,20 @@ def _partial_open(text: str) -> int:
         if OPEN.startswith(text[-size:]):
             return size
     return 0
+
+
+def _merged(deltas: list[CallDelta]) -> list[CallDelta]:
+    """One entry per call, as OpenAI sends a chunk: a call's announcement and the
+    argument fragments that came with it in the same text become one delta."""
+    out: list[CallDelta] = []
+    for delta in deltas:
+        if out and out[-1].index == delta.index:
+            last = out[-1]
+            out[-1] = CallDelta(last.index, last.arguments + delta.arguments,
+                                last.id or delta.id, last.name or delta.name)
+        else:
+            out.append(delta)
+    return out
 
 
 class ToolCallParser:
@@ -98,7 +113,7 @@ class ToolCallParser:
                 self._close(arguments, deltas)
                 self._buffer, self._mode = self._buffer[end + len(CLOSE):], "content"
                 self._after_call = True
-        return "".join(content), deltas
+        return "".join(content), _merged(deltas)
 
     def finish(self) -> tuple[str, list[CallDelta]]:
         """Everything still held, at the reply's end. A call cut off (a ``length``
@@ -112,7 +127,7 @@ class ToolCallParser:
         else:
             self._close(self._buffer, deltas)
         self._buffer, self._mode = "", "content"
-        return content, deltas
+        return content, _merged(deltas)
 
     def _release(self, ready: str, deltas: list[CallDelta]) -> None:
         if len(ready) > self._sent:
@@ -131,3 +146,20 @@ def split_tool_calls(request_id: str, text: str) -> tuple[str, list[ToolCall]]:
     content, _ = parser.feed(text)
     rest, _ = parser.finish()
     return content + rest, parser.calls
+
+
+def rendered(content: str, calls: Sequence[ToolCall]) -> str:
+    """A reply's text with its calls in the tool format (what a replay streams, so the
+    web layer reads the same calls out of it as it did the first time)."""
+    return content + "".join(call_text(call.name, call.arguments) for call in calls)
+
+
+def reply_calls(request_id: str, text: str, finish_reason: str
+                ) -> tuple[str, tuple[ToolCall, ...], str]:
+    """A reply's content, calls and finish reason as they are stored: ids from choice
+    0 of ``request_id``, as ``web.completions`` names them; a reply that ended by itself
+    after calling is ``tool_calls``, as OpenAI reports it."""
+    content, calls = split_tool_calls(f"{request_id}:0", text)
+    if calls and finish_reason == "stop":
+        finish_reason = "tool_calls"
+    return content, tuple(calls), finish_reason

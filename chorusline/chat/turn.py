@@ -27,14 +27,17 @@ class ChatRequest:
 
     ``idempotency_key`` (stored turns) selects a replay: a retry with the same key
     returns the original turn instead of a new one. ``tools`` and ``tool_choice`` offer
-    the model functions to call (``chat.tools``). ``truncate``: a stateless history too
-    long for the window loses its oldest turns instead of being refused.
+    the model functions to call (``chat.tools``); a stored turn may carry
+    ``tool_results`` (``tool`` messages answering the last reply's calls) instead of
+    ``content``. ``truncate``: a stateless history too long for the window loses its
+    oldest turns instead of being refused.
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
     conversation_id: str | None = None
     content: str | None = None
     messages: tuple[ChatMessage, ...] = ()
+    tool_results: tuple[ChatMessage, ...] = ()
     prompt: str | tuple[int, ...] | None = None
     tools: tuple[FunctionTool, ...] = ()
     tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
@@ -52,6 +55,7 @@ class ChatRequest:
     def __post_init__(self) -> None:
         # ``(role, content)`` pairs are taken too (embedding code and tests write them).
         object.__setattr__(self, "messages", tuple(ChatMessage.of(m) for m in self.messages))
+        object.__setattr__(self, "tool_results", tuple(self.tool_results))
         if isinstance(self.prompt, list):
             object.__setattr__(self, "prompt", tuple(self.prompt))
 

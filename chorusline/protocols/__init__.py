@@ -1,6 +1,9 @@
 """Every type that crosses an actor boundary or the wire. Imports nothing of chorusline."""
 
-from chorusline.protocols import openai  # the OpenAI wire format (a namespace, not types)
+from chorusline.protocols import (
+    openai,  # the OpenAI wire format (a namespace, not types)
+    openai_embeddings,
+)
 from chorusline.protocols.errors import (
     ChildCrashed,
     ChoruslineError,
@@ -71,4 +74,5 @@ __all__ = [
     "UnknownParameter",
     "check_prompt_tokens",
     "openai",
+    "openai_embeddings",
 ]

@@ -201,9 +201,14 @@ class GenerationRequest:
     priority: int = 0
     tenant: str = "default"
     deadline: float | None = None
+    #: How many of the prompt's last tokens are this request's own earlier output (a
+    #: continuation): a grammar replays them, so the reply goes on inside it.
+    resumed_tokens: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt_token_ids", tuple(self.prompt_token_ids))
+        if not 0 <= self.resumed_tokens <= len(self.prompt_token_ids):
+            raise ValueError("resumed_tokens must count tokens of the prompt")
 
     def continued(self, generated: Sequence[int]) -> GenerationRequest:
         """The same request resumed after ``generated`` tokens (an engine restart): the
@@ -212,7 +217,8 @@ class GenerationRequest:
         if params.max_tokens is not None:
             params = replace(params, max_tokens=max(1, params.max_tokens - len(generated)))
         return GenerationRequest(self.request_id, (*self.prompt_token_ids, *generated), params,
-                                 self.priority, self.tenant, self.deadline)
+                                 self.priority, self.tenant, self.deadline,
+                                 self.resumed_tokens + len(generated))
 
 
 @dataclass

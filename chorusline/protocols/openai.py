@@ -1,35 +1,37 @@
 """The OpenAI chat-completions wire format: request parsing, response bodies, SSE framing.
 
 Kept free of the web framework and of the runtime so that the exact shapes OpenAI clients
-rely on are pure functions, testable without a server. Parsing checks *types* and turns
-every malformed field into ``InvalidRequest`` (400), so that bad input never reaches a
-constructor that would fail with a bare ``TypeError`` (a 500). It also bounds what JSON
-allows but nothing downstream can carry, each a 400 ``invalid_sampling_params`` naming
-the field: an integer outside its field's range (``WIRE_INT_RANGES``; a ``max_tokens`` of
-2**63 overflowed the context arithmetic and came back as a 429) and a number too large
-to be a float (``SamplingParams`` would crash converting it). The other value ranges
-are ``SamplingParams``', checked when it is made.
+rely on are pure functions, testable without a server. Parsing turns every malformed
+field into ``InvalidRequest`` (400), so that bad input never reaches a constructor that
+would fail with a bare ``TypeError`` (a 500); the field checks the endpoints share are
+``openai_fields``', the value ranges ``SamplingParams``' own, checked when it is made.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from chorusline.protocols import openai_tools as tools_wire
-from chorusline.protocols.errors import (
-    ChoruslineError,
-    InvalidRequest,
-    InvalidSamplingParams,
-    InvalidTokenId,
-    UnknownParameter,
-)
-from chorusline.protocols.generation import MAX_N, MAX_TOP_LOGPROBS
+from chorusline.protocols.errors import ChoruslineError, InvalidRequest
 from chorusline.protocols.messages import ChatMessage, FunctionTool, ToolCall, ToolChoice
+from chorusline.protocols.openai_fields import (  # the limits are re-exported: wire.X
+    INT32_MAX as INT32_MAX,
+    INT64_MAX as INT64_MAX,
+    INT64_MIN as INT64_MIN,
+    MAX_TOKENS_LIMIT as MAX_TOKENS_LIMIT,
+    WIRE_INT_RANGES as WIRE_INT_RANGES,
+    check_type,
+    end_user,
+    flag,
+    reject_unknown as reject_unknown,
+    sampling,
+    stream_usage,
+)
+from chorusline.protocols.openai_tools import parse_tool_results as parse_tool_results
 
 #: OpenAI's own, then chorusline's extensions for a reply that did not end by itself, as
 #: the store keeps it (a replay and a GET say the same): ``timeout`` (the turn's deadline
@@ -53,28 +55,6 @@ UNSUPPORTED = {"store": (False,), "service_tier": ("auto", "default")}
 SSE_DONE = b"data: [DONE]\n\n"
 #: What OpenAI reports for a probability too small to represent (JSON has no -Infinity).
 MIN_LOGPROB = -9999.0
-INT32_MAX = 2**31 - 1
-#: The longest ``user`` (the caller's end-user id, kept on the usage row).
-MAX_USER_CHARS = 256
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-#: The largest ``max_tokens``/``max_completion_tokens`` accepted. Far above any context
-#: window (a budget the window cannot hold is the chat layer's 400), it keeps the value a
-#: machine-sized integer everywhere it is added to or compared with.
-MAX_TOKENS_LIMIT = INT32_MAX
-#: Each integer field's accepted range, inclusive: counts are 32-bit, seeds 64-bit
-#: (OpenAI's); the lower bounds and the tight ones are ``SamplingParams``' own, so a
-#: value refused here gets the message it would get there.
-WIRE_INT_RANGES: dict[str, tuple[int, int]] = {
-    "max_tokens": (1, MAX_TOKENS_LIMIT),
-    "max_completion_tokens": (1, MAX_TOKENS_LIMIT),
-    "top_k": (0, INT32_MAX),
-    "n": (1, MAX_N),
-    "top_logprobs": (0, MAX_TOP_LOGPROBS),
-    "seed": (INT64_MIN, INT64_MAX),
-}
-#: A ``logit_bias`` key: ASCII decimal digits (``int()`` would also take " 42", "4_2"
-#: and non-ASCII digits).
-_TOKEN_ID = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -97,95 +77,6 @@ class ChatCompletionRequest:
     truncate: bool = False
 
 
-def _check(value: Any, types: type | tuple[type, ...], param: str, what: str) -> Any:
-    # bool is an int in Python but never a valid number or count on the wire.
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise InvalidRequest(f"{param} must be {what}", param=param)
-    if not isinstance(value, types):
-        raise InvalidRequest(f"{param} must be {what}", param=param)
-    return value
-
-
-def reject_unknown(body: Mapping[str, Any], allowed: frozenset[str] | set[str],
-                   prefix: str = "") -> None:
-    """Refuse a field the endpoint does not take, as OpenAI does (a 400 naming it):
-    a misspelt ``temprature`` silently ignored would be a request not honoured.
-    ``prefix`` places a nested object's fields (``messages[0].``)."""
-    for name in body:
-        if name not in allowed:
-            raise UnknownParameter(f"Unrecognized request argument supplied: {prefix}{name}",
-                                   param=f"{prefix}{name}")
-
-
-def _flag(value: Any, param: str) -> bool:
-    return False if value is None else bool(_check(value, bool, param, "a boolean"))
-
-
-_NUMBERS = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty")
-_INTEGERS = ("top_k", "seed", "n", "top_logprobs")
-
-
-def _number(value: Any, param: str, what: str = "a number") -> Any:
-    _check(value, (int, float), param, what)
-    try:
-        float(value)  # an integer past 1e308 has no float (SamplingParams would crash)
-    except OverflowError:
-        raise InvalidSamplingParams(f"{param} must be a finite number", param=param) from None
-    return value
-
-
-def _integer(value: Any, param: str) -> int:
-    _check(value, int, param, "an integer")
-    low, high = WIRE_INT_RANGES[param]
-    if not low <= value <= high:
-        raise InvalidSamplingParams(f"{param} must be an integer in [{low}, {high}]",
-                                    param=param)
-    return int(value)
-
-
-def _token_id(key: str) -> int:
-    if _TOKEN_ID.fullmatch(key) is None:
-        raise InvalidRequest("logit_bias keys must be token ids (decimal integers)",
-                             param="logit_bias")
-    # Length first: int() refuses over 4300 digits, and no vocabulary has 2**31 tokens.
-    if len(key) > 10 or not 0 <= int(key) <= INT32_MAX:
-        raise InvalidTokenId(f"token id {key[:20]} is outside the vocabulary",
-                             param="logit_bias")
-    return int(key)
-
-
-def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    for name in _NUMBERS:
-        if body.get(name) is not None:
-            kwargs[name] = _number(body[name], name)
-    for name in _INTEGERS:
-        if body.get(name) is not None:
-            kwargs[name] = _integer(body[name], name)
-    for name in ("max_completion_tokens", "max_tokens"):  # the newer name wins
-        if body.get(name) is not None:
-            kwargs["max_tokens"] = _integer(body[name], name)
-            break
-    for name in ("logprobs", "ignore_eos"):
-        if body.get(name) is not None:
-            kwargs[name] = _check(body[name], bool, name, "a boolean")
-    stop = body.get("stop")
-    if stop is not None:
-        if isinstance(stop, str):
-            stop = [stop]
-        _check(stop, list, "stop", "a string or a list of strings")
-        kwargs["stop"] = tuple(_check(s, str, "stop", "a string or a list of strings")
-                               for s in stop)
-    bias = body.get("logit_bias")
-    if bias is not None:
-        _check(bias, dict, "logit_bias", "an object")
-        kwargs["logit_bias"] = {
-            _token_id(k): _number(v, "logit_bias", "a map of token id to number")
-            for k, v in bias.items()
-        }
-    return kwargs
-
-
 def parse_chat_request(body: Any) -> ChatCompletionRequest:
     """Validate the shape of a decoded JSON body; raise InvalidRequest on the first fault."""
     if not isinstance(body, dict):
@@ -198,50 +89,40 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     model = body.get("model")
     if model is None:
         raise InvalidRequest("model is required", param="model")
-    _check(model, str, "model", "a string")
-    stream = _flag(body.get("stream"), "stream")
-    options = body.get("stream_options")
-    include_usage = False
-    if options is not None:
-        _check(options, dict, "stream_options", "an object")
-        reject_unknown(options, {"include_usage"}, "stream_options.")
-        include_usage = _flag(options.get("include_usage"), "stream_options.include_usage")
-    user = body.get("user")
-    if user is not None:
-        _check(user, str, "user", "a string")
-        if len(user) > MAX_USER_CHARS:
-            raise InvalidRequest(f"user must be at most {MAX_USER_CHARS} characters",
-                                 param="user")
+    check_type(model, str, "model", "a string")
+    stream = flag(body.get("stream"), "stream")
+    include_usage = stream_usage(body)
+    user = end_user(body)
     conversation_id = body.get("conversation_id")
     if conversation_id is not None:
-        _check(conversation_id, str, "conversation_id", "a string")
+        check_type(conversation_id, str, "conversation_id", "a string")
     tools = tools_wire.parse_tools(body["tools"]) if body.get("tools") is not None else ()
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not tools:
         raise InvalidRequest("parallel_tool_calls is only allowed when tools are given",
                              param="parallel_tool_calls")
     choice = tools_wire.parse_tool_choice(body.get("tool_choice"), tools)
-    sampling = _sampling(body)
+    wanted = sampling(body)
     grammar = tools_wire.parse_response_format(body.get("response_format"))
     if grammar is not None:
         if choice.mode != "none":
             raise InvalidRequest("response_format cannot be combined with tools unless "
                                  "tool_choice is 'none'", param="response_format")
-        sampling["grammar"] = grammar
+        wanted["grammar"] = grammar
     truncation = body.get("truncation")
     if truncation is not None and truncation not in ("auto", "disabled"):
         raise InvalidRequest("truncation must be 'auto' or 'disabled'", param="truncation")
     return ChatCompletionRequest(
         model=model,
         messages=tools_wire.parse_messages(body.get("messages")),
-        sampling=sampling,
+        sampling=wanted,
         stream=stream,
         include_usage=include_usage,
         user=user,
         conversation_id=conversation_id,
         tools=tools,
         tool_choice=choice,
-        parallel_tool_calls=_flag(parallel, "parallel_tool_calls") if tools else True,
+        parallel_tool_calls=flag(parallel, "parallel_tool_calls") if tools else True,
         truncate=truncation == "auto",
     )
 

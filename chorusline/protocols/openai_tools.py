@@ -129,6 +129,23 @@ def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
     return tuple(out)
 
 
+def parse_tool_results(value: Any) -> tuple[ChatMessage, ...]:
+    """A conversation turn's ``tool_results``: ``[{"tool_call_id", "content"}]``, the
+    client's answers to the last reply's calls (the store checks them against the
+    calls, which only it holds)."""
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("tool_results must be a non-empty list", param="tool_results")
+    results = []
+    for i, result in enumerate(value):
+        at = f"tool_results[{i}]"
+        result = _object(result, at)
+        _fields(result, {"tool_call_id", "content"}, at)
+        results.append(ChatMessage(
+            "tool", content_text(result.get("content"), f"{at}.content"),
+            tool_call_id=_string(result.get("tool_call_id"), f"{at}.tool_call_id")))
+    return tuple(results)
+
+
 def _schema(value: Any, param: str) -> dict[str, Any]:
     schema = _object(value, param)
     kind = schema.get("type", "object")

@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     # torch-backed
     "ChatTemplate": "chat_template",
     "Engine": "engine",
-    "EngineConfig": "engine",
+    "EngineConfig": "engine_config",
     "LoadedModel": "loader",
     "default_model_path": "loader",
     "load_model": "loader",
@@ -37,35 +37,63 @@ _EXPORTS: dict[str, str] = {
     "dequantize_to_torch": "dequant",
     "select_device": "device",
     "select_dtype": "device",
+    "BertConfig": "encoder",
+    "BertEncoder": "encoder",
+    "DEFAULT_EMBEDDING_MODEL": "embedding_model",
+    "EmbeddingModel": "embedding_model",
+    "default_embedding_model_dir": "embedding_model",
+    "load_embedding_model": "embedding_model",
+    "shared_embedding_model": "embedding_model",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from chorusline.runtime.batch import ScheduledSlice as ScheduledSlice
-    from chorusline.runtime.batch import SchedulerOutput as SchedulerOutput
-    from chorusline.runtime.block_manager import BlockManager as BlockManager
-    from chorusline.runtime.block_manager import BlockUsage as BlockUsage
-    from chorusline.runtime.block_manager import NoFreeBlocksError as NoFreeBlocksError
+    from chorusline.runtime.batch import (
+        ScheduledSlice as ScheduledSlice,
+        SchedulerOutput as SchedulerOutput,
+    )
+    from chorusline.runtime.block_manager import (
+        BlockManager as BlockManager,
+        BlockUsage as BlockUsage,
+        NoFreeBlocksError as NoFreeBlocksError,
+    )
     from chorusline.runtime.chat_template import ChatTemplate as ChatTemplate
     from chorusline.runtime.config import LlamaConfig as LlamaConfig
-    from chorusline.runtime.dequant import dequantize as dequantize
-    from chorusline.runtime.dequant import dequantize_to_torch as dequantize_to_torch
-    from chorusline.runtime.device import select_device as select_device
-    from chorusline.runtime.device import select_dtype as select_dtype
+    from chorusline.runtime.dequant import (
+        dequantize as dequantize,
+        dequantize_to_torch as dequantize_to_torch,
+    )
+    from chorusline.runtime.device import (
+        select_device as select_device,
+        select_dtype as select_dtype,
+    )
+    from chorusline.runtime.embedding_model import (
+        DEFAULT_EMBEDDING_MODEL as DEFAULT_EMBEDDING_MODEL,
+        EmbeddingModel as EmbeddingModel,
+        default_embedding_model_dir as default_embedding_model_dir,
+        load_embedding_model as load_embedding_model,
+        shared_embedding_model as shared_embedding_model,
+    )
+    from chorusline.runtime.encoder import BertConfig as BertConfig, BertEncoder as BertEncoder
     from chorusline.runtime.engine import Engine as Engine
-    from chorusline.runtime.engine import EngineConfig as EngineConfig
-    from chorusline.runtime.loader import LoadedModel as LoadedModel
-    from chorusline.runtime.loader import default_model_path as default_model_path
-    from chorusline.runtime.loader import load_model as load_model
-    from chorusline.runtime.scheduler import Scheduler as Scheduler
-    from chorusline.runtime.scheduler import SchedulerConfig as SchedulerConfig
-    from chorusline.runtime.sequence import SequenceGroup as SequenceGroup
-    from chorusline.runtime.sequence import SequenceStatus as SequenceStatus
-    from chorusline.runtime.sequence import TokenSequence as TokenSequence
+    from chorusline.runtime.engine_config import EngineConfig as EngineConfig
+    from chorusline.runtime.loader import (
+        LoadedModel as LoadedModel,
+        default_model_path as default_model_path,
+        load_model as load_model,
+    )
+    from chorusline.runtime.scheduler import (
+        Scheduler as Scheduler,
+        SchedulerConfig as SchedulerConfig,
+    )
+    from chorusline.runtime.sequence import (
+        SequenceGroup as SequenceGroup,
+        SequenceStatus as SequenceStatus,
+        TokenSequence as TokenSequence,
+    )
     from chorusline.runtime.tokenizer import Tokenizer as Tokenizer
-    from chorusline.runtime.weight_cache import WeightCache as WeightCache
-    from chorusline.runtime.weight_cache import cache_root as cache_root
+    from chorusline.runtime.weight_cache import WeightCache as WeightCache, cache_root as cache_root
 
 
 def __getattr__(name: str) -> Any:

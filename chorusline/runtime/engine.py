@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from chorusline.grammar import GrammarCompiler
 from chorusline.protocols import (
     ContextTooLong,
     EngineStats,
@@ -33,9 +34,10 @@ from chorusline.protocols import (
 )
 from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.constraints import Constraints, GrammarDetokenizer
 from chorusline.runtime.deadlines import DeadlineQueue
-from chorusline.runtime.detokenizer import IncrementalDetokenizer
 from chorusline.runtime.device import select_device, select_dtype
+from chorusline.runtime.engine_config import EngineConfig
 from chorusline.runtime.int4 import int4_supported
 from chorusline.runtime.kv_cache import KVCache, blocks_for_budget
 from chorusline.runtime.model import LlamaModel
@@ -55,41 +57,6 @@ class ModelSource(Protocol):
     def tokenizer(self) -> Any: ...
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    #: Tokens per KV block; None: 8 on CPU, 16 on CUDA. Prefix caching reuses whole
-    #: blocks, so the block size is the granularity of reuse: the bundled model's chat
-    #: template starts every prompt with the same 29-token system prompt, of which 16
-    #: tokens are reusable with 16-token blocks and 24 with 8-token blocks. Measured on
-    #: the 2-core AVX2 CPU (``benchmarks/service.py``'s engine-direct method, 2 waves of
-    #: 32 distinct chat prompts, 32 new tokens, prefix caching on, a fresh engine per run,
-    #: 3 runs each): TTFT p50 2.22-2.43 s with 16 against 1.05-1.28 s with 8, and 106-118
-    #: against 118-138 output tok/s; without a shared prefix the two are within noise
-    #: (batch 32: 141/141 vs 130/147 tok/s; single stream 16.4/17.3 vs 15.6/16.4). CUDA
-    #: keeps 16 (not measured here; its graph buckets are sized in blocks).
-    block_size: int | None = None
-    #: KV cache budget; ignored when ``num_blocks`` is given.
-    kv_cache_bytes: int = 512 * 1024 * 1024
-    num_blocks: int | None = None
-    #: Tokens computed per step; None: 512 on CPU, 2048 on CUDA. A step's prefill delays
-    #: every first token it carries, and a CPU computes ~1,000 prompt tokens/s for this
-    #: model, so on CPU a smaller budget lets early arrivals start streaming sooner.
-    max_num_batched_tokens: int | None = None
-    max_num_seqs: int = 64
-    #: Context window; defaults to the model's ``max_position_embeddings``.
-    max_model_len: int | None = None
-    enable_prefix_caching: bool = True
-    device: str | None = None
-    dtype: torch.dtype | None = None
-    cuda_graphs: bool = True
-    seed: int | None = None
-    #: torch intra-op threads for CPU work (process-wide); None leaves torch's default.
-    cpu_threads: int | None = None
-    #: Packed 4-bit copies of 4-bit-grid weights for small CPU steps (see ``int4``);
-    #: None means wherever supported (CPU with bf16 activations).
-    int4: bool | None = None
-
-
 @dataclass(eq=False)
 class _Live:
     """A request being served: the caller's request unchanged, plus per-choice state.
@@ -103,7 +70,7 @@ class _Live:
     seqs: tuple[TokenSequence, ...]
     #: ``stop_token_ids`` plus the model's EOS ids unless ``ignore_eos``.
     stop_ids: frozenset[int]
-    detoks: tuple[IncrementalDetokenizer, ...]
+    detoks: tuple[GrammarDetokenizer, ...]
     generators: tuple[torch.Generator | None, ...]
     open: set[int]
 
@@ -147,6 +114,11 @@ class Engine:
         if isinstance(tok_eos, int):
             eos.add(tok_eos)
         self._eos = frozenset(eos)
+        eos_ids = sorted(eos, key=lambda t: t != tok_eos)  # the tokenizer's own first
+        self.constraints = Constraints(
+            lambda: GrammarCompiler(self.tokenizer, eos_token_ids=eos_ids,
+                                    vocab_size=mc.vocab_size),
+            mc.vocab_size, self.tokenizer.token_bytes, self.device)
         self._clock = clock
         self._requests: dict[str, _Live] = {}
         self._deadlines = DeadlineQueue[_Live](
@@ -185,14 +157,18 @@ class Engine:
                                      max_tokens=params.max_tokens or room,
                                      stop_token_ids=stop_ids, priority=request.priority,
                                      tenant=request.tenant)
+        detoks = tuple(GrammarDetokenizer(self.tokenizer.token_bytes, params.stop)
+                       for _ in group.seqs)
+        # InvalidGrammar before the request is queued; switches off the stop strings of
+        # choices that are constrained already (a grammar cannot be cut by them).
+        self.constraints.add(request, detoks)
         try:
             self.scheduler.add(group)
         except ValueError as exc:
+            self.constraints.remove(request_id, params.n)
             raise ContextTooLong(str(exc), param="messages") from exc
         live = _Live(
-            request, tuple(group.seqs), stop_ids,
-            tuple(IncrementalDetokenizer(self.tokenizer.token_bytes, params.stop)
-                  for _ in group.seqs),
+            request, tuple(group.seqs), stop_ids, detoks,
             # Distinct, reproducible streams for the n choices of one seeded request.
             tuple(None if params.seed is None else
                   make_generator(params.seed + seq.index * 0x9E3779B97F4A7C15, self.device)
@@ -235,7 +211,9 @@ class Engine:
         if plan.is_empty:
             return outputs
         forward = self.runner.execute(plan)
-        sampled = self.sampler(forward.logits, [self._sample_row(s) for s in forward.seqs])
+        allowed = self.constraints.mask([(s.request_id, s.index) for s in forward.seqs])
+        sampled = self.sampler(forward.logits, [self._sample_row(s) for s in forward.seqs],
+                               allowed)
         outputs.extend(self._postprocess(plan, forward.seqs, sampled))
         return outputs
 
@@ -247,6 +225,7 @@ class Engine:
         """
         request = live.request
         del self._requests[request.request_id]
+        self.constraints.remove(request.request_id, request.params.n)
         self.scheduler.abort(request.request_id, status)
         timeout = status is SequenceStatus.FINISHED_TIMEOUT
         return [RequestOutput(request.request_id, i, [],
@@ -274,8 +253,14 @@ class Engine:
         live = self._requests[seq.request_id]
         detok = live.detoks[seq.index]
         token = tok.token_id
-        stop_token = status is SequenceStatus.FINISHED_STOPPED and token in live.stop_ids
+        complete = self.constraints.advance(seq.request_id, seq.index, token)
+        # An EOS is never text: a stop token, or (under ignore_eos) the end a grammar took.
+        stop_token = ((status is SequenceStatus.FINISHED_STOPPED and token in live.stop_ids)
+                      or (complete and token in self._eos))
         text = "" if stop_token else detok.add([token])
+        if status is None and complete:
+            self.scheduler.finish(seq.seq_id, SequenceStatus.FINISHED_STOPPED)
+            status = SequenceStatus.FINISHED_STOPPED  # the grammar is complete
         reason = status.finish_reason if status is not None else None
         if detok.stopped:
             if status is None:
@@ -293,6 +278,7 @@ class Engine:
             live.open.discard(seq.index)
             if not live.open:
                 del self._requests[seq.request_id]
+                self.constraints.remove(seq.request_id, live.request.params.n)
         return out
 
     def generate(self, requests: Mapping[str, Sequence[int]],

@@ -3,9 +3,9 @@
 Order of operations (the same for every row, so the semantics are easy to state):
 
 1. ``logprobs`` come from the *raw* model distribution (``log_softmax`` of the logits before
-   any penalty, bias or temperature), as OpenAI and vLLM report them.
-2. Presence/frequency penalties over the row's generated tokens, then ``logit_bias``. Both
-   also steer greedy rows.
+   any penalty, bias, temperature or grammar mask), as OpenAI and vLLM report them.
+2. Presence/frequency penalties over the row's generated tokens, then ``logit_bias``, then
+   a constrained row's grammar mask. All also steer greedy rows.
 3. Greedy rows (``temperature == 0``) take the argmax.
 4. Other rows: divide by temperature, keep the top-k logits (ties with the k-th kept), keep
    the smallest set of most likely tokens whose probability reaches ``top_p`` (renormalised
@@ -60,13 +60,18 @@ class Sampler:
         else:
             self.generator.manual_seed(seed)
 
-    def __call__(self, logits: torch.Tensor, rows: Sequence[SampleRow]) -> list[SampledToken]:
-        """Sample one token per row of ``logits [R, V]`` (fp32)."""
+    def __call__(self, logits: torch.Tensor, rows: Sequence[SampleRow],
+                 allowed: torch.Tensor | None = None) -> list[SampledToken]:
+        """Sample one token per row of ``logits [R, V]`` (fp32); ``allowed [R, V]``
+        (constrained decoding) masks the tokens a row's grammar does not allow, after
+        penalties and bias and before any choice, so it also binds greedy rows."""
         if len(rows) != logits.shape[0]:
             raise ValueError("one SampleRow per logits row is required")
         params = [r.params for r in rows]
         if all(p.greedy and not p.logit_bias and not p.has_penalties and not p.logprobs
                for p in params):
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed, float("-inf"))
             return [SampledToken(t) for t in logits.argmax(-1).tolist()]
 
         logprob_rows = [i for i, p in enumerate(params) if p.logprobs]
@@ -74,6 +79,8 @@ class Sampler:
         logits = logits.clone()
         self._apply_penalties(logits, rows)
         self._apply_bias(logits, params)
+        if allowed is not None:
+            logits.masked_fill_(~allowed, float("-inf"))
 
         chosen = torch.empty(len(rows), dtype=torch.int64, device=logits.device)
         greedy = [i for i, p in enumerate(params) if p.greedy]

@@ -15,7 +15,8 @@ import hmac
 import secrets
 
 from chorusline.protocols import NotFound
-from chorusline.store._sql import Row, SqlStore, check_text, new_id
+from chorusline.store._checks import check_text
+from chorusline.store._sql import Row, SqlStore, new_id
 from chorusline.store.models import ApiKey, IssuedApiKey, User
 
 KEY_PREFIX = "ck_"

@@ -8,14 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from chorusline.protocols import InvalidRequest, NotFound
-from chorusline.store._sql import (
-    CONVERSATION_COLUMNS,
-    SqlStore,
-    check_limit,
-    check_text,
-    escape_like,
-    new_id,
-)
+from chorusline.store._checks import check_limit, check_text
+from chorusline.store._sql import CONVERSATION_COLUMNS, SqlStore, escape_like, new_id
 from chorusline.store.models import Conversation, ConversationPage, SearchHit
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

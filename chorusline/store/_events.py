@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from chorusline.protocols import InvalidRequest
-from chorusline.store._sql import Row, SqlStore, check_limit, check_text
+from chorusline.store._checks import check_limit, check_text
+from chorusline.store._sql import Row, SqlStore
 from chorusline.store.models import (
     ModerationEvent,
     ModerationStage,

@@ -7,14 +7,18 @@ branch is ever lost, and the branch shown is the path to the newest leaf.
 
 from __future__ import annotations
 
-from chorusline.protocols import InvalidRequest, NotFound
+from collections.abc import Sequence
+
+from chorusline.protocols import InvalidRequest, NotFound, ToolCall
+from chorusline.store._checks import check_text
 from chorusline.store._sql import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
+    MESSAGE_VALUES,
     SqlStore,
-    check_text,
     new_id,
 )
+from chorusline.store._tool_calls import check_tool_calls, encode_tool_calls
 from chorusline.store.models import (
     ACTIVE_LEAF,
     Conversation,
@@ -62,6 +66,8 @@ class MessagesMixin(SqlStore):
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         finish_reason: str | None = None,
+        tool_calls: Sequence[ToolCall] = (),
+        tool_call_id: str | None = None,
     ) -> Message:
         role, status = parse_role(role), parse_status(status)
         _check_tokens(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
@@ -79,6 +85,8 @@ class MessagesMixin(SqlStore):
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 finish_reason=finish_reason,
+                tool_calls=tool_calls,
+                tool_call_id=tool_call_id,
             )
 
     def create_draft(
@@ -101,13 +109,16 @@ class MessagesMixin(SqlStore):
             request_id=request_id,
         )
 
-    def update_draft(self, conversation_id: str, message_id: str, content: str) -> None:
+    def update_draft(self, conversation_id: str, message_id: str, content: str,
+                     tool_calls: Sequence[ToolCall] = ()) -> None:
         check_text(content, "content", max_len=10_000_000)
+        calls = encode_tool_calls(check_tool_calls(tool_calls))
         with self._transaction() as tx:
             changed = tx.execute(
-                "UPDATE messages SET content = ? WHERE id = ? AND conversation_id = ? "
+                "UPDATE messages SET content = ?, tool_calls = ? WHERE id = ? "
+                "AND conversation_id = ? AND role = 'assistant' "
                 "AND status = 'incomplete' AND finish_reason IS NULL",
-                (content, message_id, conversation_id),
+                (content, calls, message_id, conversation_id),
             )
             if changed == 0:
                 self._message_in(tx, conversation_id, message_id)  # NotFound if missing
@@ -123,16 +134,21 @@ class MessagesMixin(SqlStore):
         content: str | None = None,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        tool_calls: Sequence[ToolCall] | None = None,
     ) -> Message:
         status = parse_status(status)
         check_text(finish_reason, "finish_reason", max_len=64, allow_empty=False)
         if content is not None:
             check_text(content, "content", max_len=10_000_000)
         _check_tokens(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        keep_calls = tool_calls is None
+        calls = None if tool_calls is None else encode_tool_calls(check_tool_calls(tool_calls))
         with self._transaction() as tx:
             row = tx.fetchone(
                 "UPDATE messages SET status = ?, finish_reason = ?, "
-                "content = COALESCE(?, content), prompt_tokens = ?, completion_tokens = ? "
+                "content = COALESCE(?, content), "
+                "tool_calls = CASE WHEN ? THEN tool_calls ELSE ? END, "
+                "prompt_tokens = ?, completion_tokens = ? "
                 "WHERE id = ? AND conversation_id = ? "
                 "AND status = 'incomplete' AND finish_reason IS NULL "
                 f"RETURNING {MESSAGE_COLUMNS}",
@@ -140,6 +156,8 @@ class MessagesMixin(SqlStore):
                     status.value,
                     finish_reason,
                     content,
+                    keep_calls,
+                    calls,
                     prompt_tokens,
                     completion_tokens,
                     message_id,
@@ -198,6 +216,8 @@ class MessagesMixin(SqlStore):
                 content=content,
                 parent=old.parent_message_id,
                 status=MessageStatus.COMPLETE,
+                tool_calls=old.tool_calls,
+                tool_call_id=old.tool_call_id,
             )
 
     def branch_to_new_conversation(
@@ -231,9 +251,9 @@ class MessagesMixin(SqlStore):
             parent: str | None = None
             for seq, old in enumerate(path, start=1):
                 new_mid = new_id()
+                # Call ids are kept: they tie the copied results to the copied calls.
                 tx.execute(
-                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) {MESSAGE_VALUES}",
                     (
                         new_mid,
                         new_cid,
@@ -248,6 +268,8 @@ class MessagesMixin(SqlStore):
                         old.model,
                         old.request_id,
                         self._ts_in(old.created),
+                        encode_tool_calls(old.tool_calls),
+                        old.tool_call_id,
                     ),
                 )
                 parent = new_mid

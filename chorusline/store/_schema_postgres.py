@@ -115,8 +115,25 @@ USAGE_END_USER = """
 ALTER TABLE usage_events ADD COLUMN end_user TEXT;
 """
 
+#: Tool calling in stored conversations: a ``tool`` role, an assistant message's calls
+#: (JSON text ``[{"id", "name", "arguments"}]``, NULL when none; text, not jsonb, so
+#: the arguments keep the exact characters the model wrote) and the call a tool message
+#: answers. Same columns and constraints as SQLite's rebuilt table.
+TOOL_CALLS = """
+ALTER TABLE messages DROP CONSTRAINT messages_role_check;
+ALTER TABLE messages ADD CONSTRAINT messages_role_check
+    CHECK (role IN ('system', 'user', 'assistant', 'tool'));
+ALTER TABLE messages ADD COLUMN tool_calls TEXT;
+ALTER TABLE messages ADD COLUMN tool_call_id TEXT;
+ALTER TABLE messages ADD CONSTRAINT messages_tool_calls_check
+    CHECK (tool_calls IS NULL OR role = 'assistant');
+ALTER TABLE messages ADD CONSTRAINT messages_tool_call_id_check
+    CHECK ((role = 'tool') = (tool_call_id IS NOT NULL));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
     Migration.from_script(3, "usage end user", USAGE_END_USER),
+    Migration.from_script(4, "tool calls", TOOL_CALLS),
 )

@@ -115,8 +115,46 @@ USAGE_END_USER = """
 ALTER TABLE usage_events ADD COLUMN end_user TEXT;
 """
 
+#: Tool calling in stored conversations: a ``tool`` role, an assistant message's calls
+#: (JSON text ``[{"id", "name", "arguments"}]``, NULL when none) and the call a tool
+#: message answers. SQLite cannot alter a CHECK constraint, so ``messages`` is rebuilt
+#: (SQLite's documented procedure: new table, copy, drop, rename, indexes again); the
+#: runner turns foreign keys off around it and checks them before committing.
+TOOL_CALLS = """
+CREATE TABLE messages_v4 (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations (id),
+    seq INTEGER NOT NULL,
+    parent_message_id TEXT REFERENCES messages (id),
+    role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant', 'tool')),
+    content TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('complete', 'incomplete', 'blocked')),
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    finish_reason TEXT,
+    model TEXT,
+    request_id TEXT,
+    created INTEGER NOT NULL,
+    tool_calls TEXT,
+    tool_call_id TEXT,
+    UNIQUE (conversation_id, seq),
+    CONSTRAINT messages_tool_calls_check CHECK (tool_calls IS NULL OR role = 'assistant'),
+    CONSTRAINT messages_tool_call_id_check CHECK ((role = 'tool') = (tool_call_id IS NOT NULL))
+);
+INSERT INTO messages_v4 (id, conversation_id, seq, parent_message_id, role, content, status,
+    prompt_tokens, completion_tokens, finish_reason, model, request_id, created)
+SELECT id, conversation_id, seq, parent_message_id, role, content, status, prompt_tokens,
+    completion_tokens, finish_reason, model, request_id, created FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v4 RENAME TO messages;
+CREATE INDEX messages_parent ON messages (parent_message_id);
+CREATE INDEX messages_open_drafts ON messages (conversation_id)
+    WHERE status = 'incomplete' AND finish_reason IS NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
     Migration.from_script(3, "usage end user", USAGE_END_USER),
+    Migration.from_script(4, "tool calls", TOOL_CALLS),
 )

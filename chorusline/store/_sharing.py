@@ -26,7 +26,8 @@ EXPORT_FORMAT = "chorusline.conversation.v1"
 
 def _shared_messages(path: list[Message]) -> tuple[SharedMessage, ...]:
     return tuple(
-        SharedMessage(role=m.role, content=m.content, created=m.created)
+        SharedMessage(role=m.role, content=m.content, created=m.created,
+                      tool_calls=m.tool_calls, tool_call_id=m.tool_call_id)
         for m in path
         if m.role is not Role.SYSTEM and m.status is MessageStatus.COMPLETE
     )
@@ -46,6 +47,9 @@ def _message_dict(m: Message) -> dict[str, Any]:
         "model": m.model,
         "request_id": m.request_id,
         "created": m.created.isoformat(),
+        # OpenAI's shape; ``arguments`` is the JSON text the model wrote, verbatim.
+        "tool_calls": [call.wire() for call in m.tool_calls],
+        "tool_call_id": m.tool_call_id,
     }
 
 

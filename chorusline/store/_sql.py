@@ -16,7 +16,9 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
-from chorusline.protocols import InvalidRequest, NotFound
+from chorusline.protocols import NotFound, ToolCall
+from chorusline.store._checks import check_text
+from chorusline.store._tool_calls import check_tool_fields, decode_tool_calls, encode_tool_calls
 from chorusline.store.base import Store
 from chorusline.store.models import (
     ACTIVE_LEAF,
@@ -32,8 +34,10 @@ Clock = Callable[[], datetime]
 
 MESSAGE_COLUMNS = (
     "id, conversation_id, seq, parent_message_id, role, content, status, prompt_tokens, "
-    "completion_tokens, finish_reason, model, request_id, created"
+    "completion_tokens, finish_reason, model, request_id, created, tool_calls, tool_call_id"
 )
+#: One ``?`` per column of ``MESSAGE_COLUMNS``, for an INSERT of a whole message.
+MESSAGE_VALUES = "VALUES (" + ", ".join("?" * len(MESSAGE_COLUMNS.split(","))) + ")"
 CONVERSATION_COLUMNS = (
     "id, user_id, title, system_prompt, model, archived, share_token, "
     "parent_conversation_id, branch_point_message_id, created, updated"
@@ -63,24 +67,6 @@ def new_id() -> str:
 def escape_like(text: str) -> str:
     """Make ``text`` match literally inside a LIKE pattern using ``ESCAPE '\\'``."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def check_text(value: str, what: str, *, max_len: int, allow_empty: bool = True) -> str:
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{what} must be a string", param=what)
-    if not allow_empty and not value.strip():
-        raise InvalidRequest(f"{what} must not be empty", param=what)
-    if len(value) > max_len:
-        raise InvalidRequest(f"{what} is longer than {max_len} characters", param=what)
-    if "\x00" in value:
-        raise InvalidRequest(f"{what} contains a NUL character", param=what)
-    return value
-
-
-def check_limit(limit: int, *, maximum: int = 1000) -> int:
-    if not 1 <= limit <= maximum:
-        raise InvalidRequest(f"limit must be between 1 and {maximum}", param="limit")
-    return limit
 
 
 class SqlStore(Store):
@@ -152,6 +138,8 @@ class SqlStore(Store):
             model=row["model"],
             request_id=row["request_id"],
             created=self._ts_out(row["created"]),
+            tool_calls=decode_tool_calls(row["tool_calls"]),
+            tool_call_id=row["tool_call_id"],
         )
 
     def _owned_conversation(self, tx: Tx, user_id: str, conversation_id: str) -> Conversation:
@@ -212,6 +200,8 @@ class SqlStore(Store):
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         finish_reason: str | None = None,
+        tool_calls: Sequence[ToolCall] = (),
+        tool_call_id: str | None = None,
     ) -> Message:
         """Allocate the next seq and insert, inside the caller's transaction.
 
@@ -221,6 +211,7 @@ class SqlStore(Store):
         "the active leaf" is well defined.
         """
         check_text(content, "content", max_len=10_000_000)
+        tool_calls = check_tool_fields(Role(role).value, tool_calls, tool_call_id)
         now, now_db = self._now()
         row = tx.fetchone(
             "UPDATE conversations SET last_seq = last_seq + 1, updated = ? "
@@ -255,10 +246,11 @@ class SqlStore(Store):
             model=model,
             request_id=request_id,
             created=now,
+            tool_calls=tuple(tool_calls),
+            tool_call_id=tool_call_id,
         )
         tx.execute(
-            f"INSERT INTO messages ({MESSAGE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO messages ({MESSAGE_COLUMNS}) {MESSAGE_VALUES}",
             (
                 message.id,
                 conversation_id,
@@ -273,6 +265,8 @@ class SqlStore(Store):
                 model,
                 request_id,
                 now_db,
+                encode_tool_calls(tool_calls),
+                tool_call_id,
             ),
         )
         return message

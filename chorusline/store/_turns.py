@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from chorusline.protocols import InvalidRequest, NotFound
-from chorusline.store._sql import MESSAGE_COLUMNS, Row, SqlStore, Tx, check_text
+from chorusline.store._checks import check_text
+from chorusline.store._sql import MESSAGE_COLUMNS, Row, SqlStore, Tx
 from chorusline.store.models import (
     ACTIVE_LEAF,
     Message,
@@ -52,6 +53,29 @@ class TurnsMixin(SqlStore):
             replayed=replayed,
         )
 
+    def _claim_key(self, tx: Tx, user_id: str, key: str, conversation_id: str,
+                   fingerprint: str) -> Turn | None:
+        """None when ``key`` is new (this transaction now holds it); else the turn the
+        key started, if this request is the one it was used for."""
+        _, now_db = self._now()
+        fresh = tx.fetchone(
+            "INSERT INTO idempotency_keys (user_id, key, conversation_id, request_hash, "
+            "created) VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO NOTHING "
+            "RETURNING key",
+            (user_id, key, conversation_id, fingerprint, now_db),
+        )
+        if fresh is not None:
+            return None
+        row = tx.fetchone(
+            f"SELECT {_TURN_COLUMNS} FROM idempotency_keys WHERE user_id = ? AND key = ?",
+            (user_id, key),
+        )
+        assert row is not None  # keys are only deleted by purge, never mid-turn
+        if row["request_hash"] != fingerprint:
+            raise InvalidRequest("idempotency key was already used for a different request",
+                                 param="idempotency_key")
+        return self._turn(tx, row, replayed=True)
+
     def begin_turn(
         self,
         user_id: str,
@@ -65,27 +89,11 @@ class TurnsMixin(SqlStore):
         check_text(idempotency_key, "idempotency_key", max_len=255, allow_empty=False)
         check_text(content, "content", max_len=10_000_000)
         fingerprint = request_fingerprint(conversation_id, content, parent)
-        _, now_db = self._now()
         with self._transaction() as tx:
             self._owned_conversation(tx, user_id, conversation_id)
-            fresh = tx.fetchone(
-                "INSERT INTO idempotency_keys (user_id, key, conversation_id, request_hash, "
-                "created) VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO NOTHING "
-                "RETURNING key",
-                (user_id, idempotency_key, conversation_id, fingerprint, now_db),
-            )
-            if fresh is None:
-                row = tx.fetchone(
-                    f"SELECT {_TURN_COLUMNS} FROM idempotency_keys WHERE user_id = ? AND key = ?",
-                    (user_id, idempotency_key),
-                )
-                assert row is not None  # keys are only deleted by purge, never mid-turn
-                if row["request_hash"] != fingerprint:
-                    raise InvalidRequest(
-                        "idempotency key was already used for a different request",
-                        param="idempotency_key",
-                    )
-                return self._turn(tx, row, replayed=True)
+            seen = self._claim_key(tx, user_id, idempotency_key, conversation_id, fingerprint)
+            if seen is not None:
+                return seen
             message = self._insert_message(
                 tx,
                 conversation_id,

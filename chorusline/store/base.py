@@ -10,9 +10,12 @@ cannot leak another user's data. Ordinary misuse raises ``InvalidRequest`` or
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from chorusline.protocols import ToolCall
+from chorusline.store._tool_api import ToolTurns
 from chorusline.store.models import (
     ACTIVE_LEAF,
     ApiKey,
@@ -34,7 +37,7 @@ from chorusline.store.models import (
 )
 
 
-class Store(abc.ABC):
+class Store(ToolTurns, abc.ABC):
     """Users, keys, conversations, message trees, events and idempotent turns."""
 
     # -- lifecycle -------------------------------------------------------------------
@@ -156,10 +159,13 @@ class Store(abc.ABC):
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         finish_reason: str | None = None,
+        tool_calls: Sequence[ToolCall] = (),
+        tool_call_id: str | None = None,
     ) -> Message:
         """Adds a message with the next ``seq``, allocated atomically (gap-free and
         monotonic even under concurrent appends). ``parent`` defaults to the active
-        leaf; ``None`` starts a new root; a message id branches from that message."""
+        leaf; ``None`` starts a new root; a message id branches from that message.
+        ``tool_calls`` only on an assistant message; ``tool_call_id`` on every tool one."""
 
     @abc.abstractmethod
     def create_draft(
@@ -176,8 +182,10 @@ class Store(abc.ABC):
         Regenerating a reply is ``create_draft(parent=old_reply.parent_message_id)``."""
 
     @abc.abstractmethod
-    def update_draft(self, conversation_id: str, message_id: str, content: str) -> None:
-        """Replace an open draft's content; ``InvalidRequest`` once it is finalised."""
+    def update_draft(self, conversation_id: str, message_id: str, content: str,
+                     tool_calls: Sequence[ToolCall] = ()) -> None:
+        """Replace an open draft's content and calls so far; ``InvalidRequest`` once it
+        is finalised."""
 
     @abc.abstractmethod
     def finalize_message(
@@ -190,8 +198,10 @@ class Store(abc.ABC):
         content: str | None = None,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        tool_calls: Sequence[ToolCall] | None = None,
     ) -> Message:
-        """Close an open draft; ``content=None`` keeps the last streamed content."""
+        """Close an open draft; ``content=None`` (``tool_calls=None``) keeps the last
+        streamed content (calls)."""
 
     @abc.abstractmethod
     def mark_interrupted_drafts(self, conversation_id: str | None = None) -> list[Message]:

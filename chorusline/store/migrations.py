@@ -90,23 +90,40 @@ def migrate_sqlite(
         from chorusline.store._schema_sqlite import MIGRATIONS
 
         migrations = MIGRATIONS
-    conn.execute("BEGIN IMMEDIATE")
+    # SQLite alters a constraint only by rebuilding the table (new table, copy, drop,
+    # rename), and with foreign keys on, dropping a referenced table would delete its
+    # rows' references or fail. So, as SQLite's documentation prescribes, foreign keys
+    # are off while migrating (the pragma is ignored inside a transaction, hence here)
+    # and checked as a whole before the commit: a migration cannot leave a dangling one.
+    enforced = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+    conn.execute("PRAGMA foreign_keys = OFF")
     try:
-        conn.execute(_SQLITE_VERSION_TABLE)
-        rows = conn.execute("SELECT version, name FROM schema_version").fetchall()
-        applied = {int(v): str(n) for v, n in rows}
-        todo = plan(applied, migrations)
-        for migration in todo:
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_version (version, name) VALUES (?, ?)",
-                (migration.version, migration.name),
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_SQLITE_VERSION_TABLE)
+            rows = conn.execute("SELECT version, name FROM schema_version").fetchall()
+            applied = {int(v): str(n) for v, n in rows}
+            todo = plan(applied, migrations)
+            for migration in todo:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES (?, ?)",
+                    (migration.version, migration.name),
+                )
+            dangling = conn.execute("PRAGMA foreign_key_check").fetchall() if todo else []
+            if dangling:
+                raise MigrationError(
+                    f"migrating would leave {len(dangling)} broken foreign key(s), "
+                    f"first in table {dangling[0][0]!r}"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        if enforced:
+            conn.execute("PRAGMA foreign_keys = ON")
     return [m.version for m in todo]
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from chorusline.protocols import ToolCall
+
 
 class Role(enum.StrEnum):
     """Who wrote a message; the values are the OpenAI role names."""
@@ -19,6 +21,9 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    #: A function's result, answering one of the calls of the assistant message it
+    #: follows (``tool_call_id``).
+    TOOL = "tool"
 
 
 class MessageStatus(enum.StrEnum):
@@ -125,6 +130,11 @@ class Message:
     model: str | None
     request_id: str | None
     created: datetime
+    #: The functions an assistant message called (its ``content`` is then the text it
+    #: said besides, without the call markup).
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: The call a ``tool`` message answers; None on every other role.
+    tool_call_id: str | None = None
 
     @property
     def is_open_draft(self) -> bool:
@@ -136,7 +146,7 @@ class Message:
         """A reply that ended with nothing in it and no success: it failed before the
         client got an answer, so a retry may start it anew (see ``claim_reply``)."""
         return (self.status is MessageStatus.INCOMPLETE and not self.content
-                and self.finish_reason is not None)
+                and not self.tool_calls and self.finish_reason is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +164,8 @@ class SharedMessage:
     role: Role
     content: str
     created: datetime
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +222,9 @@ class Turn:
     """The durable start of a chat turn, as keyed by the client's idempotency key.
 
     ``replayed`` is True when the key had been seen: the caller must then not generate
-    again but resume from ``assistant_message`` / ``response``.
+    again but resume from ``assistant_message`` / ``response``. A turn of tool results
+    (``begin_tool_turn``) has its last ``tool`` message as ``user_message``: the message
+    the reply answers.
     """
 
     idempotency_key: str

@@ -28,7 +28,7 @@ from chorusline.store._events import EventsMixin
 from chorusline.store._messages import MessagesMixin
 from chorusline.store._sharing import SharingMixin
 from chorusline.store._sql import Clock, Row
-from chorusline.store._turns import TurnsMixin
+from chorusline.store._tool_turns import ToolTurnsMixin
 from chorusline.store.migrations import migrate_postgres
 
 PgConnection = psycopg.Connection[DictRow]
@@ -58,7 +58,8 @@ class _PgTx:
 
 
 class PostgresStore(
-    AccountsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin, TurnsMixin
+    AccountsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin,
+    ToolTurnsMixin,
 ):
     """``conninfo`` is a libpq URL or key/value string; migrations run on construction."""
 

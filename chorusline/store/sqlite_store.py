@@ -24,7 +24,7 @@ from chorusline.store._events import EventsMixin
 from chorusline.store._messages import MessagesMixin
 from chorusline.store._sharing import SharingMixin
 from chorusline.store._sql import Clock, Row
-from chorusline.store._turns import TurnsMixin
+from chorusline.store._tool_turns import ToolTurnsMixin
 from chorusline.store.migrations import migrate_sqlite
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,7 +50,8 @@ class _SqliteTx:
 
 
 class SqliteStore(
-    AccountsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin, TurnsMixin
+    AccountsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin,
+    ToolTurnsMixin,
 ):
     """``path`` is a file (created if missing) or ``":memory:"`` for a private store."""
 

@@ -8,7 +8,6 @@ exceptions. Only a real bug becomes a 500, and it is logged with its traceback.
 from __future__ import annotations
 
 import logging
-import time
 
 from quart import Response, request
 from quart.ctx import RequestContext
@@ -17,10 +16,17 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from chorusline.chat import ChatService
-from chorusline.protocols import ChoruslineError
-from chorusline.protocols import openai as wire
-from chorusline.web import admin, conversations, observability
-from chorusline.web.completions import build_request, complete
+from chorusline.protocols import ChoruslineError, openai as wire
+from chorusline.web import (
+    admin,
+    conversations,
+    embeddings,
+    models,
+    moderations,
+    observability,
+    text_completions,
+)
+from chorusline.web.completions import build_request, complete, results_as_messages
 from chorusline.web.http import (
     DRAIN_EXTENSION,
     MAX_BODY_BYTES,
@@ -64,7 +70,6 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     app.drain = drain or Drain()
     app.extensions[DRAIN_EXTENSION] = app.drain
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    created = int(time.time())
 
     @app.get("/health")
     async def health() -> Response:
@@ -79,22 +84,22 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
             return json_response({"status": "unavailable", "reason": str(exc)}, 503)
         return json_response({"status": "ready"})
 
-    @app.get("/v1/models")
-    async def models() -> Response:
-        await authenticate(chat)
-        return json_response(wire.model_list(model_name, created))
-
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:
         principal = await authenticate(chat)
         parsed = wire.parse_chat_request(await json_body())
         key = request.headers.get("Idempotency-Key") or request.headers.get("X-Request-Id")
         turn = build_request(parsed, model_name, key or None)
-        return await complete(chat, principal, turn, parsed, model_name)
+        with results_as_messages(parsed, turn):
+            return await complete(chat, principal, turn, parsed, model_name)
 
     conversations.register(app, chat, model_name, public_url=public_url)
     observability.register(app, chat, model_name)
     admin.register(app, chat)
+    embeddings.register(app, chat)
+    models.register(app, chat)
+    text_completions.register(app, chat)
+    moderations.register(app, chat)
 
     @app.errorhandler(ChoruslineError)
     async def on_chorusline_error(error: ChoruslineError) -> Response:

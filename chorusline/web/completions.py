@@ -25,11 +25,12 @@ that carries the ``finish_reason``.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import trio
 from quart import Response
 
 from chorusline.chat import (
@@ -40,15 +41,21 @@ from chorusline.chat import (
     ToolCallParser,
     TurnHandle,
 )
-from chorusline.protocols import ChoruslineError, InvalidRequest, ModelNotFound, SamplingParams
-from chorusline.protocols import openai as wire
-from chorusline.web.http import Drain, current_drain, shutting_down
+from chorusline.protocols import (
+    ChoruslineError,
+    InvalidRequest,
+    ModelNotFound,
+    SamplingParams,
+    openai as wire,
+)
+from chorusline.web import streaming
+from chorusline.web.http import Drain, current_drain
 from chorusline.web.observability import TurnObserver, observe_turn
+from chorusline.web.streaming import KEEP_ALIVE, SseBody, Usage, next_batch, sse_response
 
 #: Seconds of silence after which a streaming response sends ``KEEP_ALIVE``; read at
 #: each request, so tests (or an embedding application) may change it.
-HEARTBEAT_SECONDS = 5.0
-KEEP_ALIVE = b": keep-alive\n\n"
+HEARTBEAT_SECONDS = streaming.HEARTBEAT_SECONDS
 
 
 def build_request(
@@ -66,33 +73,44 @@ def build_request(
                            tools=parsed.tools, tool_choice=parsed.tool_choice,
                            parallel_tool_calls=parsed.parallel_tool_calls,
                            truncate=parsed.truncate)
-    last = parsed.messages[-1]
-    if last.role != "user":
-        raise InvalidRequest("with conversation_id the last message must be the user's",
-                             param="messages")
-    if parsed.tools:
-        raise InvalidRequest("tools are not supported with conversation_id yet",
-                             param="tools")
+    # The store holds the history: the turn is the new user message, or the results
+    # of the stored reply's calls (the trailing tool messages), as a client that keeps
+    # its own copy of the history sends them.
+    messages = parsed.messages
+    results = len(messages)
+    while results > 0 and messages[results - 1].role == "tool":
+        results -= 1
+    tool_results = messages[results:]
+    last = messages[-1]
+    if not tool_results and last.role != "user":
+        raise InvalidRequest("with conversation_id the last message must be the user's "
+                             "or tool results", param="messages")
     return ChatRequest(params=params, conversation_id=parsed.conversation_id,
-                       content=last.content, idempotency_key=idempotency_key,
-                       end_user=parsed.user)
+                       content=None if tool_results else last.content,
+                       tool_results=tool_results, idempotency_key=idempotency_key,
+                       end_user=parsed.user, tools=parsed.tools,
+                       tool_choice=parsed.tool_choice,
+                       parallel_tool_calls=parsed.parallel_tool_calls)
 
 
-class _Usage:
-    """Token counts of one response; per-choice maxima because chunks repeat running
-    totals rather than increments."""
+_RESULTS_PARAM = re.compile(r"tool_results(?:\[(\d+)\])?")
 
-    def __init__(self, handle: TurnHandle) -> None:
-        self.prompt = handle.prompt_tokens
-        self.completion: dict[int, int] = {}
 
-    def add(self, chunk: Chunk) -> None:
-        self.prompt = chunk.prompt_tokens or self.prompt
-        self.completion[chunk.index] = max(self.completion.get(chunk.index, 0),
-                                           chunk.completion_tokens)
-
-    def body(self) -> dict[str, int]:
-        return wire.usage(self.prompt, sum(self.completion.values()))
+@contextlib.contextmanager
+def results_as_messages(parsed: wire.ChatCompletionRequest, turn: ChatRequest
+                        ) -> Iterator[None]:
+    """On this route a stored turn's results are the trailing ``tool`` messages, so a
+    refusal the chat layer names after ``tool_results[i]`` is renamed after the field
+    the client sent, ``messages[j]`` (the conversation route keeps ``tool_results``)."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        found = _RESULTS_PARAM.match(exc.param or "") if turn.tool_results else None
+        if found is not None:
+            first = len(parsed.messages) - len(turn.tool_results)
+            at = "messages" if found[1] is None else f"messages[{first + int(found[1])}]"
+            exc.param = at + str(exc.param)[found.end():]
+        raise
 
 
 class _Logprobs:
@@ -156,13 +174,10 @@ async def complete(chat: ChatService, principal: Principal, request: ChatRequest
     response_id, created = handle.request_id, int(time.time())
     logprobs = _Logprobs(chat, request.params.logprobs)
     if parsed.stream:
-        body = _SseBody(handle, _events(handle, parsed, response_id, created, model,
-                                        observer, logprobs, current_drain(),
-                                        _Calls(response_id, parsed)), observer)
-        response = Response(body, mimetype="text/event-stream")
-        response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Accel-Buffering"] = "no"
+        body = SseBody([handle], _events(handle, parsed, response_id, created, model,
+                                         observer, logprobs, current_drain(),
+                                         _Calls(response_id, parsed)), observer)
+        response = sse_response(body)
     else:
         response = await _collect(handle, response_id, created, model, observer, logprobs,
                                   _Calls(response_id, parsed))
@@ -176,7 +191,7 @@ async def _collect(handle: TurnHandle, response_id: str, created: int, model: st
     choices = max(handle.stream.choices, 1)
     texts = [""] * choices
     finishes: list[str | None] = [None] * choices
-    usage = _Usage(handle)
+    usage = Usage(handle)
     try:
         async for chunks in handle.stream:
             for chunk in chunks:
@@ -205,7 +220,7 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
                   observer: TurnObserver, logprobs: _Logprobs,
                   drain: Drain, calls: _Calls) -> AsyncIterator[bytes]:
     include = parsed.include_usage
-    usage = _Usage(handle)
+    usage = Usage(handle)
     started: set[int] = set()
 
     def frame(choices: list[dict[str, Any]]) -> bytes:
@@ -214,11 +229,9 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
     heartbeat = HEARTBEAT_SECONDS
     try:
         while True:
-            with drain.guard() as cut, trio.move_on_after(heartbeat) as waiting:
-                batch = await handle.stream.next()  # cancel-safe: it waits on an Event
-            if cut.cancel_called:  # the drain deadline: say so while it can still be sent
-                raise shutting_down()
-            if waiting.cancelled_caught:
+            # At the drain deadline this raises ShuttingDown, sent as an error event.
+            batch = await next_batch(handle.stream, drain, heartbeat)
+            if batch == []:  # silence for ``heartbeat`` seconds
                 yield KEEP_ALIVE
                 continue
             if batch is None:
@@ -258,33 +271,3 @@ async def _events(handle: TurnHandle, parsed: wire.ChatCompletionRequest,
         yield wire.sse(wire.chunk(response_id, created, model, [], include_usage=True,
                                   usage_body=usage.body()))
     yield wire.SSE_DONE
-
-
-class _SseBody:
-    """The response body: iterates the event generator and, however it ends, closes
-    the turn's stream. Quart calls ``aclose`` after sending or on cancellation; a plain
-    generator that never started would not run its ``finally``, this does."""
-
-    def __init__(self, handle: TurnHandle, events: AsyncIterator[bytes],
-                 observer: TurnObserver) -> None:
-        self.handle = handle
-        self.events = events
-        self.observer = observer
-
-    def __aiter__(self) -> _SseBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        return await self.events.__anext__()
-
-    async def aclose(self) -> None:
-        try:
-            close = getattr(self.events, "aclose", None)
-            if close is not None:
-                await close()
-        finally:
-            self.handle.stream.close()
-            # A body never iterated (the client left before the first byte) still ends
-            # its turn for the metrics; after a normal end this does nothing.
-            self.observer.finish(self.handle.prompt_tokens,
-                                 self.handle.stream.completion_tokens)

@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from chorusline.chat import Conversation, Message
-from chorusline.protocols import InvalidRequest, NotFound
-from chorusline.protocols import openai as wire
+from chorusline.protocols import InvalidRequest, NotFound, openai as wire
 
 #: Ids are UUIDs and share tokens URL-safe base64. Anything else cannot exist, so it is
 #: answered NotFound at once; that also keeps odd bytes (a NUL...) away from the driver,
@@ -144,7 +143,18 @@ def message(m: Message) -> dict[str, Any]:
         "prompt_tokens": m.prompt_tokens,
         "completion_tokens": m.completion_tokens,
         "created_at": _ts(m.created),
+        **tool_fields(m),
     }
+
+
+def tool_fields(m: Any) -> dict[str, Any]:
+    """A message's calls in OpenAI's shape, or the call a tool message answers; nothing
+    for the others, so a message without tools reads as it always did."""
+    if m.tool_calls:
+        return {"tool_calls": [call.wire() for call in m.tool_calls]}
+    if m.tool_call_id is not None:
+        return {"tool_call_id": m.tool_call_id}
+    return {}
 
 
 def listing(data: list[dict[str, Any]], next_cursor: str | None = None) -> dict[str, Any]:
@@ -162,7 +172,8 @@ def shared(snapshot: Any) -> dict[str, Any]:
         "title": snapshot.title,
         "created_at": _ts(snapshot.created),
         "messages": [
-            {"role": m.role.value, "content": m.content, "created_at": _ts(m.created)}
+            {"role": m.role.value, "content": m.content, "created_at": _ts(m.created),
+             **tool_fields(m)}
             for m in snapshot.messages
         ],
     }

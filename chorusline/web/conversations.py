@@ -22,8 +22,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from chorusline.chat import ChatRequest, ChatService, Principal
-from chorusline.protocols import InvalidRequest
-from chorusline.protocols import openai as wire
+from chorusline.protocols import InvalidRequest, openai as wire
 from chorusline.web import conversation_views as views
 from chorusline.web.completions import build_request, complete
 from chorusline.web.http import authenticate, json_body, json_response
@@ -31,10 +30,11 @@ from chorusline.web.openapi_schemas import sampling_properties
 
 _PATCHABLE = {"title", "archived", "system_prompt"}
 #: A turn's own fields; the rest of its body is the sampling fields of a chat completion.
-_TURN_FIELDS = ("content", "edit_message_id", "regenerate_message_id")
+_TURN_FIELDS = ("content", "edit_message_id", "regenerate_message_id", "tool_results")
 #: Everything a turn body may hold: anything else is refused, as OpenAI refuses it, so a
 #: misspelt ``max_token`` is a 400 rather than a reply under the default budget.
-TURN_BODY_FIELDS = frozenset({*_TURN_FIELDS, *sampling_properties(), "model", "user"})
+TURN_BODY_FIELDS = frozenset({*_TURN_FIELDS, *sampling_properties(), "model", "user",
+                              "tools", "tool_choice", "parallel_tool_calls"})
 
 
 def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
@@ -56,7 +56,12 @@ def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
     if edit is not None and regenerate is not None:
         raise InvalidRequest("edit_message_id and regenerate_message_id exclude each other",
                              param="regenerate_message_id")
-    if content is None and regenerate is None:
+    results = (() if body.get("tool_results") is None
+               else wire.parse_tool_results(body["tool_results"]))
+    if results and (content is not None or edit is not None or regenerate is not None):
+        raise InvalidRequest("tool_results are a turn of their own: no content, edit or "
+                             "regenerate with them", param="tool_results")
+    if content is None and regenerate is None and not results:
         raise InvalidRequest("content is required", param="content")
     rest = {k: v for k, v in body.items() if k not in _TURN_FIELDS}
     model = body.get("model")
@@ -66,7 +71,8 @@ def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
         "messages": [{"role": "user", "content": content or ""}],
     })
     turn = build_request(parsed, model_name, idempotency_key)  # another model: a 404
-    return replace(turn, edit_message_id=edit, regenerate_message_id=regenerate), parsed
+    return replace(turn, edit_message_id=edit, regenerate_message_id=regenerate,
+                   content=None if results else turn.content, tool_results=results), parsed
 
 
 async def stored_reply(chat: ChatService, principal: Principal, turn: ChatRequest) -> Response:

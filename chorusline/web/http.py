@@ -32,8 +32,8 @@ from chorusline.protocols import (
     RateLimited,
     ShuttingDown,
     Unauthorized,
+    openai as wire,
 )
-from chorusline.protocols import openai as wire
 
 #: The default largest request body, in bytes (``create_app``/``serve`` take another).
 #: Quart refuses a larger one before reading it (a ``Content-Length`` over the limit) or

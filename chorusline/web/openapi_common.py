@@ -53,15 +53,15 @@ def _error(description: str, headers: dict[str, Schema] | None = None) -> Schema
 
 def _errors(*statuses: int) -> dict[str, Schema]:
     table: dict[int, Schema] = {
-        400: _error("Invalid request (`invalid_request_error`; codes `invalid_sampling_params`, "
+        400: _error("Invalid request (`invalid_request_error`; codes `unknown_parameter`, "
+                    "`context_length_exceeded` (prompt plus reply budget over the context "
+                    "window), `invalid_grammar`, `invalid_sampling_params`, "
                     "`invalid_token_id`, or null)."),
         401: _error("Missing, unknown or revoked API key (`invalid_api_key`)."),
         404: _error("Unknown model (`model_not_found`) or a resource that does not exist or "
                     "is not the caller's (`not_found`)."),
         405: _error("The method is not allowed on this path."),
-        413: _error("Prompt plus reply budget exceeds the context window "
-                    "(`context_length_exceeded`), or the body is over the server's size "
-                    "limit (code null)."),
+        413: _error("The body is over the server's size limit (code null)."),
         429: _error("Rate limited (`rate_limit_error` / `rate_limit_exceeded`).",
                     {"Retry-After": RETRY_AFTER,
                      "retry-after-ms": _header("Milliseconds to wait (OpenAI SDK hint).",

@@ -90,7 +90,7 @@ def logprob_schemas() -> dict[str, Schema]:
     }
 
 
-def _message_content() -> Schema:
+def message_content() -> Schema:
     return {"anyOf": [
         STR,
         {"type": "array", "items": _obj({"type": {"const": "text"}, "text": STR},
@@ -113,6 +113,9 @@ def components(model_name: str) -> Schema:
         "seq": INT, "parent_message_id": NULL_STR, "role": STR, "content": STR,
         "status": STR, "finish_reason": NULL_STR, "model": NULL_STR,
         "prompt_tokens": NULL_INT, "completion_tokens": NULL_INT, "created_at": INT,
+        "tool_calls": {"type": "array", "items": _ref("ToolCall"),
+                       "description": "The functions an assistant message called."},
+        "tool_call_id": {**STR, "description": "The call a `tool` message answers."},
     }, ["id", "object", "conversation_id", "role", "content", "status"])
     return {
         "securitySchemes": {"bearerAuth": {
@@ -127,7 +130,7 @@ def components(model_name: str) -> Schema:
                 "role": {"type": "string",
                          "enum": ["system", "developer", "user", "assistant", "tool"],
                          "description": "`developer` is treated as `system`."},
-                "content": _message_content(),
+                "content": message_content(),
                 **tools.message_fields(),
             }, ["role"], closed=True),
             **tools.schemas(),
@@ -219,7 +222,9 @@ def components(model_name: str) -> Schema:
                 "object": {"const": "shared_conversation"}, "token": STR, "title": STR,
                 "created_at": INT,
                 "messages": {"type": "array", "items": _obj(
-                    {"role": STR, "content": STR, "created_at": INT},
+                    {"role": STR, "content": STR, "created_at": INT,
+                     "tool_calls": {"type": "array", "items": _ref("ToolCall")},
+                     "tool_call_id": STR},
                     ["role", "content"])},
             }, ["object", "token", "messages"]),
             "Export": _obj({"format": STR, "conversation": {"type": "object"},

@@ -26,10 +26,9 @@ from chorusline.web.openapi_common import (
     _obj,
     _ref,
 )
-from chorusline.web.openapi_schemas import (
-    components,
-    sampling_properties,
-)
+from chorusline.web.openapi_endpoints import endpoint_paths, endpoint_schemas
+from chorusline.web.openapi_schemas import components, message_content, sampling_properties
+from chorusline.web.openapi_tools import tool_properties
 
 BEARER: list[Schema] = [{"bearerAuth": []}]
 #: The longest title the store keeps.
@@ -87,6 +86,12 @@ def _conversation_paths() -> dict[str, Schema]:
         "model": {**NULL_STR, "description": "The served model (the default); any other "
                                              "is a 404 `model_not_found`."},
         **sampling_properties(),
+        **tool_properties(),
+        "tool_results": {"type": ["array", "null"], "minItems": 1, "items": _obj({
+            "tool_call_id": STR, "content": message_content()},
+            ["tool_call_id"], closed=True),
+            "description": "Instead of `content`: the results of the last reply's tool "
+                           "calls, one per call."},
         "user": END_USER,
     }, closed=True)
     tree = {"name": "tree", "in": "query", "required": False,
@@ -178,6 +183,8 @@ def _conversation_paths() -> dict[str, Schema]:
 def build_spec(model_name: str) -> Schema:
     """The whole document; ``model_name`` appears in examples only."""
     status = _obj({"status": STR, "reason": STR}, ["status"])
+    parts = components(model_name)
+    parts["schemas"] = {**parts["schemas"], **endpoint_schemas(model_name)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "chorusline", "version": "1",
@@ -202,7 +209,8 @@ def build_spec(model_name: str) -> Schema:
                 "summary": "This document", "security": OPEN, "tags": ["operations"],
                 "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})}}},
             "/v1/models": {"get": {
-                "summary": "The served model", "security": BEARER, "tags": ["openai"],
+                "summary": "The served models: the chat model, then the embedding model "
+                           "(when one is served)", "security": BEARER, "tags": ["openai"],
                 "responses": {"200": _json("The model list", _ref("ModelList")),
                               **_errors(401)}}},
             "/v1/chat/completions": {"post": {
@@ -224,7 +232,8 @@ def build_spec(model_name: str) -> Schema:
                     **_errors(400, 401, 404, 413, 429, 503),
                 }}},
             **_conversation_paths(),
+            **endpoint_paths(),
             **admin_paths(),
         },
-        "components": components(model_name),
+        "components": parts,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,14 @@ def run_quick(
     *,
     timeout: float = 300,
     row_end: str = "  ",
+    args: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, Any]]:
-    """Run ``benchmarks/<script> --quick``; returns its stdout lines and JSON figures."""
+    """Run ``benchmarks/<script> --quick [args]``; returns its stdout lines and JSON
+    figures."""
     out = tmp_path / "figures.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out),
+         *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

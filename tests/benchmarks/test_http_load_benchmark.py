@@ -27,3 +27,22 @@ def test_quick_run_prints_every_row_and_target(tmp_path: Path) -> None:
     failures = [row for row in figures["rows"] if row["label"].endswith("failures")]
     assert [row["value"] for row in failures] == [0, 0], failures
     assert all(row["value"] > 0 for row in figures["rows"] if row not in failures)
+
+
+STRUCTURED_ROWS = [f"c=8 {row}" for row in (
+    "no schema output", "half json_schema output", "half json_schema / no schema",
+    "no schema TTFT p50", "half json_schema TTFT p50", "schema turns as the schema's JSON",
+    "failures")]
+STRUCTURED_TARGETS = ["half under json_schema keeps >= 90% of no-schema output at c=8",
+                      "every json_schema turn is the schema's JSON, N tokens long",
+                      "no failed requests"]
+
+
+def test_structured_quick_run_prints_every_row_and_target(tmp_path: Path) -> None:
+    _, figures = run_quick("http_load.py", STRUCTURED_ROWS, STRUCTURED_TARGETS, tmp_path,
+                           args=["--structured"])
+    values = {row["label"]: row["value"] for row in figures["rows"]}
+    assert values["c=8 failures"] == 0
+    assert values["c=8 schema turns as the schema's JSON"] == 4  # half of one wave of 8
+    assert [w["kind"] for w in figures["waves"]] == ["none", "half"]
+    assert all(w["tokens"] == 8 * 8 for w in figures["waves"]), figures["waves"]

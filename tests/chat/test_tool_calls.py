@@ -72,3 +72,14 @@ def test_a_reply_cut_off_mid_call_keeps_what_it_got() -> None:
 def test_a_reply_without_calls_is_untouched() -> None:
     assert split_tool_calls("r", "Plain answer {with braces}.") == (
         "Plain answer {with braces}.", [])
+
+
+def test_a_chunk_holds_one_entry_per_call_as_openai_sends_them() -> None:
+    parser = ToolCallParser("req")
+    _, deltas = parser.feed('<tool_call>{"name": "f", "arguments": {"a": 1, ')
+    # The announcement and the first fragment arrived together: one delta, not two.
+    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [
+        (0, call_id("req", 0), "f", '{"a": 1, ')]
+    _, more = parser.feed('"b": 2}}</tool_call><tool_call>{"name": "g", "arguments": {}}')
+    assert [(d.index, d.name, d.arguments) for d in more] == [
+        (0, None, '"b": 2}'), (1, "g", "{}")]

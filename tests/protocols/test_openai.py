@@ -7,8 +7,12 @@ import math
 
 import pytest
 
-from chorusline.protocols import InvalidRequest, InvalidSamplingParams, InvalidTokenId
-from chorusline.protocols import openai as wire
+from chorusline.protocols import (
+    InvalidRequest,
+    InvalidSamplingParams,
+    InvalidTokenId,
+    openai as wire,
+)
 
 
 def test_a_token_entry_carries_its_text_bytes_and_alternatives() -> None:

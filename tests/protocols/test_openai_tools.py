@@ -7,8 +7,13 @@ from typing import Any
 
 import pytest
 
-from chorusline.protocols import Grammar, InvalidRequest, ToolChoice, UnknownParameter
-from chorusline.protocols import openai as wire
+from chorusline.protocols import (
+    Grammar,
+    InvalidRequest,
+    ToolChoice,
+    UnknownParameter,
+    openai as wire,
+)
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",

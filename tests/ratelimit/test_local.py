@@ -4,8 +4,7 @@ leases, headers, and a property over random arrival times."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from chorusline.ratelimit import Decision, LocalBucket, Tier, format_duration
 

@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from gguf import GGML_QUANT_SIZES, GGUFReader
-from gguf import GGMLQuantizationType as Q
-from gguf.quants import dequantize as reference_dequantize
-from gguf.quants import quantize as reference_quantize
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as Q, GGUFReader
+from gguf.quants import dequantize as reference_dequantize, quantize as reference_quantize
 
 from chorusline.runtime.dequant import SUPPORTED_TYPES, dequantize, dequantize_to_torch
 

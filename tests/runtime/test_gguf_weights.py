@@ -71,8 +71,7 @@ def test_open_gguf_missing_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_smollm_weights_equal_transformers(smollm: LoadedModel) -> None:
     """Every tensor equals what transformers' own GGUF loader produces, bit for bit."""
-    from transformers import LlamaConfig as HFLlamaConfig
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaConfig as HFLlamaConfig, LlamaForCausalLM
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     cfg = smollm.config

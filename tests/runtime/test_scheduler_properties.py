@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from chorusline.runtime.block_manager import BlockManager
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput

@@ -10,8 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
-from tokenizers import AddedToken, models, pre_tokenizers
-from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import AddedToken, Tokenizer as HFTokenizer, models, pre_tokenizers
 
 from chorusline.runtime.loader import LoadedModel
 from chorusline.runtime.tokenizer import (

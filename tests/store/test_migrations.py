@@ -24,6 +24,8 @@ class Db:
 
     migrate: Callable[[Sequence[Migration] | None], list[int]]
     query: Callable[[str], list[tuple[Any, ...]]]
+    #: A statement that returns no rows.
+    query_none: Callable[[str], None]
     #: The first migration only: the tests below stack their own on top of it.
     base: tuple[Migration, ...]
     #: Every migration the project ships.
@@ -37,6 +39,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
         yield Db(
             migrate=lambda ms: migrate_sqlite(conn, ms),
             query=lambda q: conn.execute(q).fetchall(),
+            query_none=lambda q: conn.execute(q) and None,
             base=SQLITE_MIGRATIONS[:1],
             shipped=SQLITE_MIGRATIONS,
         )
@@ -49,6 +52,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
                 return pg.execute(q.encode()).fetchall()
 
             yield Db(migrate=lambda ms: migrate_postgres(pg, ms), query=query,
+                     query_none=lambda q: pg.execute(q.encode()) and None,
                      base=PG_MIGRATIONS[:1], shipped=PG_MIGRATIONS)
 
 
@@ -85,10 +89,43 @@ def test_fresh_database_gets_every_table_once(db: Db) -> None:
 
 
 def test_the_shipped_migrations_apply_in_order_and_once(db: Db) -> None:
-    assert db.migrate(None) == [m.version for m in db.shipped] == [1, 2, 3]
+    assert db.migrate(None) == [m.version for m in db.shipped] == [1, 2, 3, 4]
     assert db.migrate(None) == []
-    # 2: usage rows carry the turn's request id; 3: the caller's end user.
+    # 2: usage rows carry the turn's request id; 3: the caller's end user; 4: tool calls.
     db.query("SELECT request_id, end_user FROM usage_events")
+    db.query("SELECT tool_calls, tool_call_id FROM messages")
+
+
+def test_the_tool_calls_migration_keeps_every_message_and_reference(db: Db) -> None:
+    """Migration 4 rebuilds SQLite's messages table (a CHECK cannot be altered there):
+    rows, their parents, and the keys and events pointing at them must all survive."""
+    db.migrate(db.shipped[:3])
+    now = "1" if db.shipped is SQLITE_MIGRATIONS else "now()"
+    for statement in (
+        f"INSERT INTO users (id, name, created) VALUES ('u', 'ada', {now})",
+        "INSERT INTO conversations (id, user_id, title, created, updated, last_seq) "
+        f"VALUES ('c', 'u', 't', {now}, {now}, 2)",
+        "INSERT INTO messages (id, conversation_id, seq, parent_message_id, role, content, "
+        f"status, created) VALUES ('m1', 'c', 1, NULL, 'user', 'hi', 'complete', {now})",
+        "INSERT INTO messages (id, conversation_id, seq, parent_message_id, role, content, "
+        "status, finish_reason, created) "
+        f"VALUES ('m2', 'c', 2, 'm1', 'assistant', 'hello', 'complete', 'stop', {now})",
+        "INSERT INTO idempotency_keys (user_id, key, conversation_id, request_hash, "
+        "user_message_id, assistant_message_id, created) "
+        f"VALUES ('u', 'k', 'c', 'h', 'm1', 'm2', {now})",
+    ):
+        db.query_none(statement)
+    assert db.migrate(None) == [4]
+    assert db.query("SELECT id, parent_message_id, role, content, tool_calls, tool_call_id "
+                    "FROM messages ORDER BY seq") == [
+        ("m1", None, "user", "hi", None, None), ("m2", "m1", "assistant", "hello", None, None)]
+    assert db.query("SELECT user_message_id, assistant_message_id FROM idempotency_keys"
+                    ) == [("m1", "m2")]
+    # The new constraints hold: a tool message needs the call it answers.
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
+        db.query_none("INSERT INTO messages (id, conversation_id, seq, parent_message_id, "
+                      "role, content, status, created) "
+                      f"VALUES ('m3', 'c', 3, 'm2', 'tool', '18 C', 'complete', {now})")
 
 
 def test_new_migrations_apply_on_top(db: Db) -> None:

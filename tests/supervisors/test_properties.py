@@ -11,8 +11,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from chorusline.actors import ActorDead, AskTimeout, open_actor_system
 from chorusline.supervisors import (

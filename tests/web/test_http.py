@@ -145,9 +145,30 @@ async def test_a_missing_key_and_an_unknown_route(web: Web) -> None:
     assert missing.status_code == 404 and "error" in missing.json()
 
 
+@pytest.mark.parametrize("path", [
+    "/v1/nothing-here", "/v1/completions/abc", "/v1/embeddings/0", "/v1/moderations/x",
+    "/v1/models/", "/v1/moderation", "/v1/embedding",
+])
+async def test_an_unknown_route_is_an_openai_shaped_404(web: Web, path: str) -> None:
+    response = await trio.to_thread.run_sync(lambda: httpx2.post(
+        f"http://127.0.0.1:{web.port}{path}", json={"model": MODEL, "input": "x"},
+        headers={"Authorization": f"Bearer {web.key}"}, timeout=30))
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error", None, None)
+
+
 @pytest.mark.parametrize(("method", "path", "allowed"), [
     ("GET", "/v1/chat/completions", {"POST", "OPTIONS"}),
     ("PUT", "/v1/models", {"GET", "HEAD", "OPTIONS"}),
+    ("GET", "/v1/completions", {"POST", "OPTIONS"}),
+    ("PUT", "/v1/embeddings", {"POST", "OPTIONS"}),
+    ("GET", "/v1/moderations", {"POST", "OPTIONS"}),
+    ("POST", "/v1/models/gpt-9", {"GET", "HEAD", "OPTIONS"}),
+    ("DELETE", f"/v1/models/{MODEL}", {"GET", "HEAD", "OPTIONS"}),
 ])
 async def test_a_wrong_method_is_a_405_with_allow(web: Web, method: str, path: str,
                                                   allowed: set[str]) -> None:
@@ -156,7 +177,9 @@ async def test_a_wrong_method_is_a_405_with_allow(web: Web, method: str, path: s
         headers={"Authorization": f"Bearer {web.key}"}, timeout=30))
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+    assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
     assert error["type"] == "invalid_request_error" and error["code"] is None
 
 

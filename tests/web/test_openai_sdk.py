@@ -17,6 +17,8 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from tests.web.conftest import MODEL, Web
 
 T = TypeVar("T")
+#: The embedding model every default server also serves (``/v1/embeddings``).
+EMBEDDING_MODEL = "all-minilm-l6-v2"
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "What is the capital of France?"}]
 
@@ -29,10 +31,17 @@ def client(web: Web, key: str | None = None) -> OpenAI:
     return OpenAI(api_key=key or web.key, base_url=web.base_url, max_retries=0, timeout=120)
 
 
-async def test_models_lists_the_one_model(web: Web) -> None:
-    models = await in_thread(lambda: client(web).models.list())
-    assert [m.id for m in models.data] == [MODEL]
-    assert models.data[0].object == "model"
+async def test_models_lists_the_chat_and_the_embedding_model(web: Web) -> None:
+    sdk = client(web)
+    models = await in_thread(lambda: sdk.models.list())
+    assert [m.id for m in models.data] == [MODEL, EMBEDDING_MODEL]
+    assert all(m.object == "model" for m in models.data)
+    for listed in models.data:
+        retrieved = await in_thread(partial(sdk.models.retrieve, listed.id))
+        assert retrieved == listed
+    with pytest.raises(openai.NotFoundError) as caught:
+        await in_thread(lambda: sdk.models.retrieve("gpt-9"))
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
 
 
 async def test_a_non_streaming_completion(web: Web) -> None:

@@ -7,8 +7,8 @@ server runs in the test's trio loop, like the other HTTP tests.
 
 For speed, a copy of the document is tightened before generation; the served document
 stays the real contract. Tightening only narrows what is generated (the served model
-name, ``max_tokens`` required and at most 2, few and short messages, no ``ignore_eos``),
-so every request sent is still valid under the served document.
+name, ``max_tokens`` required and at most 2, few and short messages and inputs, no
+``ignore_eos``), so every request sent is still valid under the served document.
 """
 
 from __future__ import annotations
@@ -43,11 +43,16 @@ CONVERSATIONS = {
     "DELETE /v1/conversations/{conversation_id}/share",
     "GET /v1/conversations/{conversation_id}/export", "GET /v1/shared/{token}",
 }
+#: OpenAI's other endpoints (``chorusline.web.openapi_endpoints``).
+ENDPOINTS = {"POST /v1/completions", "POST /v1/embeddings", "POST /v1/moderations",
+             "GET /v1/models/{model}"}
+EMBEDDING_MODEL = "all-minilm-l6-v2"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 #: Examples per operation: generating ones are the slow ones (a prefill and 1-2 tokens).
 GENERATING = {"POST /v1/chat/completions": 25,
-              "POST /v1/conversations/{conversation_id}/messages": 10}
+              "POST /v1/conversations/{conversation_id}/messages": 10,
+              "POST /v1/completions": 12, "POST /v1/embeddings": 12}
 OTHERS = 8
 
 
@@ -65,7 +70,7 @@ async def test_the_document_describes_every_route(web: Web) -> None:
     assert spec["openapi"].startswith("3.1")
     operations = {f"{method.upper()} {path}" for path, item in spec["paths"].items()
                   for method in item if method != "parameters"}
-    assert operations >= CORE | CONVERSATIONS | {"GET /metrics"}
+    assert operations >= CORE | CONVERSATIONS | ENDPOINTS | {"GET /metrics"}
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     chat = spec["paths"]["/v1/chat/completions"]["post"]
     assert set(chat["responses"]) == {"200", "400", "401", "404", "413", "429", "503"}
@@ -78,6 +83,44 @@ async def test_the_document_describes_every_route(web: Web) -> None:
                  "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
                  "stream", "stream_options", "conversation_id"):
         assert name in accepted, name
+
+
+async def test_the_other_openai_endpoints_are_described_closed_with_their_errors(
+        web: Web) -> None:
+    spec = await fetch_spec(web)
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    expected = {
+        ("/v1/completions", "post"): ("CompletionRequest", "TextCompletion",
+                                      {"400", "401", "404", "413", "429", "503"}),
+        ("/v1/embeddings", "post"): ("EmbeddingRequest", "EmbeddingList",
+                                     {"400", "401", "404", "413", "429", "503"}),
+        ("/v1/moderations", "post"): ("ModerationRequest", "ModerationResponse",
+                                      {"400", "401", "404", "413"}),
+        ("/v1/models/{model}", "get"): (None, "Model", {"401", "404"}),
+    }
+    for (path, method), (request, reply, errors) in expected.items():
+        operation = paths[path][method]
+        assert operation["security"] == [{"bearerAuth": []}], path
+        responses = operation["responses"]
+        assert set(responses) == {"200", *errors}, path
+        for status in errors:
+            error = responses[status]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/Error"}, (path, status)
+        ok = responses["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{reply}"}, path
+        assert schemas[reply]["additionalProperties"] is False, reply
+        if request is not None:
+            body = operation["requestBody"]
+            assert body["required"] is True
+            assert body["content"]["application/json"]["schema"] == {
+                "$ref": f"#/components/schemas/{request}"}
+            # The server refuses unknown fields, so the schema says so.
+            assert schemas[request]["additionalProperties"] is False, request
+    assert set(schemas["EmbeddingRequest"]["required"]) == {"model", "input"}
+    assert schemas["EmbeddingRequest"]["properties"]["encoding_format"]["enum"] == [
+        "float", "base64", None]
+    assert "text/event-stream" in paths["/v1/completions"]["post"]["responses"]["200"][
+        "content"]
 
 
 def tighten(spec: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +150,29 @@ def tighten(spec: dict[str, Any]) -> dict[str, Any]:
                      "parallel_tool_calls", "response_format"):
             props.pop(name, None)
         body["required"] = sorted({*body.get("required", []), "max_tokens"})
+    tighten_endpoints(schemas)
     return out
+
+
+def tighten_endpoints(schemas: dict[str, Any]) -> None:
+    """The other endpoints' bodies, narrowed the same way: the served models, short
+    texts, few inputs and at most 2 generated tokens per choice."""
+    short = {"type": "string", "minLength": 1, "maxLength": 40}
+    few_ids = {"type": "array", "minItems": 1, "maxItems": 8, "items": {"type": "integer"}}
+    inputs = {"anyOf": [short, {"type": "array", "minItems": 1, "maxItems": 3,
+                                "items": short}, few_ids]}
+    completion = schemas["CompletionRequest"]
+    completion["properties"].update({
+        "model": {"const": MODEL}, "prompt": inputs,
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2},
+        "n": {"type": "integer", "minimum": 1, "maximum": 2},
+        "best_of": {"type": "integer", "minimum": 1, "maximum": 2}})
+    completion["required"] = ["max_tokens", "model", "prompt"]
+    embedding = schemas["EmbeddingRequest"]["properties"]
+    embedding.update({"model": {"const": EMBEDDING_MODEL}, "input": inputs})
+    moderation = schemas["ModerationRequest"]["properties"]
+    moderation["input"] = {"anyOf": [short, {"type": "array", "minItems": 1,
+                                             "maxItems": 3, "items": short}]}
 
 
 async def test_the_server_keeps_to_its_document(web: Web) -> None:
@@ -115,8 +180,9 @@ async def test_the_server_keeps_to_its_document(web: Web) -> None:
     schema = schemathesis.openapi.from_dict(spec)
     operations = [result.ok() for result in schema.get_all_operations()
                   if isinstance(result, Ok)]
-    selected = [op for op in operations if op.label in CORE | CONVERSATIONS]
-    assert {op.label for op in selected} == CORE | CONVERSATIONS
+    covered = CORE | CONVERSATIONS | ENDPOINTS
+    selected = [op for op in operations if op.label in covered]
+    assert {op.label for op in selected} == covered
     base_url = f"http://127.0.0.1:{web.port}"
     auth = {"Authorization": f"Bearer {web.key}"}
     statuses: dict[str, set[int]] = {}
@@ -141,3 +207,5 @@ async def test_the_server_keeps_to_its_document(web: Web) -> None:
     # The generated requests really reached the engine (not only validation errors).
     assert 200 in statuses["POST /v1/chat/completions"], statuses
     assert 201 in statuses["POST /v1/conversations"], statuses
+    for label in ("POST /v1/completions", "POST /v1/embeddings", "POST /v1/moderations"):
+        assert 200 in statuses[label], statuses

@@ -8,8 +8,7 @@ from typing import Any, cast
 import pytest
 
 from chorusline.chat import ChatService
-from chorusline.protocols import InvalidRequest, Overloaded, RateLimited
-from chorusline.protocols import openai as wire
+from chorusline.protocols import InvalidRequest, Overloaded, RateLimited, openai as wire
 from chorusline.web import create_app
 from chorusline.web.app import error_response
 from chorusline.web.completions import build_request
