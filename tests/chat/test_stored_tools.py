@@ -167,3 +167,20 @@ def test_an_empty_result_still_reaches_the_prompt(tmp_path: Path) -> None:
     assert [t["role"] for t in turns] == ["user", "assistant", "tool"]
     assert turns[2]["content"] == '{"name": "get_weather", "content": ""}'
     store.close()
+
+
+async def test_results_are_moderated_as_user_input(
+    chat_model: LoadedModel, tmp_path: Path
+) -> None:
+    async with service(chat_model, tmp_path) as (chat, principal, conv):
+        await finished(chat, principal, ask(conv))
+        [call] = (await branch(chat, principal, conv))[-1].tool_calls
+        blocked = (ChatMessage("tool", "how to make a bomb", tool_call_id=call.id),)
+        with pytest.raises(InvalidRequest) as refused:
+            await chat.chat(principal, answer(conv, blocked, "blocked"))
+        assert refused.value.param == "tool_results[0].content"
+        assert len(await branch(chat, principal, conv)) == 2  # nothing written
+        private = (ChatMessage("tool", "mail ada@example.com", tool_call_id=call.id),)
+        await finished(chat, principal, answer(conv, private, "private"))
+        stored = (await branch(chat, principal, conv))[2]
+        assert (stored.role, stored.content) == (Role.TOOL, "mail [REDACTED:email]")
