@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import openai
 import pytest
-import schemathesis
-import trio
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.core.result import Ok
 
 from chorusline.web import text_completions
 from tests.web.conftest import MODEL, Web, api
 from tests.web.test_openai_sdk import client, in_thread
-from tests.web.test_openapi import CHECKS, fetch_spec
 
 PROMPT = "The capital of France is"
 #: PROMPT as SmolLM2 tokenises it.
@@ -258,61 +252,6 @@ async def test_no_key_is_a_401(web: Web) -> None:
                          json={"model": MODEL, "prompt": "x"})
     assert response.status_code == 401
     assert json.loads(response.text)["error"]["code"] == "invalid_api_key"
-
-
-# -- the OpenAPI document (schemathesis, as ``test_openapi`` for the other routes) ------
-
-def tightened(spec: dict[str, Any]) -> dict[str, Any]:
-    """The served document narrowed so that generated completions stay short; every
-    request generated is still valid under the served one."""
-    out = copy.deepcopy(spec)
-    props = out["components"]["schemas"]["CompletionRequest"]["properties"]
-    props["model"] = {"const": MODEL}
-    props["max_tokens"] = {"type": "integer", "minimum": 1, "maximum": 2}
-    for name in ("n", "best_of"):
-        props[name] = {"type": "integer", "minimum": 1, "maximum": 2}
-    short = {"type": "string", "minLength": 1, "maxLength": 40}
-    props["prompt"] = {"anyOf": [short, {"type": "array", "items": short, "minItems": 1,
-                                         "maxItems": 2},
-                                 {"type": "array", "minItems": 1, "maxItems": 8,
-                                  "items": {"type": "integer"}}]}
-    out["components"]["schemas"]["CompletionRequest"]["required"] = [
-        "model", "prompt", "max_tokens"]
-    return out
-
-
-async def fuzz(web: Web, labels: set[str], examples: int) -> dict[str, set[int]]:
-    """Run schemathesis' checks over ``labels``; the statuses seen, per operation."""
-    schema = schemathesis.openapi.from_dict(tightened(await fetch_spec(web)))
-    operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
-    selected = [op for op in operations if op.label in labels]
-    assert {op.label for op in selected} == labels
-    base_url, auth = f"http://127.0.0.1:{web.port}", {"Authorization": f"Bearer {web.key}"}
-    statuses: dict[str, set[int]] = {}
-
-    def run(operation: Any) -> None:
-        @given(case=operation.as_strategy())
-        @settings(max_examples=examples, deadline=None, database=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        def check(case: Any) -> None:
-            response = case.call_and_validate(base_url=base_url, headers=auth,
-                                              checks=CHECKS, timeout=60)
-            statuses.setdefault(operation.label, set()).add(response.status_code)
-
-        check()
-
-    def run_all() -> None:
-        for operation in selected:
-            run(operation)
-
-    await trio.to_thread.run_sync(run_all)
-    return statuses
-
-
-async def test_the_server_keeps_to_its_document(web: Web) -> None:
-    statuses = await fuzz(web, {"POST /v1/completions"}, 25)
-    assert 200 in statuses["POST /v1/completions"], statuses
 
 
 async def test_keep_alive_comments_while_a_long_prompt_prefills(
