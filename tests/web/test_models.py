@@ -9,7 +9,6 @@ import pytest
 
 from tests.web.conftest import MODEL, Web, api
 from tests.web.test_openai_sdk import client, in_thread
-from tests.web.test_text_completions import fuzz
 
 
 def served(web: Web) -> list[str]:
@@ -47,8 +46,3 @@ async def test_both_need_a_key(web: Web) -> None:
         response = await api(web, "GET", path, auth=False)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_api_key"
-
-
-async def test_the_server_keeps_to_its_document(web: Web) -> None:
-    statuses = await fuzz(web, {"GET /v1/models/{model}"}, 10)
-    assert 404 in statuses["GET /v1/models/{model}"], statuses
