@@ -209,14 +209,18 @@ async def discover_model(client: httpx2.AsyncClient) -> str:
     return str(response.json()["data"][0]["id"])
 
 
+def open_client(url: str, key: str, concurrency: int) -> httpx2.AsyncClient:
+    """A client for ``url`` with a connection for every concurrent stream (and spare)."""
+    limits = httpx2.Limits(max_connections=concurrency + 4,
+                           max_keepalive_connections=concurrency + 4)
+    return httpx2.AsyncClient(
+        base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"},
+        timeout=httpx2.Timeout(REQUEST_TIMEOUT_S, connect=30.0), limits=limits)
+
+
 async def client_main(url: str, key: str, sizes: Sizes, model: str | None,
                       ban_eos: bool = False) -> tuple[str, list[Level]]:
-    top = max(sizes.levels)
-    limits = httpx2.Limits(max_connections=top + 4, max_keepalive_connections=top + 4)
-    async with httpx2.AsyncClient(
-        base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"},
-        timeout=httpx2.Timeout(REQUEST_TIMEOUT_S, connect=30.0), limits=limits,
-    ) as client:
+    async with open_client(url, key, max(sizes.levels)) as client:
         model = model or await discover_model(client)
         warm = await stream_turn(client, model, "Hi.", 4)  # spawns the session actor etc.
         if warm.error is not None:

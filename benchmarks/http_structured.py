@@ -39,11 +39,11 @@ import trio
 from benchmarks.common import Row, percentile, print_checks, user_texts, write_report
 from benchmarks.grammar import ENGINE_SCHEMA
 from benchmarks.http_load import (
-    REQUEST_TIMEOUT_S,
     Turn,
     client_process,
     discover_model,
     fmt,
+    open_client,
     serve_to,
     stream_turn,
 )
@@ -123,11 +123,7 @@ async def run_wave(client: httpx2.AsyncClient, model: str, texts: list[str],
 async def structured_client(url: str, key: str, plan: Plan, model: str | None
                             ) -> tuple[str, list[Wave]]:
     c = plan.concurrency
-    limits = httpx2.Limits(max_connections=c + 4, max_keepalive_connections=c + 4)
-    async with httpx2.AsyncClient(
-        base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"},
-        timeout=httpx2.Timeout(REQUEST_TIMEOUT_S, connect=30.0), limits=limits,
-    ) as client:
+    async with open_client(url, key, c) as client:
         model = model or await discover_model(client)
         # Spawns the session actor; builds the grammar compiler and compiles the schema.
         for response_format in (None, RESPONSE_FORMAT):
