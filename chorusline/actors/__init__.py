@@ -29,6 +29,7 @@ from chorusline.actors.messages import (
     StartChild,
     Terminated,
 )
+from chorusline.actors.recorder import Event, FlightRecorder, Span, Subscription, Trace
 from chorusline.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef
 from chorusline.actors.registry import Registry
 from chorusline.actors.spec import ActorSpec
@@ -58,19 +59,24 @@ __all__ = [
     "ChildExit",
     "DeadLetter",
     "DeadLetters",
+    "Event",
     "ExitKind",
     "ExitReason",
     "FaultInjector",
     "FaultPlan",
+    "FlightRecorder",
     "InjectedFault",
     "MailboxConfig",
     "MailboxFull",
     "NameTaken",
     "Overflow",
     "Registry",
+    "Span",
     "StartChild",
+    "Subscription",
     "SyncActor",
     "Terminated",
     "ThreadActor",
+    "Trace",
     "open_actor_system",
 ]

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from chorusline.actors.trio_cell import TrioCell
 
 
+#: The deaths an operator wants on the timeline (normal stops and shutdowns are not news).
+_RECORDED = {ExitKind.CRASH: "actor_crashed", ExitKind.KILLED: "actor_killed",
+             ExitKind.PASSIVATED: "actor_passivated"}
+
+
 class Cell(ABC):
     def __init__(
         self,
@@ -134,6 +139,11 @@ class Cell(ABC):
         if reason.error is not None and reason.kind is ExitKind.CRASH and self.last_failure is None:
             self.last_failure = failure_summary(reason.error)
         self.drain_on_death()
+        if reason.kind in _RECORDED:
+            self.system.recorder.record(
+                _RECORDED[reason.kind], self.path, actor_class=type(self.actor).__name__,
+                reason=reason.summary(), failure=self.last_failure
+                if reason.kind is ExitKind.CRASH else None)
         note = Terminated(self.ref, reason)
         for watcher in self.watchers:
             if not watcher.dead:
@@ -164,8 +174,32 @@ class Cell(ABC):
             exit_reason=None if self.exit_reason is None else self.exit_reason.summary(),
         )
 
-    def snapshot(self) -> dict[str, Any]:
+    def node(self) -> dict[str, Any]:
+        """Statistics and what the actor reports of itself: a tree node without children."""
         node = self.statistics().to_json()
         node.update(self.actor.introspect())
+        return node
+
+    def snapshot(self, max_children: int | None = None) -> dict[str, Any]:
+        node = self.node()
         node["children"] = []
         return node
+
+    def busyness(self) -> tuple[int, int, int]:
+        """How much an operator wants to see this actor: a deep mailbox first, then
+        failures, then restarts (read from counters, with no snapshot built)."""
+        return self.mailbox_depth(), self.failed, self.restarts
+
+    def inspect(self) -> dict[str, Any]:
+        """What the console's detail view shows beyond the tree: who watches this actor
+        and, for a busy trio actor, the type of the message it is handling now."""
+        return {
+            "node": self.node(),
+            "current_message": self.current_message(),
+            "watchers": sorted(watcher.path for watcher in self.watchers),
+            "watching": [],
+        }
+
+    def current_message(self) -> str | None:
+        """Thread actors do not say what they are doing; trio cells override this."""
+        return None

@@ -85,6 +85,7 @@ class FaultInjector:
         for key, value in changes.items():
             setattr(plan, key, value)
         self._push(path)
+        self._system.recorder.record("fault_injected", path, **plan.to_json())
         return plan
 
     def _push(self, path: str) -> None:
@@ -115,13 +116,15 @@ class FaultInjector:
         cell = self._system.cell_at(path)
         if cell is None:
             return False
+        self._system.recorder.record("fault_injected", path, kill=True)
         cell.kill()
         return True
 
     def clear(self, path: str | None = None) -> None:
         paths = list(self._plans) if path is None else [path]
         for each in paths:
-            self._plans.pop(each, None)
+            if self._plans.pop(each, None) is not None:
+                self._system.recorder.record("fault_cleared", each)
             self._push(each)
 
     def active(self) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from chorusline.actors.errors import ActorSystemCrashed
 from chorusline.actors.faults import FaultInjector
 from chorusline.actors.messages import SHUTDOWN, ChildExit, ExitReason, StartChild, Terminated
 from chorusline.actors.parenting import ParentCell
+from chorusline.actors.recorder import FlightRecorder
 from chorusline.actors.ref import ActorRef
 from chorusline.actors.registry import Registry
 from chorusline.actors.reply import AskTimer
@@ -46,8 +47,10 @@ class Guardian(Actor):
 
 
 class ActorSystem:
-    def __init__(self, name: str = "chorusline") -> None:
+    def __init__(self, name: str = "chorusline", *,
+                 recorder: FlightRecorder | None = None) -> None:
         self.name = name
+        self.recorder = recorder or FlightRecorder()
         self.dead_letters = DeadLetters()
         self.faults = FaultInjector(self)
         self.registry = Registry(self)
@@ -122,15 +125,30 @@ class ActorSystem:
         async with receive:
             yield receive
 
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-serialisable tree of every live actor with its statistics."""
+    def snapshot(self, max_children: int | None = None) -> dict[str, Any]:
+        """A JSON-serialisable tree of every live actor with its statistics; with
+        ``max_children``, each parent lists at most that many (its busiest)."""
         return {
             "system": self.name,
-            "tree": self.root.snapshot(),
+            "tree": self.root.snapshot(max_children),
             "dead_letters": self.dead_letters.to_json(),
             "faults": self.faults.active(),
             "registry_size": len(self.registry.keys()),
         }
+
+    def children(self, path: str) -> list[dict[str, Any]] | None:
+        """The nodes (without their own children) of the live actor at ``path``'s
+        children, in start order; None if no actor lives there."""
+        cell = self.root if path == "/" else self._cells.get(path)
+        if cell is None:
+            return None
+        return [child.node() for child in getattr(cell, "children", ())]
+
+    def inspect(self, path: str) -> dict[str, Any] | None:
+        """One live actor's statistics, current message and watchers; None if no actor
+        lives at ``path``."""
+        cell = self.root if path == "/" else self._cells.get(path)
+        return None if cell is None else cell.inspect()
 
     def crash(self, ref: ActorRef, reason: ExitReason) -> None:
         if self.crashed is None:
@@ -156,14 +174,18 @@ class ActorSystem:
 
 @asynccontextmanager
 async def open_actor_system(
-    name: str = "chorusline", *, shutdown_timeout: float = 30.0
+    name: str = "chorusline", *, shutdown_timeout: float = 30.0,
+    recorder: FlightRecorder | None = None,
 ) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the block.
+
+    ``recorder`` sets how much history the flight recorder keeps (the default keeps the
+    last 1,000 events and 200 finished traces).
 
     Raises ``ActorSystemCrashed`` after shutdown if a critical top-level actor died
     abnormally (the block is cancelled when that happens).
     """
-    system = ActorSystem(name)
+    system = ActorSystem(name, recorder=recorder)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(system._run_root)

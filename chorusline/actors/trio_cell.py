@@ -203,6 +203,18 @@ class TrioCell(ParentCell):
             raise message.error
         raise TypeError(f"unknown system message {message!r}")
 
+    def current_message(self) -> str | None:
+        item = self.current
+        if item is None:
+            return None
+        message = item.message if type(item) is Ask else item
+        return type(message).__name__
+
+    def inspect(self) -> dict[str, Any]:
+        detail = super().inspect()
+        detail["watching"] = sorted(ref.path for ref in self.watching)
+        return detail
+
     async def _loop(self) -> ExitReason:
         queue = self.queue
         sysq = self.sysq

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -37,6 +38,7 @@ class RestartLog:
         self.history.append(
             {
                 "at": now,
+                "wall": time.time(),
                 "child": child,
                 "reason": reason,
                 "action": "escalate" if exceeded else "restart",

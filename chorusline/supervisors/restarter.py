@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 import trio
 
 from chorusline.actors import ActorContext, ChildExit
-from chorusline.supervisors.intensity import RestartLog
+from chorusline.supervisors.intensity import RestartIntensityExceeded, RestartLog
 from chorusline.supervisors.spec import Backoff, ChildSpec, Intensity
 
 J = TypeVar("J")
@@ -60,8 +60,20 @@ class Restarter(Generic[J]):
 
     def admit(self, child: str, why: str) -> float:
         """Count one restart of ``child``; its backoff delay. Raises
-        ``RestartIntensityExceeded`` past the intensity, which crashes the supervisor."""
-        return self.log.admit(child, why)
+        ``RestartIntensityExceeded`` past the intensity, which crashes the supervisor.
+
+        Both outcomes go on the flight recorder's timeline, under the child's path."""
+        recorder = self._context.system.recorder
+        path = f"{self._context.path}/{child}"
+        try:
+            delay = self.log.admit(child, why)
+        except RestartIntensityExceeded as error:
+            recorder.record("escalated", self._context.path, child=child, reason=why,
+                            message=str(error))
+            raise
+        recorder.record("restart", path, reason=why, delay=delay,
+                        restarts_in_window=len(self.log.window))
+        return delay
 
     async def restart(self, job: J, delay: float) -> None:
         """Start ``job`` now if ``delay`` is 0, else once it has passed (``due``)."""

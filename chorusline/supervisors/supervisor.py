@@ -58,6 +58,8 @@ class Supervisor(Actor):
         self._intensity = intensity or Intensity()
         self._backoff = backoff or Backoff()
         self.restarter: Restarter[tuple[str, ...]] | None = None
+        #: Children stopped and due to start again (backing off, or waiting their turn).
+        self.restarting: set[str] = set()
 
     async def on_start(self) -> None:
         self.restarter = Restarter(self.context, self._intensity, self._backoff, self._restart)
@@ -107,6 +109,7 @@ class Supervisor(Actor):
         assert self.restarter is not None
         delay = self.restarter.admit(name, child.reason.summary())
         affected = self._affected(name)
+        self.restarting.update(affected)
         for other in reversed(affected):
             current = self.refs.get(other)
             if current is not None:
@@ -126,12 +129,14 @@ class Supervisor(Actor):
         """Start, in order, those of ``names`` that are still children and not running."""
         for position, name in enumerate(names):
             if name not in self.specs or self.refs.get(name) is not None:
+                self.restarting.discard(name)
                 continue
             self.restart_counts[name] += 1
             try:
                 await self._start(name)
             except ActorStartFailed as error:
                 return StartFailed(name, f"start failed: {error.__cause__!r}", names[position:])
+            self.restarting.discard(name)
         return None
 
     def _maybe_auto_shutdown(self, spec: ChildSpec) -> None:
@@ -149,6 +154,9 @@ class Supervisor(Actor):
             "strategy": self.strategy.value,
             "auto_shutdown": self.auto_shutdown.value,
             "intensity": None if self.restarter is None else self.restarter.log.to_json(),
+            # Children between incarnations (backing off, or waiting on a sibling's
+            # restart): they have no cell, so without this the tree would lose them.
+            "restarting": sorted(self.restarting),
             "child_specs": [
                 {"name": name, "restart": spec.restart.value, "significant": spec.significant}
                 for name, spec in self.specs.items()

@@ -76,6 +76,46 @@ async def test_snapshot_is_json_and_shows_the_tree(system: ActorSystem, log: Log
     assert {"mailbox_depth", "mailbox_capacity", "processed", "restarts"} <= set(parent)
 
 
+async def test_a_pruned_snapshot_shows_the_busiest_children_and_counts_the_rest(
+        system: ActorSystem, log: Log) -> None:
+    names = [f"c{n}" for n in range(8)]
+    await system.spawn(ActorSpec(lambda: Parent(log, "p", names), name="p"))
+    busy = system.lookup("/p/c5")
+    assert busy is not None
+    gate = trio.Event()
+    busy.tell(("wait", gate))  # c5 is stuck on this one...
+    busy.tell("queued")        # ...so this one waits in its mailbox
+    await trio.testing.wait_all_tasks_blocked()
+    (parent,) = system.snapshot(max_children=3)["tree"]["children"]
+    assert parent["children_total"] == 8
+    assert [c["path"] for c in parent["children"]] == ["/p/c5", "/p/c0", "/p/c1"]
+    (whole,) = system.snapshot()["tree"]["children"]
+    assert "children_total" not in whole and len(whole["children"]) == 8
+    detail = system.inspect("/p/c5")
+    assert detail is not None and detail["current_message"] == "tuple"
+    assert detail["node"]["mailbox_depth"] == 1 and "children" not in detail["node"]
+    assert [c["name"] for c in system.children("/p") or []] == names
+    assert system.children("/p/c5") == [] and system.children("/nobody") is None
+    assert system.inspect("/nobody") is None
+    gate.set()
+
+
+async def test_inspect_names_who_watches_an_actor(system: ActorSystem, log: Log) -> None:
+    class Watcher(Actor):
+        async def on_start(self) -> None:
+            target = self.context.system.lookup("/target")
+            assert target is not None
+            self.context.watch(target)
+
+    await system.spawn(ActorSpec(lambda: Recorder(log, "t"), name="target"))
+    await system.spawn(ActorSpec(Watcher, name="watcher"))
+    target = system.inspect("/target")
+    watcher = system.inspect("/watcher")
+    assert target is not None and watcher is not None
+    assert target["watchers"] == ["/watcher"] and target["current_message"] is None
+    assert watcher["watching"] == ["/target"]
+
+
 async def test_critical_actor_crash_brings_the_system_down() -> None:
     log = Log()
     with pytest.raises(ActorSystemCrashed):

@@ -252,3 +252,38 @@ async def test_stopping_a_child_from_outside_tells_its_supervisor(
     await trio.testing.wait_all_tasks_blocked()
     assert await sup.ask(GetChild("b")) is None  # forgotten, not restarted
     assert log.events.count(("start", "b")) == 1
+
+
+async def test_a_child_backing_off_shows_as_restarting_and_each_restart_is_recorded(
+    system: ActorSystem, log: Log, mock_clock: trio.testing.MockClock
+) -> None:
+    sup = await start_tree(
+        system, log, Strategy.ONE_FOR_ONE, intensity=Intensity(max_restarts=10, period=100),
+        backoff=Backoff(initial=5.0, factor=2.0, maximum=10.0, jitter=0.0))
+    mark = len(log.events)
+    await crash_child(sup, "b")  # the first restart in a window is immediate
+    await wait_started(log, mark, ["b"])
+    await crash_child(sup, "b")  # the second backs off for 5 s
+    await trio.testing.wait_all_tasks_blocked()
+    (node,) = system.snapshot()["tree"]["children"]
+    assert node["restarting"] == ["b"]
+    assert [c["name"] for c in node["children"]] == ["a", "c"]
+    mark = len(log.events)
+    mock_clock.jump(5.0)
+    await wait_started(log, mark, ["b"])
+    await trio.testing.wait_all_tasks_blocked()  # the supervisor sees the start return
+    (node,) = system.snapshot()["tree"]["children"]
+    assert node["restarting"] == []
+    restarts = [e for e in system.recorder.events if e.kind == "restart"]
+    assert [(e.path, e.detail["delay"]) for e in restarts] == [("/sup/b", 0.0),
+                                                                ("/sup/b", 5.0)]
+    assert restarts[1].detail["restarts_in_window"] == 2
+
+
+async def test_an_escalation_is_recorded(system: ActorSystem, log: Log) -> None:
+    sup = await start_tree(system, log, Strategy.ONE_FOR_ONE,
+                           intensity=Intensity(max_restarts=0, period=100))
+    await crash_child(sup, "a")
+    await sup.join()
+    (escalated,) = [e for e in system.recorder.events if e.kind == "escalated"]
+    assert escalated.path == "/sup" and escalated.detail["child"] == "a"
