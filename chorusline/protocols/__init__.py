@@ -7,6 +7,7 @@ from chorusline.protocols import (
 from chorusline.protocols.errors import (
     ChildCrashed,
     ChoruslineError,
+    Conflict,
     ContextTooLong,
     ConversationInterrupted,
     EngineRestarted,
@@ -43,6 +44,7 @@ __all__ = [
     "ChatMessage",
     "ChildCrashed",
     "ChoruslineError",
+    "Conflict",
     "ContextTooLong",
     "ConversationInterrupted",
     "EngineRestarted",

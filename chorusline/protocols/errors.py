@@ -99,6 +99,15 @@ class NotFound(ChoruslineError):
     code = "not_found"
 
 
+class Conflict(ChoruslineError):
+    """The resource exists but is not in a state the operation applies to (aborting a
+    request whose generation already ended)."""
+
+    http_status = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
 class Unauthorized(ChoruslineError):
     """Missing, unknown or revoked credentials."""
 

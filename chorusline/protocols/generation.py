@@ -264,6 +264,12 @@ class EngineStats:
     #: The longest sequence (prompt + reply) the engine can run: its context length or
     #: what its KV cache holds, whichever is less (0: not known).
     max_sequence_tokens: int = 0
+    #: Prompt tokens computed (prefill, recomputation after preemption included).
+    prompt_tokens: int = 0
+    #: Running sequences that lost their KV blocks to make room (recomputed later).
+    preemptions: int = 0
+    #: Wall time of the last step, in milliseconds.
+    last_step_ms: float = 0.0
 
 
 class TokenizerLike(Protocol):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Any
 
 from chorusline.runtime.sequence import TokenSequence
 
@@ -86,6 +87,16 @@ class BlockManager:
     def usage(self) -> BlockUsage:
         free, cached = len(self._free), len(self._evictable)
         return BlockUsage(self.num_blocks, self.num_blocks - free - cached, cached, free)
+
+    def block_map(self) -> dict[str, Any]:
+        """One letter per physical block (``u`` in use, ``c`` cached prefix, ``f`` free)
+        and the reference counts: the console's block map, JSON-ready and compact (a
+        string of 10,000 letters rather than 10,000 objects)."""
+        states = ["u" if refs else "f" for refs in self._refs]
+        for block in self._evictable:
+            states[block] = "c"
+        return {"block_size": self.block_size, "states": "".join(states),
+                "refs": list(self._refs)}
 
     def has_table(self, seq_id: int) -> bool:
         return seq_id in self._tables

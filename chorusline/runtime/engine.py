@@ -126,6 +126,8 @@ class Engine:
         self._aborted: list[RequestOutput] = []
         self._steps = 0
         self._generated = 0
+        self._prompt_tokens = 0
+        self._last_step_ms = 0.0
 
     # -- requests ------------------------------------------------------------------------
 
@@ -193,7 +195,13 @@ class Engine:
         usage = self.block_manager.usage()
         return EngineStats(self.scheduler.num_running, self.scheduler.num_waiting,
                            usage.total, usage.used, usage.used / usage.total, self._steps,
-                           self._generated, self.scheduler.max_seq_len)
+                           self._generated, self.scheduler.max_seq_len,
+                           self._prompt_tokens, self.scheduler.num_preemptions,
+                           self._last_step_ms)
+
+    def block_map(self) -> dict[str, Any]:
+        """Every KV block's state and reference count, for the console's block map."""
+        return self.block_manager.block_map()
 
     # -- stepping ------------------------------------------------------------------------
 
@@ -210,11 +218,15 @@ class Engine:
         plan = self.scheduler.schedule()
         if plan.is_empty:
             return outputs
+        began = time.perf_counter()
         forward = self.runner.execute(plan)
         allowed = self.constraints.mask([(s.request_id, s.index) for s in forward.seqs])
         sampled = self.sampler(forward.logits, [self._sample_row(s) for s in forward.seqs],
                                allowed)
         outputs.extend(self._postprocess(plan, forward.seqs, sampled))
+        self._prompt_tokens += sum(len(sl.token_ids) for sl in plan.slices
+                                   if len(sl.token_ids) > 1 or not sl.sample_seqs)
+        self._last_step_ms = (time.perf_counter() - began) * 1000.0
         return outputs
 
     def _close(self, live: _Live, status: SequenceStatus) -> list[RequestOutput]:

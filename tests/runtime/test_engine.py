@@ -370,6 +370,28 @@ def test_duplicate_request_id_and_stats(make_engine: MakeEngine) -> None:
     stats = engine.stats()
     assert stats.num_running == 1 and stats.num_waiting == 0
     assert 0 < stats.kv_usage <= 1 and stats.kv_blocks_used > 0
+    assert stats.prompt_tokens == len(PROMPTS["a"]) and stats.last_step_ms > 0
+    engine.step()  # a decode step computes no prompt token
+    assert engine.stats().prompt_tokens == len(PROMPTS["a"])
+
+
+def test_preemptions_are_counted_and_the_block_map_shows_every_block(
+        make_engine: MakeEngine) -> None:
+    engine = make_engine(num_blocks=18, enable_prefix_caching=True)
+    assert engine.block_map()["states"] == "f" * 18
+    for rid, prompt in PROMPTS.items():
+        add(engine, rid, prompt, GREEDY)
+    engine.step()
+    running = engine.block_map()
+    assert len(running["states"]) == len(running["refs"]) == 18
+    assert running["states"].count("u") == engine.stats().kv_blocks_used > 0
+    assert all((state == "u") == (refs > 0)
+               for state, refs in zip(running["states"], running["refs"], strict=True))
+    while engine.has_unfinished():
+        engine.step()
+    assert engine.stats().preemptions > 0  # 18 blocks of 4 cannot hold all three
+    done = engine.block_map()
+    assert "u" not in done["states"] and "c" in done["states"]  # prefixes stay cached
 
 
 def test_bf16_engine_runs(make_engine: MakeEngine) -> None:
