@@ -8,13 +8,14 @@ name a live actor, a plan must fit the actor's kind) before anything changes.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
-from chorusline.actors import ActorDead, ActorSystem, AskTimeout
+from chorusline.actors import ActorSystem
+from chorusline.chat.console import ConsoleFeed, ask_worker, engine_figures, find_node
 from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY
+from chorusline.chat.engine_driver import Abort
 from chorusline.chat.gpu_worker import GetStats
-from chorusline.protocols import EngineStats, InvalidRequest, NotFound
+from chorusline.protocols import Conflict, InvalidRequest, NotFound
 
 
 class Admin:
@@ -34,18 +35,66 @@ class Admin:
         ``timeout``): operators need the driver's view most exactly then.
         """
         driver = self._system.registry.lookup(DRIVER_KEY)
-        node = None if driver is None else _find(self.snapshot()["tree"], driver.path)
-        engine: dict[str, Any] | None = None
-        worker = self._system.registry.lookup(WORKER_KEY)
-        if worker is not None:
-            try:
-                stats: EngineStats = await worker.ask(GetStats(), timeout=timeout)
-            except (ActorDead, AskTimeout):
-                pass
-            else:
-                engine = asdict(stats)
-                engine["kv_blocks_free"] = stats.kv_blocks_total - stats.kv_blocks_used
-        return {"driver": node, "engine": engine}
+        node = None if driver is None else find_node(self.snapshot()["tree"], driver.path)
+        stats = await ask_worker(self._system, GetStats(), timeout)
+        return {"driver": node, "engine": engine_figures(stats)}
+
+    # -- the console ----------------------------------------------------------------------
+    def watch(self, capacity: int = 1000) -> ConsoleFeed:
+        """A console feed: the recorder queues events for it (at most ``capacity``) until
+        it is closed, so close it when its reader goes."""
+        return ConsoleFeed(self._system, capacity)
+
+    def children(self, path: str, query: str = "", offset: int = 0,
+                 limit: int = 50) -> dict[str, Any]:
+        """A page of the children of the actor at ``path`` whose name contains ``query``:
+        how the console lists a dynamic supervisor's 100,000 conversations."""
+        nodes = self._system.children(path)
+        if nodes is None:
+            raise NotFound(f"no live actor at {path!r}", param="path")
+        needle = query.casefold()
+        matched = [node for node in nodes if needle in str(node["name"]).casefold()]
+        return {"path": path, "total": len(nodes), "matched": len(matched),
+                "offset": offset, "children": matched[offset:offset + limit]}
+
+    def detail(self, path: str) -> dict[str, Any]:
+        """One actor's statistics, current message, watchers, and its restart history
+        (kept by its supervisor, which outlives every incarnation)."""
+        detail = self._system.inspect(path)
+        if detail is None:
+            raise NotFound(f"no live actor at {path!r}", param="path")
+        parent_path, _, name = path.rpartition("/")
+        parent = self._system.inspect(parent_path or "/")
+        intensity = (parent or {}).get("node", {}).get("intensity") or {}
+        detail["restart_history"] = [
+            entry for entry in intensity.get("history", []) if entry.get("child") == name
+        ]
+        return detail
+
+    def traces(self) -> dict[str, Any]:
+        """The in-flight traces and the recently finished ones (oldest first)."""
+        recorder = self._system.recorder
+        return {"live": [trace.to_json() for trace in recorder.live.values()],
+                "finished": [trace.to_json() for trace in recorder.traces]}
+
+    def trace(self, request_id: str) -> dict[str, Any]:
+        found = self._system.recorder.find(request_id)
+        if found is None:
+            raise NotFound(f"no recent request {request_id!r}", param="request_id")
+        return found.to_json()
+
+    async def abort(self, request_id: str) -> dict[str, Any]:
+        """End an in-flight request's generation now; its stream ends with
+        ``finish_reason: "abort"`` and a stored reply is kept as ``incomplete``."""
+        trace = self._system.recorder.find(request_id)
+        driver = self._system.registry.lookup(DRIVER_KEY)
+        aborted = driver is not None and bool(await driver.ask(Abort(request_id)))
+        if aborted:
+            return {"request_id": request_id, "aborted": True}
+        if trace is None:
+            raise NotFound(f"no request {request_id!r} in flight", param="request_id")
+        raise Conflict(f"request {request_id!r} is {trace.state}: its generation has "
+                       "ended, so there is nothing to abort", param="request_id")
 
     def inject_fault(self, path: str, action: str, *, on_message: int = 1,
                      seconds: float = 0.0, fraction: float = 0.0,
@@ -105,11 +154,3 @@ class Admin:
         path = self.gpu_worker_path()
         return path is not None and self._system.faults.kill(path)
 
-
-def _find(node: dict[str, Any], path: str) -> dict[str, Any] | None:
-    if node.get("path") == path:
-        return {k: v for k, v in node.items() if k != "children"}
-    for child in node.get("children", []):
-        if (found := _find(child, path)) is not None:
-            return found
-    return None

@@ -21,12 +21,18 @@ from typing import Any
 
 import trio
 
-from chorusline.actors import Actor
+from chorusline.actors import Actor, Trace
 from chorusline.chat.context import Assembled, system_text
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.records import StoredRecord
 from chorusline.chat.reply import record_verdict
-from chorusline.chat.runner import check_input, constrain, generation, prepare, start_reply
+from chorusline.chat.runner import (
+    constrain,
+    generation,
+    moderate_input,
+    prepare,
+    start_reply,
+)
 from chorusline.chat.stored_tools import branch_turns, moderated_results, with_tools
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.tool_calls import rendered
@@ -68,6 +74,11 @@ class ConversationActor(Actor):
         return await super().receive(message)
 
     async def _turn(self, turn: Turn) -> TurnHandle:
+        trace = self.context.system.recorder.spans_for(turn.request_id)
+        with trace.span("conversation", self.context.path):
+            return await self._traced_turn(turn, trace)
+
+    async def _traced_turn(self, turn: Turn, trace: Trace) -> TurnHandle:
         request, user_id = turn.request, turn.principal.user_id
         deps, store = self.deps, self.deps.store
         if request.params.n != 1:
@@ -77,7 +88,8 @@ class ConversationActor(Actor):
         key = request.idempotency_key or turn.request_id
         if request.tool_results:
             return await self._tool_turn(turn, key)
-        verdict = await check_input(deps, request.content or "")
+        verdict = await moderate_input(self.context, deps, request.content or "",
+                                       turn.request_id)
         parent: ParentRef = ACTIVE_LEAF
         if request.edit_message_id is not None:
             # Editing a past message: the new one becomes its sibling (same parent, None
@@ -87,9 +99,10 @@ class ConversationActor(Actor):
             if edited.role is not Role.USER:
                 raise InvalidRequest("only a user message can be edited", param="message_id")
             parent = edited.parent_message_id
-        begun = await deps.db(store.begin_turn, user_id, self.conversation_id, key,
-                              content=verdict.redacted_text, request_id=turn.request_id,
-                              parent=parent)
+        with trace.span("begin_turn", self.context.path):
+            begun = await deps.db(store.begin_turn, user_id, self.conversation_id, key,
+                                  content=verdict.redacted_text, request_id=turn.request_id,
+                                  parent=parent)
         user_message = begun.user_message
         request_id = user_message.request_id or turn.request_id  # a replay keeps its id
         if begun.replayed:
@@ -126,13 +139,19 @@ class ConversationActor(Actor):
     async def _answer(self, turn: Turn, key: str, user_message: Message,
                       request_id: str) -> TurnHandle:
         """Claim the reply to ``user_message`` (once per key) and stream it."""
-        deps, request = self.deps, turn.request
-        history = await self._history(turn, user_message)
-        system = with_tools(await self._system(turn), request)
-        params = await constrain(deps, request.params, request)
-        prompt = await prepare(deps, history, system, params)
-        draft, made = await deps.db(deps.store.claim_reply, turn.principal.user_id, key,
-                                    model=deps.model_name, request_id=request_id)
+        deps, request, path = self.deps, turn.request, self.context.path
+        recorder = self.context.system.recorder
+        recorder.rename(turn.request_id, request_id)
+        trace = recorder.spans_for(request_id)
+        with trace.span("history", path):
+            history = await self._history(turn, user_message)
+            system = with_tools(await self._system(turn), request)
+        with trace.span("prompt", path):
+            params = await constrain(deps, request.params, request)
+            prompt = await prepare(deps, history, system, params)
+        with trace.span("draft", path):
+            draft, made = await deps.db(deps.store.claim_reply, turn.principal.user_id, key,
+                                        model=deps.model_name, request_id=request_id)
         if not made:
             if draft.is_open_draft:  # another process claimed it a moment ago
                 raise ServiceUnavailable("the original request is still being answered; "

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from chorusline.actors import Actor, ActorDead, AskTimeout
+from chorusline.actors import Actor, ActorDead, AskTimeout, Trace
 from chorusline.chat.gpu_worker import Step, StepResult
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.protocols import (
@@ -64,6 +64,14 @@ class Cancel:
     request_id: str
 
 
+@dataclass(frozen=True)
+class Abort:
+    """End a request now (the console's abort button): its stream gets a final chunk
+    with ``finish_reason: "abort"``. Answers whether the request was in flight."""
+
+    request_id: str
+
+
 @dataclass
 class _InFlight:
     request: GenerationRequest
@@ -71,6 +79,10 @@ class _InFlight:
     prompt_tokens: int
     generated: list[int] = field(default_factory=list)
     open: set[int] = field(default_factory=set)
+    trace: Trace | None = None
+    #: When the current phase (queue, prefill, decode) began, in trace milliseconds.
+    phase_ms: float = 0.0
+    steps: int = 0
 
 
 class EngineDriver(Actor):
@@ -103,6 +115,8 @@ class EngineDriver(Actor):
         if isinstance(message, Cancel):
             self._cancel(message.request_id)
             return None
+        if isinstance(message, Abort):
+            return self._abort(message.request_id)
         return await super().receive(message)
 
     # -- admission ------------------------------------------------------------------------
@@ -118,6 +132,9 @@ class EngineDriver(Actor):
         ):
             self.refused += 1
             retry = min(60.0, max(1.0, waiting_tokens / rate))
+            self.context.system.recorder.record(
+                "overloaded", self.context.path, request_id=message.request_id,
+                retry_after=round(retry, 3), queue_depth=len(self.waiting))
             raise Overloaded("the engine queue is full; retry later", retry_after=retry)
         request_id = message.request_id
         if request_id in self.inflight:
@@ -129,13 +146,35 @@ class EngineDriver(Actor):
             max_pending_chars=self.limits.max_pending_chars,
             on_close=lambda rid: me.tell(Cancel(rid)),
         )
-        self.inflight[request_id] = _InFlight(
-            message, stream, len(message.prompt_token_ids), open=set(range(message.params.n))
-        )
+        flight = _InFlight(message, stream, len(message.prompt_token_ids),
+                           open=set(range(message.params.n)))
+        self.inflight[request_id] = flight
+        self._queued(flight, self.context.system.recorder.trace(request_id))
         self.waiting[request_id] = len(message.prompt_token_ids)
         self.admits.append(message)
         self._wake.set()
         return stream
+
+    def _queued(self, flight: _InFlight, trace: Trace | None) -> None:
+        flight.trace, flight.steps = trace, 0
+        if trace is not None:
+            trace.mark("admission", self.context.path, queue_depth=len(self.waiting))
+            trace.state, trace.prompt_tokens = "queued", flight.prompt_tokens
+            flight.phase_ms = trace.now_ms()
+
+    def _abort(self, request_id: str) -> bool:
+        flight = self.inflight.get(request_id)
+        if flight is None:
+            return False
+        self.context.system.recorder.record("request_aborted", self.context.path,
+                                            request_id=request_id, by="admin")
+        for index in sorted(flight.open):
+            flight.stream.push(Chunk(index=index, text="", token_ids=[], logprobs=[],
+                                     finish_reason="abort",
+                                     prompt_tokens=flight.prompt_tokens,
+                                     completion_tokens=len(flight.generated)))
+        self._cancel(request_id)
+        return True
 
     def _cancel(self, request_id: str) -> None:
         self.waiting.pop(request_id, None)
@@ -159,6 +198,8 @@ class EngineDriver(Actor):
             worker = await registry.wait_for(self.worker_key)
             step = Step(tuple(self.admits), tuple(self.aborts))
             self.admits, self.aborts = [], []
+            for admitted in step.admit:
+                self._phase(admitted.request_id, "queue", "prefill")
             started = trio.current_time()
             try:
                 result: StepResult = await worker.ask(step, timeout=self.limits.step_timeout)
@@ -173,7 +214,22 @@ class EngineDriver(Actor):
             self.steps += 1
             self._fan_out(result, trio.current_time() - started, step)
 
+    def _phase(self, request_id: str, ended: str, begins: str, **detail: Any) -> None:
+        """Close the request's current phase as a span and start the next."""
+        flight = self.inflight.get(request_id)
+        trace = None if flight is None else flight.trace
+        if flight is None or trace is None:
+            return
+        trace.add(ended, self.context.path, flight.phase_ms, **detail)
+        trace.state, flight.phase_ms, flight.steps = begins, trace.now_ms(), 0
+
     def _fan_out(self, result: StepResult, elapsed: float, step: Step) -> None:
+        previous = self.stats
+        if (result.stats is not None and previous is not None
+                and result.stats.preemptions > previous.preemptions):
+            self.context.system.recorder.record(
+                "preempted", self.context.path,
+                count=result.stats.preemptions - previous.preemptions)
         self.stats = result.stats
         self.last_batch = len(result.outputs)
         self.max_batch = max(self.max_batch, self.last_batch)
@@ -196,6 +252,9 @@ class EngineDriver(Actor):
                 # Counted here, not by the engine, so that a continuation after a worker
                 # restart keeps counting from the tokens already streamed.
                 flight.generated.extend(out.new_token_ids)
+            if flight.trace is not None:
+                self._traced(flight, out.index, bool(out.new_token_ids),
+                             out.finish_reason is not None)
             flight.stream.push(
                 Chunk(
                     index=out.index,
@@ -212,6 +271,21 @@ class EngineDriver(Actor):
                 if not flight.open:
                     del self.inflight[out.request_id]
 
+    def _traced(self, flight: _InFlight, index: int, token: bool, finished: bool) -> None:
+        """One step's progress on the request's trace (choice 0 speaks for the request)."""
+        trace = flight.trace
+        assert trace is not None
+        if index != 0:
+            return
+        flight.steps += 1
+        trace.generated_tokens = len(flight.generated) or trace.generated_tokens + token
+        if trace.state == "prefill" and token:
+            trace.first_token(self.context.path)
+            self._phase(flight.request.request_id, "prefill", "decode", steps=flight.steps)
+        if finished:
+            name = "decode" if trace.state == "decode" else "prefill"
+            self._phase(flight.request.request_id, name, "streaming", steps=flight.steps)
+
     def _requeue_after_worker_loss(self) -> None:
         """Continue every single-choice request from where its stream got to."""
         self.admits = []
@@ -225,6 +299,13 @@ class EngineDriver(Actor):
                 continue
             self.admits.append(flight.request.continued(flight.generated))
             self.requeued += 1
+            if flight.trace is not None:
+                flight.trace.mark("requeued", self.context.path,
+                                  generated=len(flight.generated))
+                self._queued(flight, flight.trace)
+        if self.admits:
+            self.context.system.recorder.record("requeued", self.context.path,
+                                                requests=len(self.admits))
         self._wake.set()
 
     def introspect(self) -> dict[str, Any]:

@@ -50,6 +50,11 @@ class GetStats:
     pass
 
 
+@dataclass(frozen=True)
+class GetBlockMap:
+    """The engine's KV block map (``Engine.block_map``), or None if it keeps none."""
+
+
 class GpuWorker(ThreadActor):
     # Not a daemon: at interpreter exit Python would kill a daemon thread wherever it is,
     # and killing it inside a torch kernel aborts the whole process. A stopped or killed
@@ -78,6 +83,9 @@ class GpuWorker(ThreadActor):
             return self._step(engine, message)
         if isinstance(message, GetStats):
             return engine.stats()
+        if isinstance(message, GetBlockMap):
+            block_map = getattr(engine, "block_map", None)  # test fakes keep no blocks
+            return None if block_map is None else block_map()
         return super().receive(message)
 
     @staticmethod

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import trio
 
+from chorusline.actors import FlightRecorder
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.stream import Chunk, LogprobAligner, TokenStream
 from chorusline.moderation import OutputModerator, Stage, Verdict
@@ -89,6 +90,10 @@ class Outcome:
     latency_ms: float
 
 
+def blocked_categories(verdict: Verdict) -> list[str]:
+    return sorted({finding.category for finding in verdict.findings})
+
+
 class ReplyRecord(Protocol):
     """What a reply leaves behind. ``keeps_reply``: the client must be told when the
     final write fails (a stored turn); a stateless turn's usage is retried silently."""
@@ -126,6 +131,10 @@ class Reply:
     record: ReplyRecord
     started: float
     persisted: trio.Event = field(default_factory=trio.Event)
+    #: Where the reply's spans and its output-moderation blocks are recorded.
+    recorder: FlightRecorder = field(default_factory=FlightRecorder)
+    #: The owner actor's path, for the timeline and the trace.
+    path: str = "/"
 
     async def run(self) -> None:
         deps, engine = self.deps, self.engine
@@ -166,6 +175,10 @@ class Reply:
                             finals[chunk.index] = self._final(chunk, verdict.text, [],
                                                               "content_filter")
                             await self._moderation(verdict)
+                            self.recorder.record(
+                                "moderation_blocked", self.path, where="output",
+                                request_id=self.client.request_id,
+                                categories=blocked_categories(verdict))
                             continue
                         text, logprobs = taken
                         texts[chunk.index] += text
@@ -192,13 +205,22 @@ class Reply:
                 with trio.CancelScope(shield=True):
                     outcome = self._outcome(finals, texts, error, cancelled,
                                             prompt_tokens, sum(completion))
+                    trace = self.recorder.spans_for(self.client.request_id)
+                    trace.state = "streaming"
                     if self.record.keeps_reply:  # the client sees the end once it is kept
-                        kept = await self._finish(outcome)
+                        with trace.span("persist", self.path):
+                            kept = await self._finish(outcome)
                         self._end(finals, error, cancelled, kept)
+                        trace.mark("final_chunk", self.path)
                     else:  # nothing the client relies on is kept: no need to wait
                         self._end(finals, error, cancelled, True)
-                        kept = await self._finish(outcome)
+                        trace.mark("final_chunk", self.path)
+                        with trace.span("persist", self.path):
+                            kept = await self._finish(outcome)
                     self.persisted.set()
+                    self.recorder.finish_trace(
+                        trace.request_id, outcome.status.value if kept else "error",
+                        outcome.finish_reason, trace)
         if not kept:
             await self._retry(outcome)
 

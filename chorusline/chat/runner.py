@@ -26,7 +26,7 @@ from chorusline.actors import ActorContext
 from chorusline.chat.context import Assembled, assemble, fit_prompt, too_long
 from chorusline.chat.deps import DRIVER_KEY, ChatDeps
 from chorusline.chat.principal import Principal
-from chorusline.chat.reply import Reply, ReplyRecord
+from chorusline.chat.reply import Reply, ReplyRecord, blocked_categories
 from chorusline.chat.stream import TokenStream
 from chorusline.chat.tools import tool_grammar
 from chorusline.chat.turn import ChatRequest
@@ -57,6 +57,18 @@ async def off_loop(deps: ChatDeps, fn: Callable[[], T], chars: int) -> T:
 
 async def check_input(deps: ChatDeps, text: str) -> Verdict:
     return await off_loop(deps, partial(deps.moderator.check_input, text), len(text))
+
+
+async def moderate_input(context: ActorContext, deps: ChatDeps, text: str,
+                         request_id: str) -> Verdict:
+    """``check_input`` as a span of the turn's trace; a block goes on the timeline."""
+    recorder = context.system.recorder
+    with recorder.spans_for(request_id).span("moderation", context.path):
+        verdict = await check_input(deps, text)
+    if verdict.blocked:
+        recorder.record("moderation_blocked", context.path, request_id=request_id,
+                        where="input", categories=blocked_categories(verdict))
+    return verdict
 
 
 def with_budget(deps: ChatDeps, params: SamplingParams) -> SamplingParams:
@@ -149,6 +161,7 @@ async def start_reply(context: ActorContext, deps: ChatDeps, request: Generation
     client = TokenStream(request.request_id, choices=engine.choices,
                          max_pending_chars=deps.max_pending_chars,
                          on_close=lambda _request_id: engine.close())
-    reply = Reply(deps, engine, client, record, started=trio.current_time())
+    reply = Reply(deps, engine, client, record, started=trio.current_time(),
+                  recorder=context.system.recorder, path=context.path)
     context.start_soon(reply.run, name=f"{context.path}:reply")
     return client, reply.persisted

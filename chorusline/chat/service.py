@@ -158,14 +158,27 @@ class ChatService:
         request.params.check_vocab(self.deps.vocab_size)
         if request.params.grammar is not None:  # before the turn stores anything
             await check_grammar(self.deps, request.params.grammar, "response_format")
-        session = await self.session(principal)
         kind = "cmpl" if request.prompt is not None else "chatcmpl"  # OpenAI's id prefixes
         turn = Turn(principal, request, f"{kind}-{uuid.uuid4().hex}")
+        recorder = self.system.recorder
+        trace = recorder.open_trace(
+            turn.request_id, tenant=principal.user_id, tier=principal.tier.name,
+            api_key_id=principal.api_key_id, model=self.model_name,
+            conversation_id=request.conversation_id)
         try:
+            session = await self.session(principal)
+            trace.add("accept", "/http", 0.0)
             handle: TurnHandle = await session.ask(turn, timeout=120.0)
         except ActorDead as error:  # e.g. the conversation crashed and took the session
+            recorder.finish_trace(turn.request_id, "error", "ServiceUnavailable", trace)
             raise ServiceUnavailable("an actor serving this request crashed and is being "
                                      "restarted; retry the request") from error
+        except BaseException as error:
+            recorder.finish_trace(turn.request_id, "error", type(error).__name__, trace)
+            raise
+        if handle.persisted.is_set():  # a replay or a refusal: no reply is generated
+            recorder.finish_trace(handle.request_id, "replayed" if handle.replayed
+                                  else "blocked", None, trace)
         return handle
 
     async def generate(self, request: GenerationRequest) -> TokenStream:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chorusline.actors import Actor, ActorRef, ActorSpec
+from chorusline.actors import Actor, ActorRef, ActorSpec, Trace
 from chorusline.chat.bucket import Acquire, BucketActor, RedisBucketActor, Release, Settle
 from chorusline.chat.context import Assembled
 from chorusline.chat.conversation import ConversationActor
@@ -23,9 +23,9 @@ from chorusline.chat.embeddings import EmbedCharge, EmbedGrant
 from chorusline.chat.principal import Principal
 from chorusline.chat.records import UsageRecord
 from chorusline.chat.runner import (
-    check_input,
     constrain,
     generation,
+    moderate_input,
     prepare,
     prepare_raw,
     start_reply,
@@ -69,15 +69,26 @@ class SessionActor(Actor):
         return await self.context.system.registry.get_or_spawn(key, spec, under=self.buckets)
 
     async def _turn(self, turn: Turn) -> TurnHandle:
+        trace = self.context.system.recorder.spans_for(turn.request_id)
+        with trace.span("session", self.context.path):
+            return await self._admitted(turn, trace)
+
+    async def _admitted(self, turn: Turn, trace: Trace) -> TurnHandle:
         request, lease = turn.request, turn.request_id
         bucket = await self._bucket()
         # A cheap over-estimate (about 3 characters a token); settled with real usage.
         chars = (sum(len(m.content) for m in (*request.messages, *request.tool_results))
                  + len(request.content or "")
                  + (len(request.prompt) if request.prompt is not None else 0))
-        decision = await bucket.ask(
-            Acquire(lease, estimate_tokens(chars // 3, request.params.max_tokens)))
+        with trace.span("bucket", bucket.path) as span:
+            decision = await bucket.ask(
+                Acquire(lease, estimate_tokens(chars // 3, request.params.max_tokens)))
+            span.detail["allowed"] = decision.allowed
         if not decision.allowed:
+            self.context.system.recorder.record(
+                "rate_limited", bucket.path, tenant=self.principal.user_id,
+                tier=decision.tier, reason=decision.reason,
+                retry_after=decision.retry_after)
             raise RateLimited(
                 f"rate limit reached for {decision.reason} on tier {decision.tier}",
                 retry_after=decision.retry_after,
@@ -136,36 +147,41 @@ class SessionActor(Actor):
             text = request.prompt if isinstance(request.prompt, str) else "".join(
                 deps.tokenizer.token_bytes(t).decode("utf-8", "replace")
                 for t in request.prompt if 0 <= t < deps.vocab_size)
-            await self._moderate(text, "prompt")
+            await self._moderate(text, "prompt", turn.request_id)
             params = await constrain(deps, request.params, request)
-            prompt = await prepare_raw(deps, request.prompt, params)
+            trace = self.context.system.recorder.spans_for(turn.request_id)
+            with trace.span("prompt", self.context.path):
+                prompt = await prepare_raw(deps, request.prompt, params)
         else:
-            params, prompt = await self._chat_prompt(request)
+            params, prompt = await self._chat_prompt(request, turn.request_id)
         generate = generation(deps, turn.principal, turn.request_id, prompt, params)
         record = UsageRecord(deps, turn.principal, turn.request_id, request.end_user)
         stream, persisted = await start_reply(self.context, deps, generate, record)
         return TurnHandle(request_id=turn.request_id, stream=stream,
                           prompt_tokens=len(prompt.prompt_token_ids), persisted=persisted)
 
-    async def _moderate(self, text: str, param: str) -> None:
-        if (await check_input(self.deps, text)).blocked:
+    async def _moderate(self, text: str, param: str, request_id: str) -> None:
+        if (await moderate_input(self.context, self.deps, text, request_id)).blocked:
             raise InvalidRequest("the request was refused by content policy", param=param)
 
-    async def _chat_prompt(self, request: ChatRequest) -> tuple[SamplingParams, Assembled]:
+    async def _chat_prompt(self, request: ChatRequest,
+                           request_id: str) -> tuple[SamplingParams, Assembled]:
         """The stateless chat prompt: the caller's messages (tool calls and results in
         the model's tool format), system messages and the tools' description first."""
         if not request.messages:
             raise InvalidRequest("messages must not be empty", param="messages")
         for message in request.messages:
             if message.role in ("user", "tool"):
-                await self._moderate(message.content, "messages")
+                await self._moderate(message.content, "messages", request_id)
         params = await constrain(self.deps, request.params, request)
         systems = [m.content for m in request.messages if m.role == "system"]
         if request.tools and request.tool_choice.mode != "none":
             systems.append(tools_prompt(request.tools))
-        prompt = await prepare(self.deps, template_turns(request.messages),
-                               "\n\n".join(systems) or None, params,
-                               truncate=request.truncate)
+        trace = self.context.system.recorder.spans_for(request_id)
+        with trace.span("prompt", self.context.path):
+            prompt = await prepare(self.deps, template_turns(request.messages),
+                                   "\n\n".join(systems) or None, params,
+                                   truncate=request.truncate)
         return params, prompt
 
     def introspect(self) -> dict[str, Any]:
