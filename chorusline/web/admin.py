@@ -28,7 +28,7 @@ from quart_trio import QuartTrio
 
 from chorusline.chat import ChatService
 from chorusline.protocols import InvalidRequest, PermissionDenied
-from chorusline.web.http import authenticate, json_body, json_response
+from chorusline.web.http import HttpError, authenticate, json_body, json_response
 
 #: The fields each fault action takes besides ``path`` and ``action``.
 ACTION_FIELDS: dict[str, frozenset[str]] = {
@@ -91,39 +91,68 @@ def parse_fault(body: object) -> dict[str, Any]:
     return fault
 
 
+async def require_admin(chat: ChatService) -> None:
+    principal = await authenticate(chat)
+    if not principal.admin:
+        raise PermissionDenied("this route needs an API key with the admin flag "
+                               "('chorusline keys create --admin')")
+
+
+def require_json() -> None:
+    """A state-changing admin call must say its body is JSON. A cross-site form can only
+    send form or plain-text bodies (anything else needs a CORS preflight, which this
+    server never grants), so this refuses it before the body is read: a second lock
+    behind the bearer key, which no other site can make a browser send."""
+    if request.mimetype != "application/json":
+        raise HttpError(415, "this route takes an 'application/json' body "
+                             f"(got {request.mimetype or 'none'!r})")
+
+
+def _query_int(name: str, default: int, *, low: int, high: int) -> int:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer", param=name) from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be within [{low}, {high}]", param=name)
+    return value
+
+
+def answer(kind: str, data: dict[str, Any]) -> Response:
+    return json_response({"object": kind, "worker_pid": os.getpid(), **data})
+
+
 def register(app: QuartTrio, chat: ChatService) -> None:
     """Add the admin routes to ``app``."""
     admin = chat.admin
 
-    async def require_admin() -> None:
-        principal = await authenticate(chat)
-        if not principal.admin:
-            raise PermissionDenied("this route needs an API key with the admin flag "
-                                   "('chorusline keys create --admin')")
-
-    def answer(kind: str, data: dict[str, Any]) -> Response:
-        return json_response({"object": kind, "worker_pid": os.getpid(), **data})
+    async def require_admin_key() -> None:
+        await require_admin(chat)
 
     @app.get("/v1/admin/actors")
     async def admin_actors() -> Response:
-        await require_admin()
+        await require_admin_key()
         return answer("admin.actors", admin.snapshot())
 
     @app.get("/v1/admin/engine")
     async def admin_engine() -> Response:
-        await require_admin()
+        await require_admin_key()
         return answer("admin.engine", await admin.engine_stats())
 
     @app.get("/v1/admin/faults")
     async def admin_faults() -> Response:
-        await require_admin()
+        await require_admin_key()
         return answer("admin.faults", {"active": admin.active_faults()})
 
     @app.post("/v1/admin/faults")
     async def admin_inject_fault() -> Response:
-        await require_admin()
+        await require_admin_key()
         if not (await request.get_data(as_text=False)).strip():
             raise InvalidRequest("this route needs a JSON object body; none was sent")
+        require_json()
         fault = parse_fault(await json_body())
         admin.inject_fault(**fault)
         return answer("admin.fault", {"path": fault["path"], "action": fault["action"],
@@ -131,7 +160,40 @@ def register(app: QuartTrio, chat: ChatService) -> None:
 
     @app.delete("/v1/admin/faults")
     async def admin_clear_faults() -> Response:
-        await require_admin()
+        await require_admin_key()
         path = request.args.get("path")
         cleared = admin.clear_faults(None if path is None else _actor_path(path))
         return answer("admin.faults", {"cleared": cleared, "active": admin.active_faults()})
+
+    @app.get("/v1/admin/actors/children")
+    async def admin_children() -> Response:
+        await require_admin_key()
+        page = admin.children(
+            _actor_path(request.args.get("path", "/")), request.args.get("q", "")[:200],
+            _query_int("offset", 0, low=0, high=10_000_000),
+            _query_int("limit", 50, low=1, high=500))
+        return answer("admin.children", page)
+
+    @app.get("/v1/admin/actors/detail")
+    async def admin_detail() -> Response:
+        await require_admin_key()
+        return answer("admin.actor", admin.detail(_actor_path(request.args.get("path"))))
+
+    @app.get("/v1/admin/traces")
+    async def admin_traces() -> Response:
+        await require_admin_key()
+        return answer("admin.traces", admin.traces())
+
+    @app.get("/v1/admin/traces/<request_id>")
+    async def admin_trace(request_id: str) -> Response:
+        await require_admin_key()
+        return answer("admin.trace", admin.trace(request_id))
+
+    @app.post("/v1/admin/requests/<request_id>/abort")
+    async def admin_abort(request_id: str) -> Response:
+        await require_admin_key()
+        require_json()
+        body = await json_body() if (await request.get_data(as_text=False)).strip() else {}
+        if body != {}:
+            raise InvalidRequest("this route takes an empty JSON object body")
+        return answer("admin.abort", await admin.abort(request_id))

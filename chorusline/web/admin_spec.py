@@ -25,7 +25,11 @@ _ERRORS: dict[int, str] = {
     401: "Missing, unknown or revoked API key (`invalid_api_key`).",
     403: "A valid key without the admin flag (`invalid_request_error` / "
          "`insufficient_permissions`).",
-    404: "No live actor (or, for DELETE, no fault plan) at `path` (`not_found`).",
+    404: "No live actor (or, for DELETE, no fault plan) at `path`, or no recent request "
+         "with that id (`not_found`).",
+    409: "The request's generation already ended: nothing to abort (`conflict`).",
+    415: "A state-changing call without an `application/json` body (how a cross-site "
+         "form post is refused).",
 }
 
 
@@ -94,6 +98,72 @@ FAULT_BODY: Schema = {
 }
 
 
+TRACE = _obj({
+    "request_id": STR, "state": {"enum": ["accepted", "queued", "prefill", "decode",
+                                          "streaming", "finished"]},
+    "started": NUM, "age_ms": NUM, "prompt_tokens": INT, "generated_tokens": INT,
+    "ttft_ms": {"type": ["number", "null"]}, "status": {"type": ["string", "null"]},
+    "finish_reason": {"type": ["string", "null"]},
+    "spans": {"type": "array", "items": _obj(
+        {"name": STR, "path": STR, "start_ms": NUM, "end_ms": NUM, "duration_ms": NUM},
+        ["name", "path", "start_ms", "end_ms", "duration_ms"])},
+}, ["request_id", "state", "started", "age_ms", "prompt_tokens", "generated_tokens",
+    "spans"])
+FLAT_NODE = {**ACTOR_NODE, "required": [r for r in ACTOR_NODE["required"] if r != "children"]}
+
+
+def _query(name: str, schema: Schema, description: str, *, required: bool = False
+           ) -> Schema:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}
+
+
+def console_paths() -> dict[str, Schema]:
+    """The console's routes: the feed, pages of children, one actor, traces, abort."""
+    actor = _query("path", {**STR, "pattern": "^/", "maxLength": 1024}, "An actor's path.",
+                   required=True)
+    request_id = {"name": "request_id", "in": "path", "required": True, "schema": STR}
+    return {
+        "/v1/admin/events": {"get": _op(
+            "The console feed (server-sent events: hello, snapshot, event, trace, gap; "
+            "see docs/console.md)",
+            {"description": "An event stream that ends when the client goes",
+             "content": {"text/event-stream": {"schema": STR}}}, 400,
+            parameters=[_query("interval", {**NUM, "minimum": 0.25, "maximum": 10},
+                               "Seconds between snapshots (default 1).")])},
+        "/v1/admin/actors/children": {"get": _op(
+            "A page of an actor's children whose name contains `q`",
+            _reply("admin.children", "One page", {
+                "path": STR, "total": INT, "matched": INT, "offset": INT,
+                "children": {"type": "array", "items": FLAT_NODE}}), 400, 404,
+            parameters=[actor, _query("q", STR, "Part of a child's name."),
+                        _query("offset", {**INT, "minimum": 0, "maximum": 10_000_000}, ""),
+                        _query("limit", {**INT, "minimum": 1, "maximum": 500}, "")])},
+        "/v1/admin/actors/detail": {"get": _op(
+            "One live actor: statistics, current message, watchers, restart history",
+            _reply("admin.actor", "The actor", {
+                "node": FLAT_NODE, "current_message": {"type": ["string", "null"]},
+                "watchers": {"type": "array", "items": STR},
+                "watching": {"type": "array", "items": STR},
+                "restart_history": {"type": "array", "items": {"type": "object"}}}),
+            400, 404, parameters=[actor])},
+        "/v1/admin/traces": {"get": _op(
+            "In-flight and recently finished turn traces",
+            _reply("admin.traces", "Traces", {
+                "live": {"type": "array", "items": TRACE},
+                "finished": {"type": "array", "items": TRACE}}))},
+        "/v1/admin/traces/{request_id}": {"get": _op(
+            "One request's trace (in flight or recent)",
+            {"description": "The trace", "content": {JSON: {"schema": TRACE}}}, 404,
+            parameters=[request_id])},
+        "/v1/admin/requests/{request_id}/abort": {"post": _op(
+            "End an in-flight request's generation (finish_reason `abort`)",
+            _reply("admin.abort", "Aborted", {"request_id": STR, "aborted": {"const": True}}),
+            400, 404, 409, 415, parameters=[request_id],
+            requestBody={"required": False, "content": {JSON: {"schema": _obj({}, [])}}})},
+    }
+
+
 def admin_paths() -> dict[str, Schema]:
     """The ``/v1/admin/...`` entries of the document's ``paths``."""
     path_query = {"name": "path", "in": "query", "required": False,
@@ -116,7 +186,7 @@ def admin_paths() -> dict[str, Schema]:
             "post": _op("Inject a fault into a live actor by path",
                         _reply("admin.fault", "The fault was injected",
                                {"path": STR, "action": STR, "active": FAULT_PLANS}),
-                        400, 404,
+                        400, 404, 415,
                         requestBody={"required": True,
                                      "content": {JSON: {"schema": FAULT_BODY}}}),
             "delete": _op("Clear fault plans (all, or one actor's)",
@@ -125,4 +195,5 @@ def admin_paths() -> dict[str, Schema]:
                                   "active": FAULT_PLANS}),
                           400, 404, parameters=[path_query]),
         },
+        **console_paths(),
     }

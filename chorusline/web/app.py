@@ -19,6 +19,7 @@ from chorusline.chat import ChatService
 from chorusline.protocols import ChoruslineError, openai as wire
 from chorusline.web import (
     admin,
+    console,
     conversations,
     embeddings,
     models,
@@ -96,6 +97,7 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     conversations.register(app, chat, model_name, public_url=public_url)
     observability.register(app, chat, model_name)
     admin.register(app, chat)
+    console.register(app, chat, model_name)
     embeddings.register(app, chat)
     models.register(app, chat)
     text_completions.register(app, chat)

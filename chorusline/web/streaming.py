@@ -96,7 +96,7 @@ async def next_batches(streams: Mapping[int, TokenStream], drain: Drain, heartbe
     return got
 
 
-def sse_response(body: SseBody) -> Response:
+def sse_response(body: AsyncIterator[bytes]) -> Response:
     response = Response(body, mimetype="text/event-stream")
     response.timeout = None  # a long generation must not hit Quart's RESPONSE_TIMEOUT
     response.headers["Cache-Control"] = "no-cache"

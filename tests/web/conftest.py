@@ -93,6 +93,9 @@ class GatedEngine:
     def stats(self) -> Any:
         return self.engine.stats()
 
+    def block_map(self) -> Any:
+        return self.engine.block_map()
+
     def step(self) -> Any:
         self.entered.set()
         self.gate.wait(timeout=120)  # bounded: a failing test must not hang the worker
