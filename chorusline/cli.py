@@ -1,4 +1,4 @@
-"""``chorusline`` command line: ``serve`` (the HTTP API), ``keys`` and ``demo``.
+"""``chorusline`` command line: ``serve`` (the HTTP API), ``keys``, ``top`` and ``demo``.
 
 Every ``serve`` flag has a ``CHORUSLINE_*`` environment variable (the flag wins), and
 ``--help`` shows each one's default and variable. The defaults run with no services at
@@ -11,6 +11,9 @@ runs N server processes on one port, each with its own engine (see chorusline.wo
 It loads no model: the web layer, the runtime and torch are imported only by ``serve``
 and ``demo``, so a key command takes a fraction of a second rather than the seconds
 the model stack takes to import.
+
+``top`` (``chorusline.top``) watches a running server's supervisor console feed in the
+terminal; it is an HTTP client, so it imports httpx and rich but none of the model stack.
 
 ``demo`` (``chorusline.demo``) streams one turn through the whole supervised tree and
 kills the GPU worker halfway to show the stream carrying on.
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
 
 TIERS = ("free", "plus", "enterprise")
 DTYPES = ("fp32", "bf16")
+#: ``top``'s server when neither ``--url`` nor ``CHORUSLINE_URL`` says (``serve``'s default).
+TOP_URL = "http://127.0.0.1:8000"
+TOP_INTERVALS = (0.25, 10.0)  # what the feed accepts (docs/console.md)
 #: ``serve`` flags a ``--workers`` parent hands on to each worker when they are set.
 FORWARDED = ("redis_url", "model_path", "device", "dtype", "tiers_file", "kv_cache_mb",
              "public_url", "max_body_bytes")
@@ -265,7 +271,43 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     for sub in (create, listing, revoke):  # also accepted after the subcommand
         sub.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    run_top = commands.add_parser("top", help="watch a server's actors, engine and requests")
+    option(run_top, "url", "the server (its API URL's trailing /v1 may stay)", shown=TOP_URL,
+           default=TOP_URL)
+    option(run_top, "key", "an admin API key (the variable keeps it out of ps)",
+           shown="none")
+    run_top.add_argument("--interval", type=float, default=1.0, help="seconds between "
+                         "snapshots, 0.25 to 10 (default: 1)")
+    run_top.add_argument("--once", action="store_true", help="print one view and exit")
+    run_top.add_argument("--json", action="store_true", help="with --once: print the "
+                         "feed's hello and first snapshot as one JSON object")
     return parser
+
+
+def top(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``chorusline top``: usage checked here (status 2), the rest in chorusline.top."""
+    from chorusline.top import base_url, run_top
+
+    key = (args.key or "").strip()
+    if not key:
+        parser.error("no API key: pass --key or set CHORUSLINE_KEY (an admin key)")
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        parser.error("the API key holds characters no API key has")
+    if args.json and not args.once:
+        parser.error("--json needs --once (the live view is for a terminal)")
+    low, high = TOP_INTERVALS
+    if not low <= args.interval <= high:
+        parser.error(f"--interval must be between {low:g} and {high:g} seconds")
+    try:
+        url = base_url(args.url)
+    except ValueError as error:
+        parser.error(f"--url: {error}")
+    try:
+        return one_line(lambda: trio.run(partial(
+            run_top, url, key, args.interval, once=args.once, as_json=args.json)),
+            drivers=False)
+    except KeyboardInterrupt:  # before the command took SIGINT over: nothing to undo
+        return 130 if args.once else 0
 
 
 def one_line(run: Callable[[], int], *, drivers: bool) -> int:
@@ -292,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
 
         trio.run(demo, args.question, args.max_tokens, not args.no_fault)
         return 0
+    if args.command == "top":
+        return top(parser, args)
     if args.command == "keys":
         if args.keys_command == "create" and not args.owner.strip():
             parser.error("--owner must not be empty")

@@ -160,3 +160,35 @@ def test_bad_serve_settings_are_one_line_usage_errors(
     assert "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not db.exists()
+
+
+def test_top_once_json_reads_a_running_servers_feed(tmp_path: Path) -> None:
+    db = tmp_path / "top.db"
+    with running_server(db) as (url, key):
+        def top(api_key: str, *flags: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "chorusline.cli", "top", "--url", url, *flags],
+                capture_output=True, text=True, timeout=120, check=False,
+                env=dict(os.environ, CHORUSLINE_KEY=api_key))
+
+        shown = top(key, "--once", "--json")
+        assert shown.returncode == 0, shown.stderr
+        feed = json.loads(shown.stdout)
+        assert feed["hello"]["object"] == "admin.hello"
+        assert feed["hello"]["model"] == "smollm2-135m-instruct"
+        snapshot = feed["snapshot"]
+        assert snapshot["object"] == "admin.snapshot" and snapshot["tree"]["path"] == "/"
+        assert snapshot["worker_pid"] == feed["hello"]["worker_pid"]
+        assert snapshot["engine"]["engine"]["kv_blocks_total"] > 0
+        view = top(key, "--once")
+        assert view.returncode == 0, view.stderr
+        assert "gpu-worker thread running" in view.stdout and "KV use" in view.stdout
+        created = subprocess.run(
+            [sys.executable, "-m", "chorusline.cli", "keys", "create", "--owner", "bob"],
+            capture_output=True, text=True, timeout=120, check=True,
+            env=dict(os.environ, CHORUSLINE_DATABASE_URL=f"sqlite:///{db}"))
+        plain = created.stdout.split()[-1]
+        refused = top(plain, "--once", "--json")
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert "admin flag" in refused.stderr

@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "chat": {"actors", "supervisors", "runtime", "store", "moderation", "ratelimit",
              "grammar", "protocols"},
     "web": {"chat", "protocols"},
+    # An HTTP client of the console feed: nothing of the server in it.
+    "top": set(),
 }
 LIBRARY_STACK = {"torch", "trio", "pykka", "quart", "quart_trio", "hypercorn", "cupy"}
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -43,6 +45,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "moderation": LIBRARY_STACK | {"redis", "psycopg"},
     "ratelimit": LIBRARY_STACK | {"psycopg"},
     "grammar": LIBRARY_STACK | {"redis", "psycopg"},
+    "top": (LIBRARY_STACK - {"trio"}) | {"redis", "psycopg"},
 }
 
 
