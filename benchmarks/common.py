@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,18 @@ def print_checks(checks: Sequence[dict[str, Any]], width: int) -> None:
     for check in checks:
         print(f"{'PASS' if check['passed'] else 'MISS'}  {check['label']:<{width}} "
               f"{check['shown']}")
+
+
+def print_table(rows: Sequence[Row], checks: Sequence[dict[str, Any]],
+                fmt: Callable[[float, str], str], width: int = 70) -> None:
+    """The measurements as an aligned table, then the targets."""
+    label_width = max(len(row.label) for row in rows)
+    print(f"{'measurement':<{label_width}}  {'value':>14}  note")
+    for row in rows:
+        print(f"{row.label:<{label_width}}  {fmt(row.value, row.unit):>14}  {row.note}")
+    print()
+    print("# targets")
+    print_checks(checks, width)
 
 
 def write_report(path: Path | None, **report: Any) -> None:

@@ -34,7 +34,9 @@ uses the figures recorded in ``LLAMA_CPP_TOK_S``. The machines are shared: quote
 
 ``--structured`` measures what structured outputs cost instead: c=32 waves with half the
 requests under ``response_format: json_schema`` against the same waves with none, in one
-run (``benchmarks/http_structured.py``).
+run (``benchmarks/http_structured.py``). ``--console`` measures what an open supervisor
+console costs: c=32 waves with a feed reader connected against waves with none
+(``benchmarks/http_console.py``).
 """
 
 from __future__ import annotations
@@ -257,9 +259,10 @@ class Direct:
 
 
 async def serve_to(client: Callable[[str, str], T], model: Any, threads: int,
-                   tmp: Path) -> tuple[str, T]:
+                   tmp: Path, *, admin: bool = False) -> tuple[str, T]:
     """Serve ``model`` on an ephemeral loopback port while ``client(url, key)`` runs on a
-    thread; returns the served model's name and what the client returned."""
+    thread; returns the served model's name and what the client returned. ``admin``:
+    the key also reaches the admin routes (the console benchmark reads its feed)."""
     from benchmarks.service import BENCH_LIMITS, BENCH_TIERS, CONTEXT_WINDOW, engine_config
     from chorusline.chat import ChatSettings, open_chat_service
     from chorusline.store import SqliteStore
@@ -273,7 +276,7 @@ async def serve_to(client: Callable[[str, str], T], model: Any, threads: int,
     store = SqliteStore(tmp / "http.db")
     async with open_chat_service(settings, model=model, store=store) as chat:
         user = await chat.accounts.create_user("bench")
-        issued = await chat.accounts.create_api_key(user.id, tier="bench")
+        issued = await chat.accounts.create_api_key(user.id, tier="bench", is_admin=admin)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             port: int = await nursery.start(partial(
@@ -369,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--structured", action="store_true",
                         help="c=32 (--quick: c=8) waves, half the requests under a JSON "
                         "schema against none (benchmarks/http_structured.py)")
+    parser.add_argument("--console", action="store_true",
+                        help="c=32 (--quick: c=8) waves with a console feed reader open "
+                        "against none (benchmarks/http_console.py)")
+    parser.add_argument("--console-interval", type=float, default=1.0,
+                        help="with --console: the feed's snapshot interval (default: 1 s)")
     parser.add_argument("--ban-eos", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -376,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.http_structured import structured_main
 
         return structured_main(args)
+    if args.console:
+        from benchmarks.http_console import console_main
+
+        return console_main(args)
     sizes = QUICK if args.quick else FULL
     began = time.perf_counter()
     load_before = os.getloadavg()

@@ -36,7 +36,7 @@ from typing import Any
 import httpx2
 import trio
 
-from benchmarks.common import Row, percentile, print_checks, user_texts, write_report
+from benchmarks.common import Row, percentile, print_table, user_texts, write_report
 from benchmarks.grammar import ENGINE_SCHEMA
 from benchmarks.http_load import (
     Turn,
@@ -227,13 +227,7 @@ def structured_main(args: argparse.Namespace) -> int:
     print(f"# c={plan.concurrency}, N={plan.new_tokens} max_tokens, temperature 0, "
           f"ignore_eos; {plan.rounds} waves of each kind, alternating; 'half': every other "
           "request under response_format json_schema")
-    width = max(len(row.label) for row in rows)
-    print(f"{'measurement':<{width}}  {'value':>14}  note")
-    for row in rows:
-        print(f"{row.label:<{width}}  {fmt(row.value, row.unit):>14}  {row.note}")
-    print()
-    print("# targets")
-    print_checks(checks, 70)
+    print_table(rows, checks, fmt)
     elapsed = time.perf_counter() - began
     print(f"# total {elapsed:.1f} s")
     write_report(args.json, mode=f"structured {mode}", target=target, model=model,

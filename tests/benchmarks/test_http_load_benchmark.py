@@ -46,3 +46,21 @@ def test_structured_quick_run_prints_every_row_and_target(tmp_path: Path) -> Non
     assert values["c=8 schema turns as the schema's JSON"] == 4  # half of one wave of 8
     assert [w["kind"] for w in figures["waves"]] == ["none", "half"]
     assert all(w["tokens"] == 8 * 8 for w in figures["waves"]), figures["waves"]
+
+
+CONSOLE_ROWS = [f"c=8 {row}" for row in (
+    "nobody watching output", "console open output", "console open / nobody watching",
+    "nobody watching TTFT p50", "console open TTFT p50", "feed snapshots read", "failures")]
+CONSOLE_TARGETS = ["an open console keeps >= 98% of the output at c=8", "no failed requests"]
+
+
+def test_console_quick_run_prints_every_row_and_target(tmp_path: Path) -> None:
+    _, figures = run_quick("http_load.py", CONSOLE_ROWS, CONSOLE_TARGETS, tmp_path,
+                           args=["--console", "--console-interval", "0.25"])
+    values = {row["label"]: row["value"] for row in figures["rows"]}
+    assert values["c=8 failures"] == 0
+    assert [w["kind"] for w in figures["waves"]] == ["none", "console"]
+    assert all(w["tokens"] == 8 * 8 for w in figures["waves"]), figures["waves"]
+    (watched,) = figures["watched"]
+    assert watched["messages"] >= 2  # the hello, then at least the first snapshot
+    assert figures["interval"] == 0.25
