@@ -131,9 +131,23 @@ ALTER TABLE messages ADD CONSTRAINT messages_tool_call_id_check
     CHECK ((role = 'tool') = (tool_call_id IS NOT NULL));
 """
 
+#: Thumbs up / down on assistant messages, one per message (the owner's), with a comment.
+FEEDBACK = """
+CREATE TABLE message_feedback (
+    message_id TEXT PRIMARY KEY REFERENCES messages (id),
+    conversation_id TEXT NOT NULL REFERENCES conversations (id),
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT,
+    created TIMESTAMPTZ NOT NULL,
+    updated TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX message_feedback_conversation ON message_feedback (conversation_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
     Migration.from_script(3, "usage end user", USAGE_END_USER),
     Migration.from_script(4, "tool calls", TOOL_CALLS),
+    Migration.from_script(5, "message feedback", FEEDBACK),
 )

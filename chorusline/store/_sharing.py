@@ -1,6 +1,7 @@
 """Read-only share links and whole-conversation export.
 
-A share link pins the leaf of the active branch at the moment it was made; since
+The export carries the conversation's feedback too (so ``SharingMixin`` builds on
+``FeedbackMixin``). A share link pins the leaf of the active branch at the moment it was made; since
 messages on a path never change once final, the linked view is a stable snapshot
 without copying rows. Only complete user and assistant messages are shown: a share must
 not publish the system prompt, a blocked reply or a half-streamed draft.
@@ -12,7 +13,8 @@ import secrets
 from typing import Any
 
 from chorusline.protocols import NotFound
-from chorusline.store._sql import MESSAGE_COLUMNS, SqlStore
+from chorusline.store._feedback import FeedbackMixin
+from chorusline.store._sql import MESSAGE_COLUMNS
 from chorusline.store.models import (
     Message,
     MessageStatus,
@@ -53,20 +55,22 @@ def _message_dict(m: Message) -> dict[str, Any]:
     }
 
 
-class SharingMixin(SqlStore):
+class SharingMixin(FeedbackMixin):
     def share_conversation(self, user_id: str, conversation_id: str) -> SharedConversation:
+        """A link to a snapshot of the conversation as it is now (its active branch,
+        finished messages only). Sharing again issues a new link with a fresh snapshot
+        and revokes the old one: whoever holds the old link never sees messages written
+        after the owner shared it, and the owner has one link to think about."""
         _, now_db = self._now()
+        token = secrets.token_urlsafe(24)
         with self._transaction() as tx:
-            conversation = self._owned_conversation(tx, user_id, conversation_id)
-            token = conversation.share_token
-            if token is None:
-                token = secrets.token_urlsafe(24)
-                path = self._branch(tx, conversation_id, None)
-                tx.execute(
-                    "UPDATE conversations SET share_token = ?, share_leaf_message_id = ?, "
-                    "share_created = ? WHERE id = ?",
-                    (token, path[-1].id if path else None, now_db, conversation_id),
-                )
+            self._owned_conversation(tx, user_id, conversation_id)
+            path = self._branch(tx, conversation_id, None)
+            tx.execute(
+                "UPDATE conversations SET share_token = ?, share_leaf_message_id = ?, "
+                "share_created = ? WHERE id = ?",
+                (token, path[-1].id if path else None, now_db, conversation_id),
+            )
         return self.get_shared(token)
 
     def revoke_share(self, user_id: str, conversation_id: str) -> None:
@@ -107,6 +111,7 @@ class SharingMixin(SqlStore):
             )
             messages = [self._message(r) for r in rows]
             active = self._branch(tx, conversation_id, None)
+            feedback = self._feedback_rows(tx, conversation_id)
         return {
             "format": EXPORT_FORMAT,
             "conversation": {
@@ -123,4 +128,7 @@ class SharingMixin(SqlStore):
             },
             "active_leaf_message_id": active[-1].id if active else None,
             "messages": [_message_dict(m) for m in messages],
+            "feedback": [{"message_id": f.message_id, "rating": f.rating.value,
+                          "comment": f.comment, "created": f.created.isoformat(),
+                          "updated": f.updated.isoformat()} for f in feedback],
         }

@@ -21,12 +21,14 @@ from chorusline.store.models import (
     ApiKey,
     Conversation,
     ConversationPage,
+    Feedback,
     IssuedApiKey,
     Message,
     MessageStatus,
     ModerationEvent,
     ModerationStage,
     ParentRef,
+    Rating,
     Role,
     SearchHit,
     SharedConversation,
@@ -242,7 +244,7 @@ class Store(ToolTurns, abc.ABC):
 
     @abc.abstractmethod
     def share_conversation(self, user_id: str, conversation_id: str) -> SharedConversation:
-        """Create (or return the existing) share token and the snapshot it shows."""
+        """A new share token and the snapshot it shows; an older token is revoked."""
 
     @abc.abstractmethod
     def revoke_share(self, user_id: str, conversation_id: str) -> None: ...
@@ -254,6 +256,21 @@ class Store(ToolTurns, abc.ABC):
     @abc.abstractmethod
     def export_conversation(self, user_id: str, conversation_id: str) -> dict[str, Any]:
         """The conversation and its whole message tree as JSON-serialisable data."""
+
+    # -- feedback --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_feedback(self, user_id: str, conversation_id: str, message_id: str,
+                     rating: Rating, comment: str | None = None) -> Feedback:
+        """Rate an assistant message (replacing an earlier rating); ``InvalidRequest``
+        for any other role, ``NotFound`` for someone else's message."""
+
+    @abc.abstractmethod
+    def delete_feedback(self, user_id: str, conversation_id: str, message_id: str) -> bool:
+        """Remove the message's rating; whether there was one."""
+
+    @abc.abstractmethod
+    def list_feedback(self, user_id: str, conversation_id: str) -> list[Feedback]: ...
 
     # -- events ----------------------------------------------------------------------
 

@@ -149,6 +149,24 @@ class Message:
                 and not self.tool_calls and self.finish_reason is not None)
 
 
+class Rating(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A user's thumbs up or down (and optional comment) on one assistant message; at
+    most one per message, replaced when given again."""
+
+    message_id: str
+    conversation_id: str
+    rating: Rating
+    comment: str | None
+    created: datetime
+    updated: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     """A conversation that matched, with the matching messages (oldest first)."""

@@ -362,18 +362,23 @@ def test_share_is_a_read_only_snapshot(store: Store, alice: User, convo: Convers
     assert len(shared.token) >= 22 and shared.token.replace("-", "").replace("_", "").isalnum()
     store.append_message(alice.id, convo.id, role=Role.USER, content="later")
     store.create_draft(alice.id, convo.id)
-    again = store.share_conversation(alice.id, convo.id)
-    assert again.token == shared.token
     view = store.get_shared(shared.token)
     assert [(m.role, m.content) for m in view.messages] == [
         (Role.USER, "q1"),
         (Role.ASSISTANT, "a1"),
     ]
     assert view.title == convo.title
-    store.revoke_share(alice.id, convo.id)
+    # Sharing again: a new link to a fresh snapshot, and the old link is gone.
+    again = store.share_conversation(alice.id, convo.id)
+    assert again.token != shared.token
+    assert [m.content for m in again.messages] == ["q1", "a1", "later"]
     with pytest.raises(NotFound):
         store.get_shared(shared.token)
-    assert store.share_conversation(alice.id, convo.id).token != shared.token
+    store.revoke_share(alice.id, convo.id)
+    with pytest.raises(NotFound):
+        store.get_shared(again.token)
+    assert store.share_conversation(alice.id, convo.id).token not in (shared.token,
+                                                                      again.token)
     with pytest.raises(NotFound):
         store.get_shared("")
 
