@@ -19,7 +19,7 @@ from chorusline.chat.service import ChatService, ChatSettings, open_chat_service
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.tool_calls import ToolCallParser
 from chorusline.chat.turn import ChatRequest, TurnHandle
-from chorusline.store import Conversation, Message
+from chorusline.store import Conversation, Feedback, Message, Rating, User
 
 __all__ = [
     "Accounts",
@@ -32,11 +32,14 @@ __all__ = [
     "Conversation",
     "Conversations",
     "EngineLike",
+    "Feedback",
     "Message",
     "Principal",
+    "Rating",
     "TokenStream",
     "ToolCallParser",
     "TurnHandle",
+    "User",
     "default_database_url",
     "open_accounts",
     "open_chat_service",

@@ -77,6 +77,13 @@ class Accounts:
     async def get_user(self, user_id: str) -> User:
         return await self._db(self._store.get_user, user_id)
 
+    async def set_custom_instructions(self, user_id: str,
+                                      instructions: str | None) -> User:
+        """What every new turn of the user's conversations is told first (after the
+        conversation's own system prompt); None or "" removes them."""
+        return await self._db(self._store.set_custom_instructions, user_id,
+                              instructions or None)
+
     async def user_named(self, name: str, *, create: bool = False) -> User | None:
         """The oldest user called ``name``; with ``create``, a new one if there is none."""
         def find() -> User | None:

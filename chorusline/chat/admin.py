@@ -13,9 +13,9 @@ from typing import Any
 from chorusline.actors import ActorSystem
 from chorusline.chat.console import ConsoleFeed, ask_worker, engine_figures, find_node
 from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY
-from chorusline.chat.engine_driver import Abort
 from chorusline.chat.gpu_worker import GetStats
-from chorusline.protocols import Conflict, InvalidRequest, NotFound
+from chorusline.chat.stopping import stop_turn
+from chorusline.protocols import InvalidRequest, NotFound
 
 
 class Admin:
@@ -84,17 +84,9 @@ class Admin:
         return found.to_json()
 
     async def abort(self, request_id: str) -> dict[str, Any]:
-        """End an in-flight request's generation now; its stream ends with
-        ``finish_reason: "abort"`` and a stored reply is kept as ``incomplete``."""
-        trace = self._system.recorder.find(request_id)
-        driver = self._system.registry.lookup(DRIVER_KEY)
-        aborted = driver is not None and bool(await driver.ask(Abort(request_id)))
-        if aborted:
-            return {"request_id": request_id, "aborted": True}
-        if trace is None:
-            raise NotFound(f"no request {request_id!r} in flight", param="request_id")
-        raise Conflict(f"request {request_id!r} is {trace.state}: its generation has "
-                       "ended, so there is nothing to abort", param="request_id")
+        """End any in-flight request's generation now (``stopping.stop_turn``)."""
+        await stop_turn(self._system, request_id)
+        return {"request_id": request_id, "aborted": True}
 
     def inject_fault(self, path: str, action: str, *, on_message: int = 1,
                      seconds: float = 0.0, fraction: float = 0.0,

@@ -22,7 +22,9 @@ from chorusline.protocols import InvalidRequest
 from chorusline.store import (
     Conversation,
     ConversationPage,
+    Feedback,
     Message,
+    Rating,
     SearchHit,
     SharedConversation,
     Store,
@@ -114,10 +116,28 @@ class Conversations:
         return await self._db(self._store.get_message, principal.user_id, conversation_id,
                               message_id)
 
+    # -- feedback --------------------------------------------------------------------
+
+    async def rate(self, principal: Principal, conversation_id: str, message_id: str,
+                   rating: Rating, comment: str | None = None) -> Feedback:
+        """Thumbs up or down on an assistant message (replacing an earlier rating)."""
+        return await self._db(self._store.set_feedback, principal.user_id, conversation_id,
+                              message_id, rating, comment)
+
+    async def unrate(self, principal: Principal, conversation_id: str,
+                     message_id: str) -> bool:
+        return await self._db(self._store.delete_feedback, principal.user_id,
+                              conversation_id, message_id)
+
+    async def feedback(self, principal: Principal,
+                       conversation_id: str) -> builtins.list[Feedback]:
+        return await self._db(self._store.list_feedback, principal.user_id, conversation_id)
+
     # -- sharing and export ----------------------------------------------------------
 
     async def share(self, principal: Principal, conversation_id: str) -> SharedConversation:
-        """Create (or return the existing) read-only link's token and snapshot."""
+        """A new read-only link to a snapshot of the conversation now; an older link of
+        the same conversation is revoked."""
         return await self._db(self._store.share_conversation, principal.user_id,
                               conversation_id)
 

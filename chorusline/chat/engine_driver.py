@@ -66,10 +66,12 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Abort:
-    """End a request now (the console's abort button): its stream gets a final chunk
-    with ``finish_reason: "abort"``. Answers whether the request was in flight."""
+    """End a request now (its owner's Stop, the console's abort): its stream gets a
+    final chunk with ``finish_reason: "abort"``. Answers whether it was in flight."""
 
     request_id: str
+    #: Who asked, for the timeline: ``owner`` or ``admin``.
+    by: str = "admin"
 
 
 @dataclass
@@ -116,7 +118,7 @@ class EngineDriver(Actor):
             self._cancel(message.request_id)
             return None
         if isinstance(message, Abort):
-            return self._abort(message.request_id)
+            return self._abort(message.request_id, message.by)
         return await super().receive(message)
 
     # -- admission ------------------------------------------------------------------------
@@ -162,12 +164,12 @@ class EngineDriver(Actor):
             trace.state, trace.prompt_tokens = "queued", flight.prompt_tokens
             flight.phase_ms = trace.now_ms()
 
-    def _abort(self, request_id: str) -> bool:
+    def _abort(self, request_id: str, by: str) -> bool:
         flight = self.inflight.get(request_id)
         if flight is None:
             return False
         self.context.system.recorder.record("request_aborted", self.context.path,
-                                            request_id=request_id, by="admin")
+                                            request_id=request_id, by=by)
         for index in sorted(flight.open):
             flight.stream.push(Chunk(index=index, text="", token_ids=[], logprobs=[],
                                      finish_reason="abort",

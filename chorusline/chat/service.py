@@ -48,6 +48,7 @@ from chorusline.chat.loading import engine_factory, model_deps, served_embedding
 from chorusline.chat.principal import Principal
 from chorusline.chat.runner import check_grammar, check_input
 from chorusline.chat.session import SessionActor
+from chorusline.chat.stopping import generating, stop_turn
 from chorusline.chat.stream import TokenStream
 from chorusline.chat.tree import chat_tree
 from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
@@ -180,6 +181,18 @@ class ChatService:
             recorder.finish_trace(handle.request_id, "replayed" if handle.replayed
                                   else "blocked", None, trace)
         return handle
+
+    async def stop(self, principal: Principal, request_id: str) -> None:
+        """Stop the caller's own running turn (its reply is kept ``incomplete``)."""
+        await stop_turn(self.system, request_id, principal=principal)
+
+    async def stop_reply(self, principal: Principal, conversation_id: str,
+                         message_id: str) -> str:
+        """Stop the turn writing the assistant message ``message_id``; its request id."""
+        message = await self.conversations.message(principal, conversation_id, message_id)
+        request_id = generating(message)
+        await self.stop(principal, request_id)
+        return request_id
 
     async def generate(self, request: GenerationRequest) -> TokenStream:
         """Raw generation: ``request`` straight to the engine actors, with no session,

@@ -22,9 +22,12 @@ from chorusline.web import (
     console,
     conversations,
     embeddings,
+    feedback,
+    me,
     models,
     moderations,
     observability,
+    stop,
     text_completions,
 )
 from chorusline.web.completions import build_request, complete, results_as_messages
@@ -102,6 +105,9 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     models.register(app, chat)
     text_completions.register(app, chat)
     moderations.register(app, chat)
+    stop.register(app, chat)
+    me.register(app, chat)
+    feedback.register(app, chat)
 
     @app.errorhandler(ChoruslineError)
     async def on_chorusline_error(error: ChoruslineError) -> Response:

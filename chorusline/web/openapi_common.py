@@ -61,6 +61,8 @@ def _errors(*statuses: int) -> dict[str, Schema]:
         404: _error("Unknown model (`model_not_found`) or a resource that does not exist or "
                     "is not the caller's (`not_found`)."),
         405: _error("The method is not allowed on this path."),
+        409: _error("The resource is not in a state the call applies to: a reply whose "
+                    "generation already ended cannot be stopped (`conflict`)."),
         413: _error("The body is over the server's size limit (code null)."),
         429: _error("Rate limited (`rate_limit_error` / `rate_limit_exceeded`).",
                     {"Retry-After": RETRY_AFTER,

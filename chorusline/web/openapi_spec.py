@@ -160,11 +160,40 @@ def _conversation_paths() -> dict[str, Schema]:
         },
         "/v1/conversations/{conversation_id}/share": {
             "parameters": [CID],
-            "post": op("Create (or return) a read-only share link (its url starts with "
-                       "the server's configured public URL, never the request's Host)",
+            "post": op("Create a read-only share link to a snapshot of the conversation "
+                       "now (sharing again revokes the previous link; its url starts "
+                       "with the server's configured public URL, never the request's Host)",
                        _json("The link", _ref("Share")), 401, 404),
             "delete": op("Revoke the share link", _json("Revoked", _ref("ShareRevoked")),
                          401, 404),
+        },
+        "/v1/conversations/{conversation_id}/messages/{message_id}/stop": {
+            "parameters": [CID, {"name": "message_id", "in": "path", "required": True,
+                                 "schema": STR}],
+            "post": op("Stop the reply being written into this assistant message (kept "
+                       "`incomplete`, finish reason `abort`)",
+                       _json("Stopped", _ref("Stopped")), 401, 404, 409),
+        },
+        "/v1/conversations/{conversation_id}/messages/{message_id}/feedback": {
+            "parameters": [CID, {"name": "message_id", "in": "path", "required": True,
+                                 "schema": STR}],
+            "put": op("Rate an assistant message (replacing your earlier rating)",
+                      _json("The rating", _ref("Feedback")), 400, 401, 404,
+                      body=_obj({"rating": {"enum": ["up", "down"]},
+                                 "comment": {**NULL_STR, "maxLength": 10_000}},
+                                ["rating"], closed=True)),
+            "delete": op("Remove your rating of the message",
+                         _json("Removed (`deleted`: whether there was one)",
+                               _obj({"object": {"const": "message.feedback.deleted"},
+                                     "message_id": STR, "deleted": {"type": "boolean"}},
+                                    ["object", "message_id", "deleted"])), 401, 404),
+        },
+        "/v1/conversations/{conversation_id}/feedback": {
+            "parameters": [CID],
+            "get": op("The conversation's ratings, oldest first",
+                      _json("Ratings", _obj({"object": {"const": "list"}, "data": {
+                          "type": "array", "items": _ref("Feedback")}},
+                          ["object", "data"])), 401, 404),
         },
         "/v1/conversations/{conversation_id}/export": {
             "parameters": [CID],
@@ -231,6 +260,26 @@ def build_spec(model_name: str) -> Schema:
                     },
                     **_errors(400, 401, 404, 413, 429, 503),
                 }}},
+            "/v1/me": {
+                "get": {"summary": "Your own account and custom instructions",
+                        "security": BEARER, "tags": ["account"],
+                        "responses": {"200": _json("You", _ref("User")), **_errors(401)}},
+                "patch": {"summary": "Set (a string) or clear (null or \"\") your custom "
+                                     "instructions, told to every new stored turn",
+                          "security": BEARER, "tags": ["account"],
+                          "requestBody": {"required": True, "content": {JSON: {"schema": _obj(
+                              {"custom_instructions": {**NULL_STR, "maxLength": 100_000}},
+                              ["custom_instructions"], closed=True)}}},
+                          "responses": {"200": _json("You", _ref("User")),
+                                        **_errors(400, 401)}}},
+            "/v1/chat/completions/{request_id}/stop": {"post": {
+                "summary": "Stop one of your own turns still being generated, by its id "
+                           "(a stored reply is kept `incomplete`, finish reason `abort`)",
+                "security": BEARER, "tags": ["openai"],
+                "parameters": [{"name": "request_id", "in": "path", "required": True,
+                                "schema": STR}],
+                "responses": {"200": _json("Stopped", _ref("Stopped")),
+                              **_errors(401, 404, 409)}}},
             **_conversation_paths(),
             **endpoint_paths(),
             **admin_paths(),

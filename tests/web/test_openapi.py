@@ -42,6 +42,11 @@ CONVERSATIONS = {
     "POST /v1/conversations/{conversation_id}/share",
     "DELETE /v1/conversations/{conversation_id}/share",
     "GET /v1/conversations/{conversation_id}/export", "GET /v1/shared/{token}",
+    "POST /v1/conversations/{conversation_id}/messages/{message_id}/stop",
+    "PUT /v1/conversations/{conversation_id}/messages/{message_id}/feedback",
+    "DELETE /v1/conversations/{conversation_id}/messages/{message_id}/feedback",
+    "GET /v1/conversations/{conversation_id}/feedback",
+    "POST /v1/chat/completions/{request_id}/stop", "GET /v1/me", "PATCH /v1/me",
 }
 #: OpenAI's other endpoints (``chorusline.web.openapi_endpoints``).
 ENDPOINTS = {"POST /v1/completions", "POST /v1/embeddings", "POST /v1/moderations",
