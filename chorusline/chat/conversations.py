@@ -111,6 +111,14 @@ class Conversations:
         read = self._store.get_message_tree if tree else self._store.get_active_branch
         return await self._db(read, principal.user_id, conversation_id)
 
+    async def switch_branch(self, principal: Principal, conversation_id: str,
+                            message_id: str) -> builtins.list[Message]:
+        """Show and continue the branch through ``message_id`` (down to its newest
+        message); the new active branch, root first. A reload shows the same branch,
+        and the next turn continues it."""
+        return await self._db(self._store.set_active_branch, principal.user_id,
+                              conversation_id, message_id)
+
     async def message(self, principal: Principal, conversation_id: str,
                       message_id: str) -> Message:
         return await self._db(self._store.get_message, principal.user_id, conversation_id,

@@ -194,6 +194,36 @@ class MessagesMixin(SqlStore):
             self._owned_conversation(tx, user_id, conversation_id)
             return self._branch(tx, conversation_id, leaf_message_id)
 
+    def set_active_branch(self, user_id: str, conversation_id: str,
+                          message_id: str) -> list[Message]:
+        """Show and continue the branch through ``message_id``: its newest descendant
+        becomes the active leaf (the page's "2 of 3" switch picks a sibling, and the page
+        then shows that sibling's latest continuation). Returns the new active branch.
+        ``InvalidRequest`` for a message of another of the user's conversations,
+        ``NotFound`` for anyone else's."""
+        with self._transaction() as tx:
+            self._owned_conversation(tx, user_id, conversation_id)
+            row = tx.fetchone("SELECT conversation_id FROM messages WHERE id = ?",
+                              (message_id,))
+            if row is not None and row["conversation_id"] != conversation_id:
+                mine = tx.fetchone(
+                    "SELECT id FROM conversations WHERE id = ? AND user_id = ? "
+                    "AND deleted_at IS NULL", (row["conversation_id"], user_id))
+                if mine is not None:
+                    raise InvalidRequest("that message belongs to another conversation",
+                                         param="message_id")
+            self._message_in(tx, conversation_id, message_id)  # NotFound otherwise
+            leaf = tx.fetchone(
+                "WITH RECURSIVE below (id, seq) AS ("
+                " SELECT id, seq FROM messages WHERE id = ?"
+                " UNION ALL"
+                " SELECT m.id, m.seq FROM messages m JOIN below b ON m.parent_message_id = b.id"
+                ") SELECT id FROM below ORDER BY seq DESC LIMIT 1", (message_id,))
+            assert leaf is not None
+            tx.execute("UPDATE conversations SET active_leaf_message_id = ? WHERE id = ?",
+                       (leaf["id"], conversation_id))
+            return self._branch(tx, conversation_id, str(leaf["id"]))
+
     def get_message_tree(self, user_id: str, conversation_id: str) -> list[Message]:
         with self._transaction(write=False) as tx:
             self._owned_conversation(tx, user_id, conversation_id)

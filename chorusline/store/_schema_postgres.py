@@ -144,10 +144,18 @@ CREATE TABLE message_feedback (
 CREATE INDEX message_feedback_conversation ON message_feedback (conversation_id);
 """
 
+#: The branch a conversation shows and continues: NULL means "the newest message's", and
+#: every new message sets it back to NULL (it is then the newest); switching branches
+#: sets it to the chosen branch's leaf.
+ACTIVE_LEAF_COLUMN = """
+ALTER TABLE conversations ADD COLUMN active_leaf_message_id TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
     Migration.from_script(3, "usage end user", USAGE_END_USER),
     Migration.from_script(4, "tool calls", TOOL_CALLS),
     Migration.from_script(5, "message feedback", FEEDBACK),
+    Migration.from_script(6, "active leaf", ACTIVE_LEAF_COLUMN),
 )

@@ -161,17 +161,25 @@ class SqlStore(Store):
             raise NotFound(f"message {message_id!r} not found", param="message_id")
         return self._message(row)
 
+    def _active_leaf(self, tx: Tx, conversation_id: str) -> str | None:
+        """The leaf of the branch the conversation shows: the one a branch switch chose,
+        else the newest message (always a leaf: a child is created after its parent)."""
+        chosen = tx.fetchone(
+            "SELECT active_leaf_message_id FROM conversations WHERE id = ?", (conversation_id,))
+        if chosen is not None and chosen["active_leaf_message_id"] is not None:
+            return str(chosen["active_leaf_message_id"])
+        row = tx.fetchone(
+            "SELECT id FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
+            (conversation_id,),
+        )
+        return None if row is None else str(row["id"])
+
     def _branch(self, tx: Tx, conversation_id: str, leaf_id: str | None) -> list[Message]:
-        """Root-to-leaf path; by default from the newest message, which is always a leaf
-        because a child is always created after its parent."""
+        """Root-to-leaf path; by default the active branch (``_active_leaf``)."""
         if leaf_id is None:
-            row = tx.fetchone(
-                "SELECT id FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
-                (conversation_id,),
-            )
-            if row is None:
+            leaf_id = self._active_leaf(tx, conversation_id)
+            if leaf_id is None:
                 return []
-            leaf_id = str(row["id"])
         else:
             self._message_in(tx, conversation_id, leaf_id)
         cols = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
@@ -213,22 +221,24 @@ class SqlStore(Store):
         check_text(content, "content", max_len=10_000_000)
         tool_calls = check_tool_fields(Role(role).value, tool_calls, tool_call_id)
         now, now_db = self._now()
+        # This update takes the conversation's row lock first, so concurrent appends
+        # read the leaf one after another (each sees the one before it).
         row = tx.fetchone(
             "UPDATE conversations SET last_seq = last_seq + 1, updated = ? "
-            "WHERE id = ? AND deleted_at IS NULL RETURNING last_seq",
+            "WHERE id = ? AND deleted_at IS NULL RETURNING last_seq, active_leaf_message_id",
             (now_db, conversation_id),
         )
         if row is None:
             raise NotFound(f"conversation {conversation_id!r} not found", param="conversation_id")
         seq = int(row["last_seq"])
-        parent_id: str | None
+        parent_id: str | None = None
         if parent is ACTIVE_LEAF:
-            leaf = tx.fetchone(
-                "SELECT id FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
-                (conversation_id,),
-            )
-            parent_id = None if leaf is None else str(leaf["id"])
-        else:
+            parent_id = self._active_leaf(tx, conversation_id)
+        if row["active_leaf_message_id"] is not None:
+            # The new message is the newest: it ends the active branch from now on.
+            tx.execute("UPDATE conversations SET active_leaf_message_id = NULL WHERE id = ?",
+                       (conversation_id,))
+        if parent is not ACTIVE_LEAF:
             parent_id = parent
             if parent_id is not None:
                 self._message_in(tx, conversation_id, parent_id)

@@ -223,6 +223,12 @@ class Store(ToolTurns, abc.ABC):
         recently created message (the branch the user last extended)."""
 
     @abc.abstractmethod
+    def set_active_branch(self, user_id: str, conversation_id: str,
+                          message_id: str) -> list[Message]:
+        """Make the branch through ``message_id`` (to its newest descendant) the one the
+        conversation shows and continues; returns it."""
+
+    @abc.abstractmethod
     def get_message_tree(self, user_id: str, conversation_id: str) -> list[Message]:
         """Every message of every branch, by ``seq``; ``parent_message_id`` links them."""
 

@@ -213,6 +213,17 @@ def register(app: QuartTrio, chat: ChatService, model_name: str, *,
             return await complete(chat, principal, turn, parsed, model_name)
         return await stored_reply(chat, principal, turn)
 
+    @app.post("/v1/conversations/<conversation_id>/active_branch")
+    async def switch_branch(conversation_id: str) -> Response:
+        principal, cid = await owned(conversation_id)
+        message_id = views.body_id(await object_body({"message_id"}), "message_id")
+        if message_id is None:
+            raise InvalidRequest("message_id is required", param="message_id")
+        branch = await conversations.switch_branch(principal, cid, message_id)
+        found = await conversations.get(principal, cid)
+        return json_response({**views.conversation(found),
+                              "messages": [views.message(m) for m in branch]})
+
     @app.post("/v1/conversations/<conversation_id>/branch")
     async def branch_conversation(conversation_id: str) -> Response:
         principal, cid = await owned(conversation_id)

@@ -167,6 +167,14 @@ def _conversation_paths() -> dict[str, Schema]:
             "delete": op("Revoke the share link", _json("Revoked", _ref("ShareRevoked")),
                          401, 404),
         },
+        "/v1/conversations/{conversation_id}/active_branch": {
+            "parameters": [CID],
+            "post": op("Show and continue the branch through a message (down to its "
+                       "newest descendant): the page's sibling switch",
+                       _json("The conversation with its new active branch",
+                             _ref("ConversationWithMessages")), 400, 401, 404,
+                       body=_obj({"message_id": STR}, ["message_id"], closed=True)),
+        },
         "/v1/conversations/{conversation_id}/messages/{message_id}/stop": {
             "parameters": [CID, {"name": "message_id", "in": "path", "required": True,
                                  "schema": STR}],

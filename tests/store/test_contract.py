@@ -502,3 +502,52 @@ def test_has_admin_key_tracks_live_admin_keys(store: Store, alice: User) -> None
     assert store.has_admin_key()
     store.revoke_api_key(alice.id, admin.key.id)
     assert not store.has_admin_key()
+
+
+# -- switching branches --------------------------------------------------------------
+
+
+def test_switching_branches_moves_the_active_leaf_and_new_turns_follow_it(
+        store: Store, alice: User, convo: Conversation) -> None:
+    q1 = store.append_message(alice.id, convo.id, role=Role.USER, content="q1")
+    a1 = store.append_message(alice.id, convo.id, role=Role.ASSISTANT, content="a1")
+    q2 = store.append_message(alice.id, convo.id, role=Role.USER, content="q2")
+    a2 = store.append_message(alice.id, convo.id, role=Role.ASSISTANT, content="a2")
+    edited = store.edit_message(alice.id, convo.id, q2.id, "q2 edited")
+    b2 = store.append_message(alice.id, convo.id, role=Role.ASSISTANT, content="b2")
+
+    def active() -> list[str]:
+        return [m.content for m in store.get_active_branch(alice.id, convo.id)]
+
+    assert active() == ["q1", "a1", "q2 edited", "b2"]
+    # Back to the first sibling: its branch, down to its newest descendant.
+    branch = store.set_active_branch(alice.id, convo.id, q2.id)
+    assert [m.id for m in branch] == [q1.id, a1.id, q2.id, a2.id]
+    assert active() == ["q1", "a1", "q2", "a2"]
+    assert store.export_conversation(alice.id, convo.id)["active_leaf_message_id"] == a2.id
+    # A new turn continues the chosen branch, and is then the active leaf.
+    q3 = store.append_message(alice.id, convo.id, role=Role.USER, content="q3")
+    assert q3.parent_message_id == a2.id
+    assert active() == ["q1", "a1", "q2", "a2", "q3"]
+    store.set_active_branch(alice.id, convo.id, edited.id)
+    assert active() == ["q1", "a1", "q2 edited", "b2"]
+    store.set_active_branch(alice.id, convo.id, q1.id)  # newest descendant of the root
+    assert active() == ["q1", "a1", "q2", "a2", "q3"]
+    assert b2.parent_message_id == edited.id
+
+
+def test_switching_to_a_message_elsewhere_is_refused(
+        store: Store, alice: User, bob: User, convo: Conversation) -> None:
+    mine = store.append_message(alice.id, convo.id, role=Role.USER, content="q")
+    other = store.create_conversation(alice.id, title="other")
+    elsewhere = store.append_message(alice.id, other.id, role=Role.USER, content="x")
+    with pytest.raises(InvalidRequest):
+        store.set_active_branch(alice.id, convo.id, elsewhere.id)
+    bobs = store.create_conversation(bob.id, title="bob's")
+    his = store.append_message(bob.id, bobs.id, role=Role.USER, content="secret")
+    for attempt in (lambda: store.set_active_branch(alice.id, convo.id, his.id),
+                    lambda: store.set_active_branch(bob.id, convo.id, mine.id),
+                    lambda: store.set_active_branch(alice.id, convo.id, "nobody")):
+        with pytest.raises(NotFound):
+            attempt()
+    assert [m.id for m in store.get_active_branch(alice.id, convo.id)] == [mine.id]

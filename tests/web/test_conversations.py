@@ -145,6 +145,44 @@ async def test_edit_regenerate_tree_and_branch(web: Web) -> None:
     assert [m["content"] for m in copied] == ["Say hi.", reply["content"]]
 
 
+async def test_switching_branches_sticks_and_the_next_turn_continues_it(web: Web) -> None:
+    cid = (await api(web, "POST", "/conversations")).json()["id"]
+    first = (await api(web, "POST", f"/conversations/{cid}/messages",
+                       json={"content": "Say hi.", **ASK})).json()
+    question = first["parent_message_id"]
+    edited = (await api(web, "POST", f"/conversations/{cid}/messages",
+                        json={"content": "Say bye.", "edit_message_id": question,
+                              **ASK})).json()
+
+    async def shown() -> list[str]:
+        return [m["id"] for m in
+                (await api(web, "GET", f"/conversations/{cid}")).json()["messages"]]
+
+    assert await shown() == [edited["parent_message_id"], edited["id"]]
+    switched = await api(web, "POST", f"/conversations/{cid}/active_branch",
+                         json={"message_id": question})
+    assert switched.status_code == 200, switched.text
+    assert [m["id"] for m in switched.json()["messages"]] == [question, first["id"]]
+    assert switched.json()["id"] == cid
+    assert await shown() == [question, first["id"]]  # a reload shows the same branch
+    more = (await api(web, "POST", f"/conversations/{cid}/messages",
+                      json={"content": "And again.", **ASK})).json()
+    branch = await shown()
+    assert branch[:2] == [question, first["id"]] and branch[-1] == more["id"]
+    other = (await api(web, "POST", "/conversations")).json()["id"]
+    for body, status, param in (({"message_id": question}, 400, "message_id"),
+                                ({}, 400, "message_id"), ({"message_id": 3}, 400,
+                                                          "message_id"),
+                                ({"message_id": "nobody"}, 404, "message_id"),
+                                ({"message_id": question, "x": 1}, 400, "x")):
+        target = other if status == 400 and body.get("message_id") == question else cid
+        response = await api(web, "POST", f"/conversations/{target}/active_branch",
+                             json=body)
+        assert (response.status_code, response.json()["error"]["param"]) == \
+            (status, param), (body, response.text)
+    assert await shown() == branch
+
+
 async def test_cursor_pagination(web: Web) -> None:
     made = []
     for i in range(5):
