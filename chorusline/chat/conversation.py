@@ -17,6 +17,7 @@ is cut short, the next incarnation's ``on_start`` closes every open draft as int
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from typing import Any
 
 import trio
@@ -35,6 +36,7 @@ from chorusline.chat.runner import (
 )
 from chorusline.chat.stored_tools import branch_turns, moderated_results, with_tools
 from chorusline.chat.stream import Chunk, TokenStream
+from chorusline.chat.titles import auto_title
 from chorusline.chat.tool_calls import rendered
 from chorusline.chat.turn import Turn, TurnHandle
 from chorusline.protocols import (
@@ -224,6 +226,10 @@ class ConversationActor(Actor):
                               content="")
             raise
         self.turns += 1
+        if deps.auto_titles and user_message.parent_message_id is None:
+            self.context.start_soon(partial(
+                auto_title, self.context, deps, turn.principal, self.conversation_id,
+                user_message.content, persisted), name=f"{self.context.path}:title")
         self.live.add(draft.id)
         client.add_done_callback(lambda _stream: self.live.discard(draft.id))
         return TurnHandle(request_id=request_id, stream=client,

@@ -55,6 +55,8 @@ class ChatDeps:
     #: Every turn's engine request ends by then (finish reason ``timeout``), so every
     #: stream ends within a bound whatever the load.
     max_turn_seconds: float = 600.0
+    #: Name an untitled conversation after its first reply (``chat.titles``).
+    auto_titles: bool = True
     #: Every store call goes through here, on a worker thread (see ``chat.db``).
     db: Db = field(default_factory=Db, repr=False)
     #: Prompt preparation (templating, tokenising, moderating) runs on worker threads,

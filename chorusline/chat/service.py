@@ -97,6 +97,8 @@ class ChatSettings:
     #: Serve ``/v1/embeddings`` with all-MiniLM-L6-v2 (loaded on first use, once per
     #: process); False serves no embedding model at all.
     embeddings: bool = True
+    #: Name an untitled conversation after its first reply (``chat.titles``).
+    auto_titles: bool = True
 
 
 class ChatService:
@@ -294,6 +296,7 @@ async def open_chat_service(
     deps = await trio.to_thread.run_sync(lambda: model_deps(
         model, store, moderator or Moderator(), window, settings.model_name,
         settings.limits.max_pending_chars, settings.redis_url, settings.max_turn_seconds))
+    deps.auto_titles = settings.auto_titles
     if settings.sweep_open_drafts:
         await deps.db(store.mark_interrupted_drafts)
     factory = make_engine or engine_factory(model, engine_config)

@@ -134,6 +134,17 @@ class ConversationsMixin(SqlStore):
         check_text(title, "title", max_len=_TITLE_MAX)
         return self._update_conversation(user_id, conversation_id, "title = ?", (title,))
 
+    def title_if_untitled(self, user_id: str, conversation_id: str, title: str) -> bool:
+        """Give an untitled conversation ``title`` (an automatic one); False when it has a
+        title by then, so a rename by its owner always wins. ``updated`` is left alone:
+        naming a conversation is no activity in it."""
+        check_text(title, "title", max_len=_TITLE_MAX)
+        with self._transaction() as tx:
+            return tx.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? AND user_id = ? "
+                "AND title = '' AND deleted_at IS NULL",
+                (title, conversation_id, user_id)) > 0
+
     def set_archived(self, user_id: str, conversation_id: str, archived: bool) -> Conversation:
         return self._update_conversation(
             user_id, conversation_id, "archived = ?", (bool(archived),)

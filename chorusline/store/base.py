@@ -122,6 +122,10 @@ class Store(ToolTurns, abc.ABC):
         """
 
     @abc.abstractmethod
+    def title_if_untitled(self, user_id: str, conversation_id: str, title: str) -> bool:
+        """Set an automatic title unless the conversation has one by then."""
+
+    @abc.abstractmethod
     def rename_conversation(
         self, user_id: str, conversation_id: str, title: str
     ) -> Conversation: ...

@@ -31,12 +31,10 @@ def user_view(user: User) -> dict[str, Any]:
 
 
 def register(app: QuartTrio, chat: ChatService) -> None:
-    accounts = chat.accounts
-
     @app.get("/v1/me")
     async def get_me() -> Response:
         principal = await authenticate(chat)
-        return json_response(user_view(await accounts.get_user(principal.user_id)))
+        return json_response(user_view(await chat.accounts.get_user(principal.user_id)))
 
     @app.patch("/v1/me")
     async def patch_me() -> Response:
@@ -49,5 +47,5 @@ def register(app: QuartTrio, chat: ChatService) -> None:
         if text is not None and len(text) > MAX_INSTRUCTIONS:
             raise InvalidRequest(f"custom_instructions is longer than {MAX_INSTRUCTIONS:,} "
                                  "characters", param="custom_instructions")
-        user = await accounts.set_custom_instructions(principal.user_id, text)
+        user = await chat.accounts.set_custom_instructions(principal.user_id, text)
         return json_response(user_view(user))
