@@ -11,7 +11,7 @@ const SEVERITY = {
   restart: "warn", fault_injected: "warn", fault_cleared: "warn", preempted: "warn",
   requeued: "warn", request_aborted: "warn",
   rate_limited: "refusal", overloaded: "refusal", moderation_blocked: "refusal",
-  actor_passivated: "info",
+  actor_passivated: "info", conversation_titled: "info",
 };
 
 const s = (v) => (v === null || v === undefined ? "" : String(v));
@@ -47,6 +47,8 @@ function summary(kind, d) {
         : `${num(d.requests)} requests continued`;
     case "request_aborted":
       return `${s(d.request_id)} by ${s(d.by)}`;
+    case "conversation_titled":
+      return `"${s(d.title)}" (${s(d.source)})`;
     default:
       return brief(d);
   }
