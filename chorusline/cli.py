@@ -1,4 +1,5 @@
-"""``chorusline`` command line: ``serve`` (the HTTP API), ``keys``, ``top`` and ``demo``.
+"""``chorusline`` command line: ``serve`` (the HTTP API), ``keys``, ``users``, ``top`` and
+``demo``.
 
 Every ``serve`` flag has a ``CHORUSLINE_*`` environment variable (the flag wins), and
 ``--help`` shows each one's default and variable. The defaults run with no services at
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from chorusline import users_cli
 from chorusline.chat import Accounts, ChatSettings, default_database_url, open_accounts
 from chorusline.protocols import ChoruslineError
 
@@ -78,6 +80,8 @@ async def ensure_admin_key(accounts: Accounts) -> None:
     issued = await accounts.ensure_admin_key()
     if issued is not None:
         print(f"created the admin API key (shown only now): {issued.plaintext}", flush=True)
+        print("the same 'admin' account can sign in to the page once it has a password: "
+              "chorusline users set-password admin", file=sys.stderr, flush=True)
 
 
 def shown_url(url: str) -> str:
@@ -271,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     for sub in (create, listing, revoke):  # also accepted after the subcommand
         sub.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    run_users = users_cli.add_parser(commands)
+    option(run_users, "database-url", "sqlite:///PATH or postgresql://... (as for serve)",
+           shown=database)
     run_top = commands.add_parser("top", help="watch a server's actors, engine and requests")
     option(run_top, "url", "the server (its API URL's trailing /v1 may stay)", shown=TOP_URL,
            default=TOP_URL)
@@ -336,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "top":
         return top(parser, args)
+    if args.command == "users":
+        args.database_url = args.database_url or default_database_url()
+        return one_line(lambda: trio.run(users_cli.users, args) or 0, drivers=True)
     if args.command == "keys":
         if args.keys_command == "create" and not args.owner.strip():
             parser.error("--owner must not be empty")

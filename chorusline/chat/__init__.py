@@ -16,6 +16,7 @@ from chorusline.chat.engine_driver import AdmissionLimits
 from chorusline.chat.gpu_worker import EngineLike
 from chorusline.chat.principal import Principal
 from chorusline.chat.service import ChatService, ChatSettings, open_chat_service
+from chorusline.chat.signin import PageSession
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.tool_calls import ToolCallParser
 from chorusline.chat.turn import ChatRequest, TurnHandle
@@ -34,6 +35,7 @@ __all__ = [
     "EngineLike",
     "Feedback",
     "Message",
+    "PageSession",
     "Principal",
     "Rating",
     "TokenStream",

@@ -17,10 +17,12 @@ import trio
 from platformdirs import user_data_dir
 
 from chorusline.chat.db import Db
+from chorusline.chat.passwords import check_password, hash_password
 from chorusline.chat.principal import Principal
+from chorusline.chat.signin import PageSession, SignIn
 from chorusline.protocols import InvalidRequest, NotFound, Unauthorized
 from chorusline.ratelimit import Tiers
-from chorusline.store import ApiKey, IssuedApiKey, SqliteStore, Store, User
+from chorusline.store import ApiKey, Credentials, IssuedApiKey, SqliteStore, Store, User
 
 #: The tier of the admin key made on first start, when the configured tiers have it.
 ADMIN_TIER = "enterprise"
@@ -51,6 +53,7 @@ class Accounts:
         self._db = db
         self._store = store
         self._tiers = tiers
+        self._signin = SignIn(db, store, tiers)
         #: Store calls run on several worker threads: this makes ensure_admin_key's check
         #: and creation one step for every caller in this process.
         self._first_admin = trio.Lock()
@@ -83,6 +86,48 @@ class Accounts:
         conversation's own system prompt); None or "" removes them."""
         return await self._db(self._store.set_custom_instructions, user_id,
                               instructions or None)
+
+    # -- people: passwords and page sessions (``chat.signin``) -------------------------
+
+    async def create_person(self, name: str, password: str, *,
+                            tier: str | None = None) -> User:
+        """A new user who signs in with ``password`` (checked before anything is made),
+        on ``tier`` (default: the server's default tier)."""
+        problem = check_password(password)
+        if problem is not None:
+            raise InvalidRequest(problem, param="password")
+        tier = self._checked_tier(tier or self._tiers.default_name)
+        user = await self.create_user(name)
+        await self.set_user_tier(user.id, tier)
+        await self.set_password(user.id, password)
+        return user
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        """Set a user's password (hashed on a worker thread); their sessions end."""
+        problem = check_password(password)
+        if problem is not None:
+            raise InvalidRequest(problem, param="password")
+        hashed = await trio.to_thread.run_sync(hash_password, password)
+        await self._db(self._store.set_password, user_id, hashed)
+
+    async def set_user_tier(self, user_id: str, tier: str) -> None:
+        """The tier the user's page sessions get (API keys keep their own)."""
+        await self._db(self._store.set_user_tier, user_id, self._checked_tier(tier))
+
+    async def set_disabled(self, user_id: str, disabled: bool = True) -> None:
+        await self._db(self._store.set_disabled, user_id, disabled)
+
+    async def account(self, user_id: str) -> Credentials:
+        return await self._db(self._store.user_account, user_id)
+
+    async def sign_in(self, name: str, password: str, address: str) -> PageSession:
+        return await self._signin.sign_in(name, password, address)
+
+    async def session(self, token: str) -> PageSession:
+        return await self._signin.session(token)
+
+    async def sign_out(self, token: str) -> None:
+        await self._signin.sign_out(token)
 
     async def user_named(self, name: str, *, create: bool = False) -> User | None:
         """The oldest user called ``name``; with ``create``, a new one if there is none."""

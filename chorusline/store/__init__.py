@@ -16,6 +16,7 @@ from chorusline.store.models import (
     ApiKey,
     Conversation,
     ConversationPage,
+    Credentials,
     Feedback,
     IssuedApiKey,
     Message,
@@ -32,6 +33,7 @@ from chorusline.store.models import (
     UsageEvent,
     UsageTotals,
     User,
+    WebSession,
 )
 from chorusline.store.sqlite_store import SqliteStore
 
@@ -43,6 +45,7 @@ __all__ = [
     "ApiKey",
     "Conversation",
     "ConversationPage",
+    "Credentials",
     "Feedback",
     "IssuedApiKey",
     "Message",
@@ -64,6 +67,7 @@ __all__ = [
     "UsageEvent",
     "UsageTotals",
     "User",
+    "WebSession",
 ]
 
 

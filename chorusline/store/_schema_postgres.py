@@ -151,6 +151,28 @@ ACTIVE_LEAF_COLUMN = """
 ALTER TABLE conversations ADD COLUMN active_leaf_message_id TEXT;
 """
 
+#: People sign in to the page with a name and password: the password's slow hash, the
+#: tier their page sessions get, when the account was disabled; page sessions (the id a
+#: session cookie names, so logout revokes it server-side) and the server's own secrets
+#: (the key that signs session cookies, shared by every process over this database).
+CREDENTIALS = """
+ALTER TABLE users ADD COLUMN password_hash TEXT;
+ALTER TABLE users ADD COLUMN tier TEXT NOT NULL DEFAULT 'free';
+ALTER TABLE users ADD COLUMN disabled_at TIMESTAMPTZ;
+CREATE TABLE web_sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    created TIMESTAMPTZ NOT NULL,
+    expires TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_id);
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
@@ -158,4 +180,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(4, "tool calls", TOOL_CALLS),
     Migration.from_script(5, "message feedback", FEEDBACK),
     Migration.from_script(6, "active leaf", ACTIVE_LEAF_COLUMN),
+    Migration.from_script(7, "credentials", CREDENTIALS),
 )

@@ -21,6 +21,7 @@ from chorusline.store.models import (
     ApiKey,
     Conversation,
     ConversationPage,
+    Credentials,
     Feedback,
     IssuedApiKey,
     Message,
@@ -36,6 +37,7 @@ from chorusline.store.models import (
     UsageEvent,
     UsageTotals,
     User,
+    WebSession,
 )
 
 
@@ -266,6 +268,42 @@ class Store(ToolTurns, abc.ABC):
     @abc.abstractmethod
     def export_conversation(self, user_id: str, conversation_id: str) -> dict[str, Any]:
         """The conversation and its whole message tree as JSON-serialisable data."""
+
+    # -- sign-in ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def credentials(self, name: str) -> Credentials | None:
+        """The account called ``name`` that can sign in, if any."""
+
+    @abc.abstractmethod
+    def user_account(self, user_id: str) -> Credentials: ...
+
+    @abc.abstractmethod
+    def set_password(self, user_id: str, password_hash: str) -> None:
+        """Also ends the account's sessions; refuses a name another account signs in
+        with."""
+
+    @abc.abstractmethod
+    def set_user_tier(self, user_id: str, tier: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_disabled(self, user_id: str, disabled: bool) -> None: ...
+
+    @abc.abstractmethod
+    def create_web_session(self, user_id: str, expires: datetime) -> WebSession: ...
+
+    @abc.abstractmethod
+    def web_session(self, session_id: str) -> WebSession | None: ...
+
+    @abc.abstractmethod
+    def extend_web_session(self, session_id: str, expires: datetime) -> None: ...
+
+    @abc.abstractmethod
+    def revoke_web_session(self, session_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def server_secret(self, name: str) -> str:
+        """A random secret shared by every process over this store."""
 
     # -- feedback --------------------------------------------------------------------
 

@@ -251,3 +251,22 @@ class Turn:
     assistant_message: Message | None
     response: dict[str, Any] | None
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What sign-in needs to know about an account."""
+
+    user: User
+    password_hash: str | None
+    tier: str
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    id: str
+    user_id: str
+    created: datetime
+    expires: datetime
+    revoked: bool

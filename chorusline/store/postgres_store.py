@@ -22,8 +22,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from chorusline.protocols import StoreUnavailable
-from chorusline.store._accounts import AccountsMixin
 from chorusline.store._conversations import ConversationsMixin
+from chorusline.store._credentials import CredentialsMixin
 from chorusline.store._events import EventsMixin
 from chorusline.store._messages import MessagesMixin
 from chorusline.store._sharing import SharingMixin
@@ -58,7 +58,7 @@ class _PgTx:
 
 
 class PostgresStore(
-    AccountsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin,
+    CredentialsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin,
     ToolTurnsMixin,
 ):
     """``conninfo`` is a libpq URL or key/value string; migrations run on construction."""

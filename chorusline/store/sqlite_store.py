@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from chorusline.protocols import StoreUnavailable
-from chorusline.store._accounts import AccountsMixin
 from chorusline.store._conversations import ConversationsMixin
+from chorusline.store._credentials import CredentialsMixin
 from chorusline.store._events import EventsMixin
 from chorusline.store._messages import MessagesMixin
 from chorusline.store._sharing import SharingMixin
@@ -50,7 +50,7 @@ class _SqliteTx:
 
 
 class SqliteStore(
-    AccountsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin,
+    CredentialsMixin, ConversationsMixin, MessagesMixin, SharingMixin, EventsMixin,
     ToolTurnsMixin,
 ):
     """``path`` is a file (created if missing) or ``":memory:"`` for a private store."""

@@ -27,6 +27,7 @@ from chorusline.web import (
     models,
     moderations,
     observability,
+    sessions,
     stop,
     text_completions,
 )
@@ -108,6 +109,7 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     stop.register(app, chat)
     me.register(app, chat)
     feedback.register(app, chat)
+    sessions.register(app, chat)
 
     @app.errorhandler(ChoruslineError)
     async def on_chorusline_error(error: ChoruslineError) -> Response:

@@ -14,6 +14,7 @@ valid JSON but no valid text; SQLite, PostgreSQL and the tokenizer all fail on i
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import re
@@ -22,13 +23,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import trio
-from quart import Response, current_app, has_app_context, request
+from quart import Response, current_app, g, has_app_context, request
 
 from chorusline.chat import ChatService, Principal
 from chorusline.protocols import (
     ChoruslineError,
     InvalidRequest,
     Overloaded,
+    PermissionDenied,
     RateLimited,
     ShuttingDown,
     Unauthorized,
@@ -89,12 +91,36 @@ def body_too_large(limit: object) -> HttpError:
                           f"{limit} bytes.")
 
 
+#: The page session's cookie (``web.sessions``) and the header that must echo the
+#: session's CSRF secret on every state-changing request the cookie authenticates.
+SESSION_COOKIE = "chorusline_session"
+CSRF_HEADER = "X-CSRF-Token"
+#: Methods that change nothing, which need no CSRF header.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def authenticate(chat: ChatService) -> Principal:
+    """The caller: an API key in ``Authorization: Bearer``, else a page session cookie.
+
+    A cookie rides along with any request a browser makes, a cross-site one included, so
+    a state-changing request it authenticates must also carry the session's CSRF secret
+    in ``X-CSRF-Token``, which no other site can read or set. A bearer key is never
+    ambient: it needs no such check."""
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("You didn't provide an API key: use 'Authorization: Bearer <key>'")
-    return await chat.authenticate(key.strip())
+    if scheme.lower() == "bearer" and key.strip():
+        return await chat.authenticate(key.strip())
+    token = request.cookies.get(SESSION_COOKIE)
+    if not header and token:
+        session = await chat.accounts.session(token)
+        if request.method not in SAFE_METHODS and not hmac.compare_digest(
+                request.headers.get(CSRF_HEADER, ""), session.csrf):
+            raise PermissionDenied(f"this request needs the session's {CSRF_HEADER} header "
+                                   "(GET /v1/auth/session gives it)")
+        if session.renewed:
+            g.renewed_session = session  # web.sessions sets the new cookie on the response
+        return session.principal
+    raise Unauthorized("You didn't provide an API key: use 'Authorization: Bearer <key>'")
 
 
 async def json_body() -> Any:

@@ -58,12 +58,16 @@ def _errors(*statuses: int) -> dict[str, Schema]:
                     "window), `invalid_grammar`, `invalid_sampling_params`, "
                     "`invalid_token_id`, or null)."),
         401: _error("Missing, unknown or revoked API key (`invalid_api_key`)."),
+        403: _error("A page-session (cookie) request that changes something without the "
+                    "session's `X-CSRF-Token` header (`insufficient_permissions`)."),
         404: _error("Unknown model (`model_not_found`) or a resource that does not exist or "
                     "is not the caller's (`not_found`)."),
         405: _error("The method is not allowed on this path."),
         409: _error("The resource is not in a state the call applies to: a reply whose "
                     "generation already ended cannot be stopped (`conflict`)."),
         413: _error("The body is over the server's size limit (code null)."),
+        415: _error("The body is not `application/json` (how a cross-site form post is "
+                    "refused)."),
         429: _error("Rate limited (`rate_limit_error` / `rate_limit_exceeded`).",
                     {"Retry-After": RETRY_AFTER,
                      "retry-after-ms": _header("Milliseconds to wait (OpenAI SDK hint).",

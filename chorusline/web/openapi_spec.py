@@ -268,6 +268,25 @@ def build_spec(model_name: str) -> Schema:
                     },
                     **_errors(400, 401, 404, 413, 429, 503),
                 }}},
+            "/v1/auth/login": {"post": {
+                "summary": "Sign in with a name and password (sets the HttpOnly session "
+                           "cookie; only JSON bodies, so no cross-site form can)",
+                "security": OPEN, "tags": ["account"],
+                "requestBody": {"required": True, "content": {JSON: {"schema": _obj(
+                    {"name": STR, "password": STR}, ["name", "password"], closed=True)}}},
+                "responses": {"200": _json("Signed in", _ref("PageSession")),
+                              **_errors(400, 401, 415, 429)}}},
+            "/v1/auth/session": {"get": {
+                "summary": "The cookie's session and its CSRF token (renewed while used)",
+                "security": OPEN, "tags": ["account"],
+                "responses": {"200": _json("The session", _ref("PageSession")),
+                              **_errors(401)}}},
+            "/v1/auth/logout": {"post": {
+                "summary": "End the session (the cookie is dead server-side from now on)",
+                "security": OPEN, "tags": ["account"],
+                "responses": {"200": _json("Signed out", _obj(
+                    {"object": {"const": "session.ended"}, "signed_out": {"const": True}},
+                    ["object", "signed_out"])), **_errors(401, 403)}}},
             "/v1/me": {
                 "get": {"summary": "Your own account and custom instructions",
                         "security": BEARER, "tags": ["account"],

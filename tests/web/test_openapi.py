@@ -48,6 +48,7 @@ CONVERSATIONS = {
     "GET /v1/conversations/{conversation_id}/feedback",
     "POST /v1/chat/completions/{request_id}/stop", "GET /v1/me", "PATCH /v1/me",
     "POST /v1/conversations/{conversation_id}/active_branch",
+    "POST /v1/auth/login", "GET /v1/auth/session", "POST /v1/auth/logout",
 }
 #: OpenAI's other endpoints (``chorusline.web.openapi_endpoints``).
 ENDPOINTS = {"POST /v1/completions", "POST /v1/embeddings", "POST /v1/moderations",
