@@ -6,6 +6,12 @@ uses the native types: ``timestamptz``, ``boolean``, identity columns and ``json
 
 from __future__ import annotations
 
+from chorusline.store._schema_shared import (
+    ACTIVE_LEAF_COLUMN,
+    CREDENTIALS,
+    FEEDBACK,
+    for_database,
+)
 from chorusline.store.migrations import Migration
 
 INITIAL = """
@@ -131,54 +137,13 @@ ALTER TABLE messages ADD CONSTRAINT messages_tool_call_id_check
     CHECK ((role = 'tool') = (tool_call_id IS NOT NULL));
 """
 
-#: Thumbs up / down on assistant messages, one per message (the owner's), with a comment.
-FEEDBACK = """
-CREATE TABLE message_feedback (
-    message_id TEXT PRIMARY KEY REFERENCES messages (id),
-    conversation_id TEXT NOT NULL REFERENCES conversations (id),
-    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
-    comment TEXT,
-    created TIMESTAMPTZ NOT NULL,
-    updated TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX message_feedback_conversation ON message_feedback (conversation_id);
-"""
-
-#: The branch a conversation shows and continues: NULL means "the newest message's", and
-#: every new message sets it back to NULL (it is then the newest); switching branches
-#: sets it to the chosen branch's leaf.
-ACTIVE_LEAF_COLUMN = """
-ALTER TABLE conversations ADD COLUMN active_leaf_message_id TEXT;
-"""
-
-#: People sign in to the page with a name and password: the password's slow hash, the
-#: tier their page sessions get, when the account was disabled; page sessions (the id a
-#: session cookie names, so logout revokes it server-side) and the server's own secrets
-#: (the key that signs session cookies, shared by every process over this database).
-CREDENTIALS = """
-ALTER TABLE users ADD COLUMN password_hash TEXT;
-ALTER TABLE users ADD COLUMN tier TEXT NOT NULL DEFAULT 'free';
-ALTER TABLE users ADD COLUMN disabled_at TIMESTAMPTZ;
-CREATE TABLE web_sessions (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users (id),
-    created TIMESTAMPTZ NOT NULL,
-    expires TIMESTAMPTZ NOT NULL,
-    revoked_at TIMESTAMPTZ
-);
-CREATE INDEX web_sessions_user ON web_sessions (user_id);
-CREATE TABLE server_secrets (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
     Migration.from_script(3, "usage end user", USAGE_END_USER),
     Migration.from_script(4, "tool calls", TOOL_CALLS),
-    Migration.from_script(5, "message feedback", FEEDBACK),
+    Migration.from_script(5, "message feedback", for_database(FEEDBACK, "TIMESTAMPTZ")),
     Migration.from_script(6, "active leaf", ACTIVE_LEAF_COLUMN),
-    Migration.from_script(7, "credentials", CREDENTIALS),
+    Migration.from_script(7, "credentials", for_database(CREDENTIALS, "TIMESTAMPTZ")),
 )

@@ -6,6 +6,12 @@ equality), sortable, and free of SQLite's lack of a real timestamp type.
 
 from __future__ import annotations
 
+from chorusline.store._schema_shared import (
+    ACTIVE_LEAF_COLUMN,
+    CREDENTIALS,
+    FEEDBACK,
+    for_database,
+)
 from chorusline.store.migrations import Migration
 
 INITIAL = """
@@ -152,54 +158,13 @@ CREATE INDEX messages_open_drafts ON messages (conversation_id)
     WHERE status = 'incomplete' AND finish_reason IS NULL;
 """
 
-#: Thumbs up / down on assistant messages, one per message (the owner's), with a comment.
-FEEDBACK = """
-CREATE TABLE message_feedback (
-    message_id TEXT PRIMARY KEY REFERENCES messages (id),
-    conversation_id TEXT NOT NULL REFERENCES conversations (id),
-    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
-    comment TEXT,
-    created INTEGER NOT NULL,
-    updated INTEGER NOT NULL
-);
-CREATE INDEX message_feedback_conversation ON message_feedback (conversation_id);
-"""
-
-#: The branch a conversation shows and continues: NULL means "the newest message's", and
-#: every new message sets it back to NULL (it is then the newest); switching branches
-#: sets it to the chosen branch's leaf.
-ACTIVE_LEAF_COLUMN = """
-ALTER TABLE conversations ADD COLUMN active_leaf_message_id TEXT;
-"""
-
-#: People sign in to the page with a name and password: the password's slow hash, the
-#: tier their page sessions get, when the account was disabled; page sessions (the id a
-#: session cookie names, so logout revokes it server-side) and the server's own secrets
-#: (the key that signs session cookies, shared by every process over this database).
-CREDENTIALS = """
-ALTER TABLE users ADD COLUMN password_hash TEXT;
-ALTER TABLE users ADD COLUMN tier TEXT NOT NULL DEFAULT 'free';
-ALTER TABLE users ADD COLUMN disabled_at INTEGER;
-CREATE TABLE web_sessions (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users (id),
-    created INTEGER NOT NULL,
-    expires INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE INDEX web_sessions_user ON web_sessions (user_id);
-CREATE TABLE server_secrets (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_script(1, "initial", INITIAL),
     Migration.from_script(2, "usage request id", USAGE_REQUEST_ID),
     Migration.from_script(3, "usage end user", USAGE_END_USER),
     Migration.from_script(4, "tool calls", TOOL_CALLS),
-    Migration.from_script(5, "message feedback", FEEDBACK),
+    Migration.from_script(5, "message feedback", for_database(FEEDBACK, "INTEGER")),
     Migration.from_script(6, "active leaf", ACTIVE_LEAF_COLUMN),
-    Migration.from_script(7, "credentials", CREDENTIALS),
+    Migration.from_script(7, "credentials", for_database(CREDENTIALS, "INTEGER")),
 )
