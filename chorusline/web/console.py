@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import mimetypes
 from collections.abc import AsyncGenerator
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from typing import Any
 
 import trio
@@ -30,48 +27,16 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from chorusline.chat import ChatService
-from chorusline.protocols import InvalidRequest, NotFound
+from chorusline.protocols import InvalidRequest
 from chorusline.web.admin import require_admin
 from chorusline.web.http import current_drain
+from chorusline.web.pages import page_response, serve_files
 from chorusline.web.streaming import sse_response
 
-#: The page's policy: its own scripts, styles and fetches only; no frames, no forms out.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-cache",
-}
 #: Items a watcher may fall behind by before the oldest are dropped.
 FEED_CAPACITY = 1000
 #: Bounds of ``interval``: faster is no use to a person, slower looks dead.
 MIN_INTERVAL, MAX_INTERVAL, DEFAULT_INTERVAL = 0.25, 10.0, 1.0
-
-
-def static_files() -> dict[str, Traversable]:
-    """Every file under ``console/static``, by its path relative to that folder."""
-    found: dict[str, Traversable] = {}
-
-    def walk(folder: Traversable, prefix: str) -> None:
-        for entry in folder.iterdir():
-            if entry.is_dir():
-                walk(entry, f"{prefix}{entry.name}/")
-            elif entry.is_file():
-                found[f"{prefix}{entry.name}"] = entry
-
-    walk(files("chorusline.web") / "console" / "static", "")
-    return found
-
-
-def page_response(body: bytes, mimetype: str) -> Response:
-    response = Response(body, mimetype=mimetype)
-    response.headers.update(PAGE_HEADERS)
-    return response
 
 
 def sse(kind: str, data: dict[str, Any]) -> bytes:
@@ -132,21 +97,11 @@ class FeedBody:
 
 def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
     """Add ``/console``, its files and the feed to ``app``."""
-    assets = static_files()
+    assets = serve_files(app, "console", "/console/static")
 
     @app.get("/console")
     async def console_page() -> Response:
         return page_response(assets["index.html"].read_bytes(), "text/html")
-
-    @app.get("/console/static/<path:name>")
-    async def console_file(name: str) -> Response:
-        asset = assets.get(name)
-        if asset is None:
-            raise NotFound(f"no console file {name!r}")
-        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if mimetype == "text/javascript":
-            mimetype = "application/javascript"  # what every browser accepts for modules
-        return page_response(asset.read_bytes(), mimetype)
 
     @app.get("/v1/admin/events")
     async def admin_events() -> Response:

@@ -18,7 +18,8 @@ import trio
 
 from chorusline.chat import AdmissionLimits
 from chorusline.runtime import LoadedModel
-from chorusline.web.console import CONTENT_SECURITY_POLICY, FEED_CAPACITY
+from chorusline.web.console import FEED_CAPACITY
+from chorusline.web.pages import CONTENT_SECURITY_POLICY
 from tests.web.conftest import Web, gated_server
 from tests.web.test_admin import admin_key, nodes
 
