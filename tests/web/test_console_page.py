@@ -19,19 +19,15 @@ from pathlib import Path
 
 import httpx
 import trio
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from chorusline.chat import AdmissionLimits
 from chorusline.runtime import LoadedModel
+from tests.web.browser import WAIT_MS, with_browser
 from tests.web.conftest import Web, gated_server
 from tests.web.test_admin import admin_key
 
-CHROMIUM = os.environ.get("CHORUSLINE_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-WAIT_MS = 60_000  # a hang guard for each wait, not a speed
 WORKER = "/chat/engine/gpu-worker"
-expect.set_options(timeout=WAIT_MS)
 
 
 def shots(tmp_path: Path) -> Path:
@@ -50,17 +46,16 @@ async def in_browser(web: Web, scenario: Callable[[Page], None]) -> None:
     """Run ``scenario`` on a fresh page at /console; any script error fails the test."""
     def run() -> None:
         errors: list[str] = []
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1500, "height": 1400})
-                page.set_default_timeout(WAIT_MS)
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                page.on("dialog", lambda dialog: errors.append(f"a dialog: {dialog.message}"))
-                page.goto(f"http://127.0.0.1:{web.port}/console")
-                scenario(page)
-            finally:
-                browser.close()
+
+        def use(browser: Browser) -> None:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.set_default_timeout(WAIT_MS)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("dialog", lambda dialog: errors.append(f"a dialog: {dialog.message}"))
+            page.goto(f"http://127.0.0.1:{web.port}/console")
+            scenario(page)
+
+        with_browser(use)
         assert errors == []
 
     await trio.to_thread.run_sync(run)
