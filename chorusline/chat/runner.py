@@ -72,9 +72,15 @@ async def moderate_input(context: ActorContext, deps: ChatDeps, text: str,
 
 
 def with_budget(deps: ChatDeps, params: SamplingParams) -> SamplingParams:
-    """The reply budget made explicit, so the engine and the context agree on it."""
+    """The reply budget made explicit, so the engine and the context agree on it.
+
+    A request that names no ``max_tokens`` gets the default, but never more than half
+    the context window: on an engine whose KV cache allows a small window, a default
+    larger than the window would refuse every such turn, and the caller asked for
+    nothing that cannot fit."""
     if params.max_tokens is None:
-        return replace(params, max_tokens=deps.default_reply_budget)
+        default = min(deps.default_reply_budget, max(1, deps.context_window // 2))
+        return replace(params, max_tokens=default)
     return params
 
 

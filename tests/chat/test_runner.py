@@ -17,7 +17,7 @@ from chorusline.chat.deps import ChatDeps
 from chorusline.chat.principal import Principal
 from chorusline.chat.runner import check_input, generation, prepare
 from chorusline.moderation import Moderator
-from chorusline.protocols import SamplingParams
+from chorusline.protocols import ContextTooLong, SamplingParams
 from chorusline.ratelimit import Tiers
 from chorusline.runtime import EngineConfig, LoadedModel
 from chorusline.store import SqliteStore
@@ -81,6 +81,20 @@ async def test_the_engine_request_carries_the_turns_id_budget_and_deadline(
     assert request.tenant == "user-1" and request.priority == principal.tier.priority
     assert request.deadline is not None
     assert before + deps.max_turn_seconds <= request.deadline
+
+
+async def test_an_unnamed_budget_leaves_room_in_a_small_window(deps: ChatDeps) -> None:
+    # A KV cache that allows only 100 tokens of context: the default (64 here, 512 as
+    # shipped) is capped at half the window instead of refusing every turn.
+    small = replace(deps, context_window=100, default_reply_budget=512)
+    prompt = await prepare(small, [{"role": "user", "content": "Hi"}], None, SamplingParams())
+    assert prompt.prompt_token_ids
+    request = generation(small, Principal("u", "k", Tiers.defaults().get("plus")), "c",
+                         prompt, SamplingParams())
+    assert request.params.max_tokens == 50
+    with pytest.raises(ContextTooLong):  # a budget the caller names is still held to
+        await prepare(small, [{"role": "user", "content": "Hi"}], None,
+                      SamplingParams(max_tokens=100))
 
 
 class GatedTokenizer(SpyTokenizer):
