@@ -27,6 +27,7 @@ from chorusline.web import (
     models,
     moderations,
     observability,
+    pages,
     sessions,
     stop,
     text_completions,
@@ -71,7 +72,7 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     ``max_body_bytes`` bounds every request body (413 beyond it) and ``drain`` is the
     graceful-shutdown deadline the server expires (``serve`` passes one; without it the
     app never drains)."""
-    app = _DrainingApp("chorusline")
+    app = _DrainingApp("chorusline", static_folder=None)  # pages serve their own files
     app.drain = drain or Drain()
     app.extensions[DRAIN_EXTENSION] = app.drain
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -101,6 +102,7 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     conversations.register(app, chat, model_name, public_url=public_url)
     observability.register(app, chat, model_name)
     admin.register(app, chat)
+    pages.register_common(app)
     console.register(app, chat, model_name)
     embeddings.register(app, chat)
     models.register(app, chat)

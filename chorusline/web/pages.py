@@ -1,5 +1,8 @@
 """Pages shipped in the package (the console, the chat page): their files and headers.
 
+What more than one page uses (building elements, the SSE parser, the error type) is one
+copy under ``common/static``, served at ``/common/static`` to every page.
+
 A page is a folder of files under ``chorusline/web/<name>/static``, listed once when the
 app is built, so a request can only name one of them: no path is ever joined from the
 URL, and ``..`` or an encoded slash finds nothing. Every page response carries the same
@@ -70,3 +73,8 @@ def serve_files(app: QuartTrio, page: str, prefix: str) -> dict[str, Traversable
 
     app.add_url_rule(f"{prefix}/<path:name>", f"{page}_asset", asset, methods=["GET"])
     return assets
+
+
+def register_common(app: QuartTrio) -> None:
+    """Serve the modules every page imports from ``/common/static``."""
+    serve_files(app, "common", "/common/static")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from playwright.sync_api import Browser, expect, sync_playwright
 
@@ -24,3 +25,11 @@ def with_browser(use: Callable[[Browser], None]) -> None:
             use(browser)
         finally:
             browser.close()
+
+
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``CHORUSLINE_SCREENSHOTS`` (to refresh the docs' pictures),
+    else the test's own temporary folder."""
+    folder = Path(os.environ.get("CHORUSLINE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -10,7 +10,6 @@ pictures in docs/console.md are made)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,17 +22,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from chorusline.chat import AdmissionLimits
 from chorusline.runtime import LoadedModel
-from tests.web.browser import WAIT_MS, with_browser
+from tests.web.browser import WAIT_MS, shots, with_browser
 from tests.web.conftest import Web, gated_server
 from tests.web.test_admin import admin_key
 
 WORKER = "/chat/engine/gpu-worker"
-
-
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CHORUSLINE_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def snap(page: Page, folder: Path, panel: str) -> None:

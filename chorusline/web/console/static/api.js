@@ -1,6 +1,10 @@
 // Authenticated requests to the admin API. The key lives only in this module's variable:
 // never in storage, a cookie, a URL or a log, so a reload asks for it again.
 
+import {ApiError, errorFrom} from "/common/static/errors.js";
+
+export {ApiError, withQuery} from "/common/static/errors.js";
+
 let apiKey = null;
 let authFailureHandler = null;
 
@@ -19,38 +23,6 @@ export function hasKey() {
 /** Called with an ApiError when any request answers 401 or 403. */
 export function onAuthFailure(handler) {
   authFailureHandler = handler;
-}
-
-export class ApiError extends Error {
-  constructor(status, message, type = null, code = null) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.type = type;
-    this.code = code;
-  }
-
-  get isAuth() {
-    return this.status === 401 || this.status === 403;
-  }
-}
-
-/** The server's `{"error": {"message", "type", "code"}}`, or a plain description. */
-export async function errorFrom(response) {
-  let message = `${response.status} ${response.statusText || "error"}`;
-  let type = null;
-  let code = null;
-  try {
-    const body = await response.json();
-    if (body && body.error && typeof body.error.message === "string") {
-      message = body.error.message;
-      type = body.error.type ?? null;
-      code = body.error.code ?? null;
-    }
-  } catch {
-    // not JSON: keep the status line
-  }
-  return new ApiError(response.status, message, type, code);
 }
 
 export function authHeaders(extra = {}) {
@@ -85,14 +57,3 @@ export async function request(method, path, {body, signal} = {}) {
 export const get = (path, options) => request("GET", path, options);
 export const post = (path, body, options) => request("POST", path, {...options, body});
 export const del = (path, options) => request("DELETE", path, options);
-
-/** Build "path?a=1&b=2" from an object, skipping null/undefined/"" values. */
-export function withQuery(path, params) {
-  const query = new URLSearchParams();
-  for (const [key, value] of Object.entries(params)) {
-    if (value === null || value === undefined || value === "") continue;
-    query.set(key, String(value));
-  }
-  const text = query.toString();
-  return text ? `${path}?${text}` : path;
-}

@@ -3,7 +3,7 @@
 // block changed (hover shows a title); above that it is drawn on one <canvas> with a
 // mousemove readout, so a big cache never means tens of thousands of DOM nodes.
 
-import {h, setText} from "./dom.js";
+import {h, setText} from "/common/static/dom.js";
 import {num} from "./format.js";
 
 const DOM_LIMIT = 2048;

@@ -1,7 +1,7 @@
 // The engine panel: uPlot charts over a 5-minute ring of snapshot samples, a strip of
 // current figures, and the "GPU worker restarting" badge while engine.engine is null.
 
-import {h, setText} from "./dom.js";
+import {h, setText} from "/common/static/dom.js";
 import {ms, num, percent} from "./format.js";
 
 const WINDOW_S = 300;

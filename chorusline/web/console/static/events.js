@@ -1,7 +1,7 @@
 // The event timeline: newest first, at most MAX in the DOM, coloured by severity,
 // filtered by text (kind or path) and by kind checkboxes; "gap" lines for skipped items.
 
-import {h, setText} from "./dom.js";
+import {h, setText} from "/common/static/dom.js";
 import {brief, clock, describePlan, num} from "./format.js";
 
 const MAX = 1000;

@@ -4,7 +4,7 @@
 
 import {del, post, withQuery} from "./api.js";
 import {confirmWith} from "./dialogs.js";
-import {h, reorder, setText} from "./dom.js";
+import {h, reorder, setText} from "/common/static/dom.js";
 import {describePlan, num, ordinal} from "./format.js";
 
 export class FaultsPanel {

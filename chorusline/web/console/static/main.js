@@ -2,7 +2,7 @@
 
 import {clearKey, onAuthFailure, setKey} from "./api.js";
 import {BlockMap} from "./blockmap.js";
-import {$, setText} from "./dom.js";
+import {$, setText} from "/common/static/dom.js";
 import {EnginePanel} from "./engine.js";
 import {EventsPanel} from "./events.js";
 import {FaultsPanel} from "./faults.js";

@@ -3,7 +3,7 @@
 // filterable; a click loads the actor's detail.
 
 import {get, withQuery} from "./api.js";
-import {h, reorder, replace, setAttr, setText} from "./dom.js";
+import {h, reorder, replace, setAttr, setText} from "/common/static/dom.js";
 import {brief, dateTime, num} from "./format.js";
 
 const NUMERIC = new Set(["mailbox_depth", "rate", "failed", "restarts"]);

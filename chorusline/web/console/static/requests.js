@@ -4,7 +4,7 @@
 
 import {post} from "./api.js";
 import {confirmWith} from "./dialogs.js";
-import {h, reorder, setAttr, setText} from "./dom.js";
+import {h, reorder, setAttr, setText} from "/common/static/dom.js";
 import {ms, num} from "./format.js";
 
 export class RequestsTable {

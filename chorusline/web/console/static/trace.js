@@ -2,7 +2,7 @@
 // chosen one (one row per span, the bar placed by start and duration over the total).
 
 import {ApiError, get} from "./api.js";
-import {h, reorder, replace, setAttr, setText} from "./dom.js";
+import {h, reorder, replace, setAttr, setText} from "/common/static/dom.js";
 import {clock, ms, num} from "./format.js";
 
 const KEEP = 200;

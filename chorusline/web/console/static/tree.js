@@ -4,7 +4,7 @@
 // /v1/admin/actors/children instead of rendering thousands of nodes.
 
 import {get, withQuery} from "./api.js";
-import {h, reorder, setAttr, setText} from "./dom.js";
+import {h, reorder, setAttr, setText} from "/common/static/dom.js";
 import {num} from "./format.js";
 
 const PAGE = 50;

@@ -1,5 +1,6 @@
-// Building elements without HTML: text goes in through text nodes, attributes through
-// setAttribute/dataset, so nothing from the server is ever parsed as markup.
+// Building elements without HTML, for every page: text goes in through text nodes,
+// attributes through setAttribute/dataset, so nothing from the server or a model is ever
+// parsed as markup here (the chat page's Markdown has its own sanitising path).
 
 /**
  * h("td", {class: "num", dataset: {path: p}, title: t, onclick: fn}, "text", child, ...)
@@ -74,4 +75,40 @@ export function reorder(parent, items) {
     parent.removeChild(cursor);
     cursor = next;
   }
+}
+
+/** Call fn once `ms` after the last call (search-as-you-type). */
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+/**
+ * Copy text to the clipboard. navigator.clipboard needs a secure context (https or
+ * localhost); on plain http fall back to a hidden textarea and execCommand.
+ */
+export async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = h("textarea", {class: "clipboard-helper", readonly: true, "aria-hidden": "true"});
+  area.value = text;
+  document.body.appendChild(area);
+  area.select();
+  try {
+    document.execCommand("copy");
+  } finally {
+    area.remove();
+  }
+}
+
+/** Briefly change a button's label ("Copied") and put it back. */
+export function flashLabel(button, text, ms = 1200) {
+  const before = button.textContent;
+  button.textContent = text;
+  setTimeout(() => { button.textContent = before; }, ms);
 }
