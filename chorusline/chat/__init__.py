@@ -20,12 +20,22 @@ from chorusline.chat.signin import PageSession
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.tool_calls import ToolCallParser
 from chorusline.chat.turn import ChatRequest, TurnHandle
-from chorusline.store import Conversation, Feedback, Message, Rating, User
+from chorusline.store import (
+    ApiKey,
+    Conversation,
+    Feedback,
+    IssuedApiKey,
+    Message,
+    Rating,
+    UsageTotals,
+    User,
+)
 
 __all__ = [
     "Accounts",
     "Admin",
     "AdmissionLimits",
+    "ApiKey",
     "ChatRequest",
     "ChatService",
     "ChatSettings",
@@ -34,6 +44,7 @@ __all__ = [
     "Conversations",
     "EngineLike",
     "Feedback",
+    "IssuedApiKey",
     "Message",
     "PageSession",
     "Principal",
@@ -41,6 +52,7 @@ __all__ = [
     "TokenStream",
     "ToolCallParser",
     "TurnHandle",
+    "UsageTotals",
     "User",
     "default_database_url",
     "open_accounts",

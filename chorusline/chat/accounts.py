@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 import trio
@@ -22,7 +23,15 @@ from chorusline.chat.principal import Principal
 from chorusline.chat.signin import PageSession, SignIn
 from chorusline.protocols import InvalidRequest, NotFound, Unauthorized
 from chorusline.ratelimit import Tiers
-from chorusline.store import ApiKey, Credentials, IssuedApiKey, SqliteStore, Store, User
+from chorusline.store import (
+    ApiKey,
+    Credentials,
+    IssuedApiKey,
+    SqliteStore,
+    Store,
+    UsageTotals,
+    User,
+)
 
 #: The tier of the admin key made on first start, when the configured tiers have it.
 ADMIN_TIER = "enterprise"
@@ -195,6 +204,18 @@ class Accounts:
 
         async with self._first_admin:
             return await self._db(ensure)
+
+    async def usage(self, user_id: str, since: datetime, until: datetime
+                    ) -> tuple[UsageTotals, list[tuple[ApiKey, UsageTotals]]]:
+        """The user's usage in ``[since, until)``: all of it (keys and page sessions
+        alike), and each of their API keys' share."""
+        def collect() -> tuple[UsageTotals, list[tuple[ApiKey, UsageTotals]]]:
+            total = self._store.usage_totals(user_id=user_id, since=since, until=until)
+            return total, [(key, self._store.usage_totals(api_key_id=key.id, since=since,
+                                                          until=until))
+                           for key in self._store.list_api_keys(user_id)]
+
+        return await self._db(collect)
 
     async def close_orphaned_drafts(self) -> int:
         """Close every reply draft a dead process left open (``incomplete`` /

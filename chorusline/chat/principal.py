@@ -17,3 +17,7 @@ class Principal:
     api_key_id: str
     tier: Tier
     admin: bool = False
+    #: Signed in with a password (the page's cookie) rather than holding an API key:
+    #: only a person can mint or revoke keys, so a leaked key cannot make itself a
+    #: successor that outlives its revocation.
+    page_session: bool = False

@@ -131,7 +131,7 @@ class SignIn:
         if tier not in self._tiers:
             raise PermissionDenied(f"this account's tier {tier!r} is not configured on "
                                    "this server; ask an operator")
-        return Principal(user.id, f"web-{user.id}", self._tiers.get(tier))
+        return Principal(user.id, f"web-{user.id}", self._tiers.get(tier), page_session=True)
 
     async def session(self, token: str) -> PageSession:
         """The live session ``token`` names, renewed when half its life is gone;

@@ -19,6 +19,7 @@ from chorusline.chat import ChatService
 from chorusline.protocols import ChoruslineError, openai as wire
 from chorusline.web import (
     admin,
+    api_keys,
     console,
     conversations,
     embeddings,
@@ -29,6 +30,7 @@ from chorusline.web import (
     observability,
     pages,
     sessions,
+    shares,
     stop,
     text_completions,
 )
@@ -99,7 +101,8 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
         with results_as_messages(parsed, turn):
             return await complete(chat, principal, turn, parsed, model_name)
 
-    conversations.register(app, chat, model_name, public_url=public_url)
+    conversations.register(app, chat, model_name)
+    shares.register(app, chat, public_url=public_url)
     observability.register(app, chat, model_name)
     admin.register(app, chat)
     pages.register_common(app)
@@ -112,6 +115,7 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     me.register(app, chat)
     feedback.register(app, chat)
     sessions.register(app, chat)
+    api_keys.register(app, chat)
 
     @app.errorhandler(ChoruslineError)
     async def on_chorusline_error(error: ChoruslineError) -> Response:

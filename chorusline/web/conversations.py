@@ -1,16 +1,12 @@
-"""Conversation management routes (``/v1/conversations...``, ``/v1/shared/{token}``).
+"""Conversation management routes (``/v1/conversations...``; share links are
+``web.shares``).
 
-Every route but the shared view authenticates first and goes through
+Every route authenticates first and goes through
 ``chat.conversations`` with the caller's ``Principal``; the store behind it answers
 NotFound for what is missing, deleted or someone else's, so another user's conversation
 is a 404 exactly like a missing one and ids do not leak. A turn goes through
 ``chat.chat`` like any chat completion, so rate limits, moderation, idempotency and
 durable drafts apply to it unchanged.
-
-Share links are built from the configured public base URL (``serve --public-url``), else
-from the address of the socket the server accepted the connection on: never from the
-request's ``Host`` header, which any client sets to what it likes (a link it could point
-at its own site).
 """
 
 from __future__ import annotations
@@ -97,16 +93,6 @@ async def stored_reply(chat: ChatService, principal: Principal, turn: ChatReques
     return response
 
 
-def server_base_url() -> str:
-    """The bound address of the socket this connection came in on (``http://HOST:PORT``,
-    the server's own, whatever ``Host`` the client sent); relative without one."""
-    server = request.scope.get("server")
-    if not server or server[1] is None:
-        return ""
-    host, port = server
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 async def object_body(allowed: set[str] | None = None, *,
                       required: bool = True) -> dict[str, Any]:
     """The body as a JSON object. A route whose every field is optional may be sent
@@ -119,12 +105,9 @@ async def object_body(allowed: set[str] | None = None, *,
     return views.object_body(await json_body(), allowed)
 
 
-def register(app: QuartTrio, chat: ChatService, model_name: str, *,
-             public_url: str | None = None) -> None:
-    """Add the conversation routes to ``app``; share links start with ``public_url``
-    (default: the address the server is bound to)."""
+def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
+    """Add the conversation routes to ``app``."""
     conversations = chat.conversations
-    base_url = None if not public_url else public_url.rstrip("/")
 
     async def owned(conversation_id: str) -> tuple[Principal, str]:
         """The caller and the checked conversation id (auth comes first, so an
@@ -235,32 +218,9 @@ def register(app: QuartTrio, chat: ChatService, model_name: str, *,
                                              title=views.optional_text(body, "title"))
         return json_response(views.conversation(created), 201)
 
-    @app.post("/v1/conversations/<conversation_id>/share")
-    async def share_conversation(conversation_id: str) -> Response:
-        principal, cid = await owned(conversation_id)
-        snapshot = await conversations.share(principal, cid)
-        base = server_base_url() if base_url is None else base_url
-        return json_response({"token": snapshot.token,
-                              "url": f"{base}/v1/shared/{snapshot.token}",
-                              "conversation_id": cid, "object": "conversation.share"})
-
-    @app.delete("/v1/conversations/<conversation_id>/share")
-    async def revoke_share(conversation_id: str) -> Response:
-        principal, cid = await owned(conversation_id)
-        await conversations.revoke_share(principal, cid)
-        return json_response({"conversation_id": cid, "object": "conversation.share",
-                              "shared": False})
-
     @app.get("/v1/conversations/<conversation_id>/export")
     async def export_conversation(conversation_id: str) -> Response:
         principal, cid = await owned(conversation_id)
         response = json_response(await conversations.export(principal, cid))
         response.headers["Content-Disposition"] = f'attachment; filename="{cid}.json"'
         return response
-
-    @app.get("/v1/shared/<token>")
-    async def get_shared(token: str) -> Response:
-        """No authentication: the unguessable token is the capability. Only GET is
-        routed, so any write to a shared link is a 405 and changes nothing."""
-        snapshot = await conversations.get_shared(views.checked_id(token, "token"))
-        return json_response(views.shared(snapshot))

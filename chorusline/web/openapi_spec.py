@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from chorusline.web.admin_spec import admin_paths
 from chorusline.web.conversation_views import MAX_QUERY, flag_values
+from chorusline.web.openapi_account import account_paths
 from chorusline.web.openapi_common import (
     BOOL,
     END_USER,
@@ -164,6 +165,8 @@ def _conversation_paths() -> dict[str, Schema]:
                        "now (sharing again revokes the previous link; its url starts "
                        "with the server's configured public URL, never the request's Host)",
                        _json("The link", _ref("Share")), 401, 404),
+            "get": op("The conversation's live share link and when it was made (404 when "
+                      "it has none)", _json("The link", _ref("Share")), 401, 404),
             "delete": op("Revoke the share link", _json("Revoked", _ref("ShareRevoked")),
                          401, 404),
         },
@@ -210,7 +213,9 @@ def _conversation_paths() -> dict[str, Schema]:
         },
         "/v1/shared/{token}": {
             "parameters": [{"name": "token", "in": "path", "required": True, "schema": STR}],
-            "get": op("A shared conversation (no authentication; read-only)",
+            "get": op("A shared conversation (no authentication; read-only). A client "
+                      "that prefers `text/html` (a browser) gets the read-only page "
+                      "instead; everyone else gets this JSON",
                       _json("The shared view", _ref("SharedConversation")), 404,
                       security=OPEN),
         },
@@ -268,37 +273,6 @@ def build_spec(model_name: str) -> Schema:
                     },
                     **_errors(400, 401, 404, 413, 429, 503),
                 }}},
-            "/v1/auth/login": {"post": {
-                "summary": "Sign in with a name and password (sets the HttpOnly session "
-                           "cookie; only JSON bodies, so no cross-site form can)",
-                "security": OPEN, "tags": ["account"],
-                "requestBody": {"required": True, "content": {JSON: {"schema": _obj(
-                    {"name": STR, "password": STR}, ["name", "password"], closed=True)}}},
-                "responses": {"200": _json("Signed in", _ref("PageSession")),
-                              **_errors(400, 401, 415, 429)}}},
-            "/v1/auth/session": {"get": {
-                "summary": "The cookie's session and its CSRF token (renewed while used)",
-                "security": OPEN, "tags": ["account"],
-                "responses": {"200": _json("The session", _ref("PageSession")),
-                              **_errors(401)}}},
-            "/v1/auth/logout": {"post": {
-                "summary": "End the session (the cookie is dead server-side from now on)",
-                "security": OPEN, "tags": ["account"],
-                "responses": {"200": _json("Signed out", _obj(
-                    {"object": {"const": "session.ended"}, "signed_out": {"const": True}},
-                    ["object", "signed_out"])), **_errors(401, 403)}}},
-            "/v1/me": {
-                "get": {"summary": "Your own account and custom instructions",
-                        "security": BEARER, "tags": ["account"],
-                        "responses": {"200": _json("You", _ref("User")), **_errors(401)}},
-                "patch": {"summary": "Set (a string) or clear (null or \"\") your custom "
-                                     "instructions, told to every new stored turn",
-                          "security": BEARER, "tags": ["account"],
-                          "requestBody": {"required": True, "content": {JSON: {"schema": _obj(
-                              {"custom_instructions": {**NULL_STR, "maxLength": 100_000}},
-                              ["custom_instructions"], closed=True)}}},
-                          "responses": {"200": _json("You", _ref("User")),
-                                        **_errors(400, 401)}}},
             "/v1/chat/completions/{request_id}/stop": {"post": {
                 "summary": "Stop one of your own turns still being generated, by its id "
                            "(a stored reply is kept `incomplete`, finish reason `abort`)",
@@ -308,6 +282,7 @@ def build_spec(model_name: str) -> Schema:
                 "responses": {"200": _json("Stopped", _ref("Stopped")),
                               **_errors(401, 404, 409)}}},
             **_conversation_paths(),
+            **account_paths(),
             **endpoint_paths(),
             **admin_paths(),
         },

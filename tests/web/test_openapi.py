@@ -14,6 +14,7 @@ name, ``max_tokens`` required and at most 2, few and short messages and inputs, 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import httpx2
@@ -29,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from chorusline.web import create_app
 from tests.web.conftest import MODEL, Web
 
 CORE = {"GET /health", "GET /ready", "GET /v1/models", "POST /v1/chat/completions"}
@@ -49,7 +51,12 @@ CONVERSATIONS = {
     "POST /v1/chat/completions/{request_id}/stop", "GET /v1/me", "PATCH /v1/me",
     "POST /v1/conversations/{conversation_id}/active_branch",
     "POST /v1/auth/login", "GET /v1/auth/session", "POST /v1/auth/logout",
+    "GET /v1/conversations/{conversation_id}/share", "GET /v1/me/api_keys",
+    "POST /v1/me/api_keys", "DELETE /v1/me/api_keys/{key_id}", "GET /v1/me/usage",
 }
+#: What the app routes that is not API: pages and their files.
+PAGES = {"/", "/login", "/console", "/chat/static/{name}", "/console/static/{name}",
+         "/common/static/{name}"}
 #: OpenAI's other endpoints (``chorusline.web.openapi_endpoints``).
 ENDPOINTS = {"POST /v1/completions", "POST /v1/embeddings", "POST /v1/moderations",
              "GET /v1/models/{model}"}
@@ -90,6 +97,21 @@ async def test_the_document_describes_every_route(web: Web) -> None:
                  "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
                  "stream", "stream_options", "conversation_id"):
         assert name in accepted, name
+
+
+async def test_every_routed_operation_is_in_the_document(web: Web) -> None:
+    """Read from the app's own routing table, so a route added without its contract
+    fails here rather than going unfuzzed."""
+    spec = await fetch_spec(web)
+    documented = {f"{method.upper()} {path}" for path, item in spec["paths"].items()
+                  for method in item if method != "parameters"}
+    routed = set()
+    for rule in create_app(web.chat, MODEL).url_map.iter_rules():
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        if path in PAGES:
+            continue
+        routed |= {f"{m} {path}" for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
+    assert routed - documented == set()
 
 
 async def test_the_other_openai_endpoints_are_described_closed_with_their_errors(

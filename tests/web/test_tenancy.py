@@ -53,6 +53,7 @@ async def test_another_users_conversation_is_a_404_for_everything(web: Web, bob:
         ("GET", f"/conversations/{cid}/feedback", None),
         ("POST", f"/conversations/{cid}/messages/{mid}/stop", None),
         ("POST", f"/conversations/{cid}/share", None),
+        ("GET", f"/conversations/{cid}/share", None),
         ("DELETE", f"/conversations/{cid}/share", None),
         ("GET", f"/conversations/{cid}/export", None),
     ]
