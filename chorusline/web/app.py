@@ -20,6 +20,7 @@ from chorusline.protocols import ChoruslineError, openai as wire
 from chorusline.web import (
     admin,
     api_keys,
+    chat_page,
     console,
     conversations,
     embeddings,
@@ -107,6 +108,7 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
     admin.register(app, chat)
     pages.register_common(app)
     console.register(app, chat, model_name)
+    chat_page.register(app)
     embeddings.register(app, chat)
     models.register(app, chat)
     text_completions.register(app, chat)
