@@ -259,10 +259,12 @@ class Direct:
 
 
 async def serve_to(client: Callable[[str, str], T], model: Any, threads: int,
-                   tmp: Path, *, admin: bool = False) -> tuple[str, T]:
+                   tmp: Path, *, admin: bool = False,
+                   person: tuple[str, str] | None = None) -> tuple[str, T]:
     """Serve ``model`` on an ephemeral loopback port while ``client(url, key)`` runs on a
     thread; returns the served model's name and what the client returned. ``admin``:
-    the key also reaches the admin routes (the console benchmark reads its feed)."""
+    the key also reaches the admin routes (the console benchmark reads its feed);
+    ``person``: (name, password) of an account that signs in on the page, same tier."""
     from benchmarks.service import BENCH_LIMITS, BENCH_TIERS, CONTEXT_WINDOW, engine_config
     from chorusline.chat import ChatSettings, open_chat_service
     from chorusline.store import SqliteStore
@@ -277,6 +279,8 @@ async def serve_to(client: Callable[[str, str], T], model: Any, threads: int,
     async with open_chat_service(settings, model=model, store=store) as chat:
         user = await chat.accounts.create_user("bench")
         issued = await chat.accounts.create_api_key(user.id, tier="bench", is_admin=admin)
+        if person is not None:
+            await chat.accounts.create_person(*person, tier="bench")
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             port: int = await nursery.start(partial(
