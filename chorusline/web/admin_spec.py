@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from chorusline.web.openapi_common import BEARER
+
 Schema = dict[str, Any]
 JSON = "application/json"
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 STR = {"type": "string"}
-BEARER: list[Schema] = [{"bearerAuth": []}]
 
 _ERRORS: dict[int, str] = {
     400: "Invalid body or query (`invalid_request_error`): unknown action, a field the "

@@ -4,10 +4,12 @@ own user and custom instructions, your API keys and your usage."""
 from __future__ import annotations
 
 from chorusline.web.openapi_common import (
+    BEARER,
     INT,
     JSON,
     NULL_INT,
     NULL_STR,
+    OPEN,
     STR,
     Schema,
     _errors,
@@ -16,8 +18,6 @@ from chorusline.web.openapi_common import (
     _ref,
 )
 
-BEARER: list[Schema] = [{"bearerAuth": []}]
-OPEN: list[Schema] = []
 _TOTALS = {"requests": INT, "prompt_tokens": INT, "completion_tokens": INT,
            "total_tokens": INT}
 API_KEY = _obj({"object": {"const": "api_key"}, "id": STR, "prefix": STR, "tier": STR,

@@ -100,6 +100,9 @@ def _obj(properties: dict[str, Schema], required: list[str] | None = None,
 
 
 INT = {"type": "integer"}
+#: Who may call an operation: a bearer key (or the page's session), or anyone.
+BEARER: list[Schema] = [{"bearerAuth": []}]
+OPEN: list[Schema] = []
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
 NULL_STR = {"type": ["string", "null"]}

@@ -18,6 +18,7 @@ import chorusline.protocols.openai_embeddings as ewire
 import chorusline.protocols.openai_moderations as mwire
 from chorusline.protocols import openai as wire
 from chorusline.web.openapi_common import (
+    BEARER,
     BOOL,
     END_USER,
     FINISH,
@@ -37,7 +38,6 @@ from chorusline.web.openapi_common import (
 )
 from chorusline.web.openapi_schemas import sampling_properties
 
-BEARER: list[Schema] = [{"bearerAuth": []}]
 #: The embedding model a default deployment serves (examples only).
 EMBEDDING_EXAMPLE = "all-minilm-l6-v2"
 

@@ -14,10 +14,12 @@ from chorusline.web.admin_spec import admin_paths
 from chorusline.web.conversation_views import MAX_QUERY, flag_values
 from chorusline.web.openapi_account import account_paths
 from chorusline.web.openapi_common import (
+    BEARER,
     BOOL,
     END_USER,
     JSON,
     NULL_STR,
+    OPEN,
     RATE_HEADERS,
     REQUEST_ID_HEADER,
     STR,
@@ -31,10 +33,8 @@ from chorusline.web.openapi_endpoints import endpoint_paths, endpoint_schemas
 from chorusline.web.openapi_schemas import components, message_content, sampling_properties
 from chorusline.web.openapi_tools import tool_properties
 
-BEARER: list[Schema] = [{"bearerAuth": []}]
 #: The longest title the store keeps.
 TITLE_MAX = 500
-OPEN: list[Schema] = []
 CID = {"name": "conversation_id", "in": "path", "required": True, "schema": STR,
        "description": "A conversation id; someone else's is a 404, like a missing one."}
 IDEMPOTENCY = [
