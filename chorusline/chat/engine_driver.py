@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from chorusline.actors import Actor, ActorDead, AskTimeout, Trace
+from chorusline.actors import Actor, ActorDead, AskTimeout, ExitReason, Trace
 from chorusline.chat.gpu_worker import Step, StepResult
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.protocols import (
@@ -110,6 +110,15 @@ class EngineDriver(Actor):
 
     async def on_start(self) -> None:
         self.context.start_soon(self._drive, name=f"{self.context.path}:drive")
+
+    async def on_stop(self, reason: ExitReason) -> None:
+        """No incarnation after this one knows these streams (the in-flight table dies
+        with it, and rest_for_one restarts the worker and its KV cache too), so each ends
+        now with a 503 the client may retry under its ``Idempotency-Key``; left open, its
+        reader would wait out ``max_turn_seconds`` (found by ``chorusline chaos``)."""
+        for flight in self.inflight.values():
+            flight.stream.fail(EngineRestarted("the engine driver restarted mid-request"))
+        self.inflight.clear()
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, GenerationRequest):

@@ -17,6 +17,7 @@ from chorusline.chat.gpu_worker import GetStats, GpuWorker
 from chorusline.chat.stream import TokenStream
 from chorusline.protocols import (
     ContextTooLong,
+    EngineRestarted,
     GenerationRequest,
     Overloaded,
     SamplingParams,
@@ -190,6 +191,18 @@ async def test_gpu_worker_crash_mid_stream_continues_the_request(tree: Tree) -> 
     assert tokens == [f"t{i}" for i in range(3, 33)]
     assert finishes[-1] == "length"
     assert len(tree.engines) == 2  # the worker was restarted with a fresh engine
+
+
+async def test_a_driver_crash_mid_stream_ends_the_stream_with_a_retryable_error(
+        tree: Tree) -> None:
+    stream = await tree.submit(prompt=3, max_tokens=30)
+    assert await stream.next()
+    driver = await tree.driver()
+    tree.system.faults.kill(driver.path)
+    with trio.fail_after(30), pytest.raises(EngineRestarted):  # a hang guard: it hung
+        await read_all(stream)
+    fresh = await tree.submit(prompt=3, max_tokens=2)  # the restarted pair serves again
+    assert (await read_all(fresh))[0] == "t3 t4 "
 
 
 async def test_a_reader_that_stops_reading_is_cut_off_with_bounded_memory() -> None:
