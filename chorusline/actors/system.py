@@ -94,6 +94,10 @@ class ActorSystem:
     def cell_at(self, path: str) -> Cell | None:
         return self._cells.get(path)
 
+    def live_cells(self) -> list[Cell]:
+        """Every live actor's cell (not the root's), for what addresses actors by pattern."""
+        return list(self._cells.values())
+
     # -- public API -----------------------------------------------------------------------
     def lookup(self, path: str) -> ActorRef | None:
         """The live actor at ``path`` (e.g. ``/app/sessions/s-1``), or None."""
