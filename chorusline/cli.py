@@ -36,8 +36,14 @@ from urllib.parse import urlsplit
 
 import trio
 
-from chorusline import users_cli
-from chorusline.chat import Accounts, ChatSettings, default_database_url, open_accounts
+from chorusline import chaos_cli, users_cli
+from chorusline.chat import (
+    Accounts,
+    AdmissionLimits,
+    ChatSettings,
+    default_database_url,
+    open_accounts,
+)
 from chorusline.protocols import ChoruslineError
 
 if TYPE_CHECKING:
@@ -50,7 +56,7 @@ TOP_URL = "http://127.0.0.1:8000"
 TOP_INTERVALS = (0.25, 10.0)  # what the feed accepts (docs/console.md)
 #: ``serve`` flags a ``--workers`` parent hands on to each worker when they are set.
 FORWARDED = ("redis_url", "model_path", "device", "dtype", "tiers_file", "kv_cache_mb",
-             "public_url", "max_body_bytes")
+             "public_url", "max_body_bytes", "max_waiting_requests")
 
 
 def serve_settings(args: argparse.Namespace) -> ChatSettings:
@@ -69,6 +75,7 @@ def serve_settings(args: argparse.Namespace) -> ChatSettings:
         redis_url=args.redis_url,
         engine=engine,
         tiers=Tiers.load(args.tiers_file) if args.tiers_file else Tiers.defaults(),
+        limits=AdmissionLimits(max_waiting_requests=args.max_waiting_requests),
         # A worker must not close drafts its siblings are streaming into: the
         # ``--workers`` parent closes the dead process's ones before they start.
         sweep_open_drafts=not args.as_worker,
@@ -260,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
            "shared evenly between workers", type=int)
     option(run_serve, "max-body-bytes", "largest request body accepted (413 beyond it)",
            shown=str(1024 * 1024), default=str(1024 * 1024), type=int)
+    option(run_serve, "max-waiting-requests", "requests the engine queue holds before "
+           "it answers 503 overloaded", shown="256", default="256", type=int)
     run_serve.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     run_keys = commands.add_parser("keys", help="create, list or revoke API keys")
     option(run_keys, "database-url", "sqlite:///PATH or postgresql://... (as for serve)",
@@ -288,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_top.add_argument("--once", action="store_true", help="print one view and exit")
     run_top.add_argument("--json", action="store_true", help="with --once: print the "
                          "feed's hello and first snapshot as one JSON object")
+    chaos_cli.add_parser(commands)
     return parser
 
 
@@ -343,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "top":
         return top(parser, args)
+    if args.command == "chaos":
+        return chaos_cli.main(parser, args)
     if args.command == "users":
         args.database_url = args.database_url or default_database_url()
         return one_line(lambda: trio.run(users_cli.users, args) or 0, drivers=True)
@@ -351,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--owner must not be empty")
         args.database_url = args.database_url or default_database_url()
         return one_line(lambda: trio.run(keys, args) or 0, drivers=True)
-    for flag in ("workers", "kv_cache_mb", "cpu_threads"):
+    for flag in ("workers", "kv_cache_mb", "cpu_threads", "max_waiting_requests"):
         if (value := getattr(args, flag)) is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     args.database_url = args.database_url or default_database_url()

@@ -98,7 +98,7 @@ def help_entries(text: str) -> dict[str, str]:
 
 SERVE_FLAGS = {"--host", "--port", "--database-url", "--public-url", "--redis-url",
                "--model-path", "--device", "--dtype", "--tiers-file", "--workers",
-               "--kv-cache-mb", "--cpu-threads", "--max-body-bytes"}
+               "--kv-cache-mb", "--cpu-threads", "--max-body-bytes", "--max-waiting-requests"}
 
 
 def test_serve_help_gives_every_flag_its_meaning_default_and_variable() -> None:
@@ -126,6 +126,18 @@ def test_the_body_limit_is_a_flag_and_a_variable(monkeypatch: pytest.MonkeyPatch
     assert limit() == 2048
 
 
+def test_max_waiting_requests_reaches_admission(monkeypatch: pytest.MonkeyPatch) -> None:
+    def waiting(*flags: str) -> int:
+        args = build_parser().parse_args(["serve", "--database-url", "sqlite:///x", *flags])
+        return serve_settings(args).limits.max_waiting_requests
+
+    monkeypatch.delenv("CHORUSLINE_MAX_WAITING_REQUESTS", raising=False)
+    assert waiting() == 256
+    assert waiting("--max-waiting-requests", "8") == 8
+    monkeypatch.setenv("CHORUSLINE_MAX_WAITING_REQUESTS", "16")
+    assert waiting() == 16
+
+
 def test_dtype_reaches_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     def dtype(*flags: str) -> torch.dtype | None:
         args = build_parser().parse_args(["serve", "--database-url", "sqlite:///x", *flags])
@@ -147,6 +159,7 @@ def test_dtype_reaches_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--public-url", "chat.example"], {}, "is not an http(s)://host[:port][/path] URL"),
     ([], {"CHORUSLINE_PUBLIC_URL": "https://chat.example/?x=1"}, "is not an http(s)"),
     ([], {"CHORUSLINE_KV_CACHE_MB": "0"}, "--kv-cache-mb must be at least 1"),
+    (["--max-waiting-requests", "0"], {}, "--max-waiting-requests must be at least 1"),
 ])
 def test_bad_serve_settings_are_one_line_usage_errors(
     tmp_path: Path, flags: list[str], env: dict[str, str], message: str,

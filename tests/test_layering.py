@@ -33,6 +33,10 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"chat", "protocols"},
     # An HTTP client of the console feed: nothing of the server in it.
     "top": set(),
+    # An HTTP client of a deployment (it spawns servers as processes, never imports them).
+    "chaos": set(),
+    # For embedders' tests: the kernel, the chat service and the chaos checker.
+    "testing": {"actors", "supervisors", "chat", "runtime", "chaos", "protocols"},
 }
 LIBRARY_STACK = {"torch", "trio", "pykka", "quart", "quart_trio", "hypercorn", "cupy"}
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -46,6 +50,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "ratelimit": LIBRARY_STACK | {"psycopg"},
     "grammar": LIBRARY_STACK | {"redis", "psycopg"},
     "top": (LIBRARY_STACK - {"trio"}) | {"redis", "psycopg"},
+    "chaos": (LIBRARY_STACK - {"trio"}) | {"redis", "psycopg"},
 }
 
 

@@ -15,8 +15,9 @@ Redis outage policy (documented here because it is a product decision, not a det
   ``probe_interval`` seconds (so a dead server does not add a connect timeout to every
   request); the first answer ends the outage (logged once, at info).
 * Slots and reservations taken locally during the outage are settled and released
-  locally, even after Redis is back. Slots held in Redis whose release could not be
-  delivered are reclaimed by their lease expiry.
+  locally, even after Redis is back. A release Redis did not get (and the possible lease
+  of an acquire whose answer was lost) is sent again before anything else once Redis
+  answers; only if the process dies first is the slot left to its lease expiry.
 """
 
 from __future__ import annotations

@@ -152,6 +152,8 @@ class RedisBucket:
         self._clock = clock
         self.guard = OutageGuard(clock=clock, probe_interval=probe_interval, logger=logger)
         self._local: dict[str, LocalBucket] = {}
+        #: Releases Redis never got, by request id: sent as soon as it answers again.
+        self._undelivered: dict[str, tuple[str, Tier]] = {}
         self._local_lock = threading.Lock()
 
     @classmethod
@@ -185,6 +187,9 @@ class RedisBucket:
             reply = self._run(key, tier, "acquire", request_id, estimated_tokens)
             if reply is not None:
                 return self._decode(tier, reply)
+            # The script may have run and only its answer been lost: a lease that no
+            # release would ever reach. Release it in Redis once Redis answers again.
+            self._undeliverable(key, tier, request_id)
         with self._local_lock:
             decision = self._local_bucket(key, tier).acquire(
                 request_id, estimated_tokens, self._clock()
@@ -204,12 +209,15 @@ class RedisBucket:
         return reply is not None and int(reply[7]) == 1
 
     def release(self, key: str, tier: Tier, request_id: str) -> bool:
-        """Idempotent. If Redis is down the slot is reclaimed by its lease expiry."""
+        """Idempotent. If Redis is down it is sent again once Redis answers (and, if this
+        process dies first, the slot is reclaimed by its lease expiry)."""
         local = self._local_holding(key, request_id)
         if local is not None:
             with self._local_lock:
                 return local.release(request_id, self._clock())
         reply = self._run(key, tier, "release", request_id, 0)
+        if reply is None:
+            self._undeliverable(key, tier, request_id)
         return reply is not None and int(reply[7]) == 1
 
     def peek(self, key: str, tier: Tier) -> Decision:
@@ -232,24 +240,45 @@ class RedisBucket:
             raise ValueError("the rate-limit key must be a non-empty string")
         if not self.guard.should_try():
             return None
-        args: list[str | int | float] = [
-            op,
-            request_id,
-            amount,
-            tier.requests_per_minute,
-            tier.tokens_per_minute,
-            tier.max_concurrent_streams,
-            self.lease_ttl,
-            self.concurrency_retry_after,
-            WINDOW,
-        ]
+        if self._undelivered and not self._deliver_releases():
+            return None
         try:
-            reply = self._script(keys=self.redis_keys(key), args=args)
+            reply = self._script(keys=self.redis_keys(key),
+                                 args=self._args(tier, op, request_id, amount))
         except (RedisError, OSError) as exc:
             self.guard.failed(exc)
             return None
         self.guard.succeeded()
         return cast(Sequence[Any], reply)
+
+    def _args(self, tier: Tier, op: str, request_id: str,
+              amount: int) -> list[str | int | float]:
+        return [op, request_id, amount, tier.requests_per_minute, tier.tokens_per_minute,
+                tier.max_concurrent_streams, self.lease_ttl, self.concurrency_retry_after,
+                WINDOW]
+
+    def _undeliverable(self, key: str, tier: Tier, request_id: str) -> None:
+        with self._local_lock:
+            self._undelivered[request_id] = (key, tier)
+
+    def _deliver_releases(self) -> bool:
+        """Send the releases an outage swallowed, before anything else: a slot leased in
+        Redis whose release was lost (or whose acquire's answer was) would otherwise hold
+        the key's concurrency until ``lease_ttl``, ten minutes by default, after a mere
+        blip (``chorusline chaos``'s redis-half-open found it). False if Redis is still
+        not answering."""
+        with self._local_lock:
+            pending = list(self._undelivered.items())
+        for request_id, (key, tier) in pending:
+            try:
+                self._script(keys=self.redis_keys(key),
+                             args=self._args(tier, "release", request_id, 0))
+            except (RedisError, OSError) as exc:
+                self.guard.failed(exc)
+                return False
+            with self._local_lock:
+                self._undelivered.pop(request_id, None)
+        return True
 
     def _decode(self, tier: Tier, reply: Sequence[Any]) -> Decision:
         allowed, reason, wait, rl, tl, active, reserved, _ = reply

@@ -8,10 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import cast
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+import trio
 
+from chorusline.chaos import open_fault_proxy
 from chorusline.ratelimit import Decision, RedisBucket, Tier
 from tests.services import RedisServer, free_port
 
@@ -227,3 +230,31 @@ def test_an_empty_key_is_a_caller_bug(make_bucket: Factory) -> None:
         make_bucket().acquire("", TIER, "a", 0)
     with pytest.raises(ValueError):
         make_bucket().acquire("k", TIER, "a", -1)
+
+
+async def test_a_release_lost_in_a_blip_is_delivered_once_redis_answers(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A cut connection swallows a release: the slot must come back as soon as Redis
+    answers again, not when its lease expires ten minutes later."""
+    one_stream = Tier("one", 100, 100_000, 1, 1)
+    parts = urlsplit(redis_url)
+    async with open_fault_proxy((parts.hostname or "127.0.0.1", parts.port or 6379)) as proxy:
+        bucket = RedisBucket.from_url(f"redis://{proxy.address}{parts.path}",
+                                      prefix=key_prefix, timeout=0.3, probe_interval=0.0)
+        try:
+            def call(op: str, rid: str) -> object:
+                if op == "acquire":
+                    return bucket.acquire("k", one_stream, rid, 0)
+                return bucket.release("k", one_stream, rid)
+
+            held = await trio.to_thread.run_sync(call, "acquire", "r1")
+            assert isinstance(held, Decision) and held.backend == "redis"
+            proxy.cut()
+            assert await trio.to_thread.run_sync(call, "release", "r1") is False
+            proxy.heal()
+            after = await trio.to_thread.run_sync(call, "acquire", "r2")
+            assert isinstance(after, Decision) and after.backend == "redis"
+            assert after.allowed and after.active_streams == 1
+        finally:
+            bucket.close()
