@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ["actors", "supervisors", "protocols", "runtime", "store", "moderation", "ratelimit",
-            "chat", "web", "top"]
+            "chat", "web", "top", "testing", "chaos"]
 
 
 def public_names(package: str) -> set[str]:
