@@ -55,6 +55,10 @@ def send(page: Page, text: str) -> None:
     page.click("#send")
 
 
+#: How long a test waits for a streamed reply to end: a bound on a hang, not a speed.
+REPLY_TIMEOUT_MS = 120_000
+
+
 def stop_a_held_reply(page: Page, gate: threading.Event, entered: threading.Event,
                       stop: Callable[[], None]) -> Locator:
     """Send a turn the gated engine holds at its first step, ``stop`` it, let the engine
@@ -93,7 +97,7 @@ async def test_sign_in_stream_a_reply_and_sign_out(web: Web, tmp_path: Path) -> 
         }""")
         send(page, "Tell me a short story about a lighthouse.")
         expect(page.locator("#stop")).to_be_visible()
-        expect(page.locator("#stop")).to_be_hidden()
+        expect(page.locator("#stop")).to_be_hidden(timeout=REPLY_TIMEOUT_MS)
         lengths = page.evaluate("window.lengths")
         growth = sorted({n for n in lengths if n > 0})
         assert len(growth) >= 3, lengths  # seen growing several times before the end
@@ -132,8 +136,11 @@ async def test_stop_edit_and_switch_branches_survive_a_reload(
             question.locator("button.edit").click()
             question.locator("textarea").fill("Name one colour.")
             question.locator("button.save").click()
+            # The edited turn streams a whole reply: on a loaded machine that can outlast
+            # Playwright's 5 s default, so wait on the switch itself (a hang guard).
+            expect(question.locator(".siblings .position")).to_have_text(
+                "2 / 2", timeout=REPLY_TIMEOUT_MS)
             expect(page.locator("#stop")).to_be_hidden()
-            expect(question.locator(".siblings .position")).to_have_text("2 / 2")
             question.locator(".siblings button.prev").click()
             expect(question.locator(".siblings .position")).to_have_text("1 / 2")
             expect(question.locator(".content")).to_have_text("Count slowly to one hundred.")
@@ -159,7 +166,7 @@ async def test_a_429_shows_its_countdown(web: Web) -> None:
         sign_in(page, base)
         send(page, "Hi")
         expect(page.locator("#thread .message")).to_have_count(2)
-        expect(page.locator("#stop")).to_be_hidden()
+        expect(page.locator("#stop")).to_be_hidden(timeout=REPLY_TIMEOUT_MS)
         send(page, "Hi again")
         error = page.locator('#thread .error[data-kind="rate_limited"]')
         expect(error).to_be_visible()
