@@ -25,6 +25,7 @@ import httpx
 import trio
 
 from chorusline.chaos.proxy import FaultProxy, open_fault_proxy
+from chorusline.chaos.readback import ready_status
 
 ACTOR, PROCESS, POSTGRES, REDIS = "actor", "process", "postgres", "redis"
 #: How long a spawned server may take to load its model and serve.
@@ -89,13 +90,8 @@ class Target:
         """Return once the server answers ``/ready`` (a restart may be under way)."""
         async with self.client(timeout=5.0) as http:
             with trio.fail_after(START_TIMEOUT):
-                while True:
-                    try:
-                        if (await http.get(self.url.rsplit("/v1/", 1)[0] + "/ready")
-                                ).status_code == 200:
-                            return
-                    except httpx.HTTPError:
-                        pass
+                # A remote server pushes no "ready" event: ask until it says so.
+                while await ready_status(http) != 200:  # noqa: ASYNC110
                     await trio.sleep(0.25)
 
 
