@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trio
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route, expect
 
 from chorusline.chat import AdmissionLimits
 from chorusline.runtime import LoadedModel
@@ -156,6 +156,37 @@ async def test_stop_edit_and_switch_branches_survive_a_reload(
         stopped = next(m for m in web.chat.store.get_message_tree(user.id, conversation.id)
                        if m.role is Role.ASSISTANT)
         assert (stopped.status, stopped.finish_reason) == (MessageStatus.INCOMPLETE, "abort")
+
+
+async def test_versions_are_ordered_by_seq_not_by_the_clock(web: Web) -> None:
+    """An edit made in the same second as its original ties on ``created_at`` (whole
+    seconds); the page orders versions by ``seq``. The tree's clocks are rewritten so the
+    edit looks older: a page that sorted by time would show it as 1 / 2."""
+    ann = await web.chat.accounts.create_person("ann", PASSWORD)
+    store = web.chat.store
+    conversation = store.create_conversation(ann.id)
+    first = store.append_message(ann.id, conversation.id, role=Role.USER, content="First.")
+    store.edit_message(ann.id, conversation.id, first.id, "Second.")
+
+    def scenario(context: BrowserContext, base: str) -> None:
+        def backwards_clock(route: Route) -> None:
+            body = route.fetch().json()
+            for message in body["data"]:
+                message["created_at"] = 2_000_000_000 - message["seq"]
+            route.fulfill(json=body)
+
+        page = context.new_page()
+        sign_in(page, base)
+        page.route("**/messages?tree=true", backwards_clock)
+        page.goto(f"{base}/#c={conversation.id}")
+        question = page.locator('#thread .message[data-role="user"]').first
+        expect(question.locator(".content")).to_have_text("Second.")
+        expect(question.locator(".siblings .position")).to_have_text("2 / 2")
+        question.locator(".siblings button.prev").click()
+        expect(question.locator(".content")).to_have_text("First.")
+        expect(question.locator(".siblings .position")).to_have_text("1 / 2")
+
+    await in_browser(web, scenario)
 
 
 async def test_a_429_shows_its_countdown(web: Web) -> None:

@@ -8,7 +8,12 @@ import {enhanceCode, renderInto} from "./markdown.js";
 const STOPPED = "stopped (incomplete)";
 const BLOCKED = "blocked by moderation";
 
-/** Siblings by parent: messages that answer (or edit) the same point, oldest first. */
+/**
+ * Siblings by parent: messages that answer (or edit) the same point, oldest first.
+ * Ordered by `seq` (the conversation's own gap-free counter): `created_at` is whole
+ * seconds, so an edit made in the same second as its original would tie, and the ids
+ * are random, so a tie-break on them put the new branch first half the time.
+ */
 function siblingsByParent(tree) {
   const groups = new Map();
   for (const message of tree) {
@@ -17,7 +22,7 @@ function siblingsByParent(tree) {
     groups.get(key).push(message);
   }
   for (const list of groups.values()) {
-    list.sort((a, b) => (a.created_at - b.created_at) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    list.sort((a, b) => a.seq - b.seq);
   }
   return groups;
 }
