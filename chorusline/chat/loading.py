@@ -28,7 +28,11 @@ if TYPE_CHECKING:  # the runtime imports torch: only where a model is needed
 def model_deps(model: LoadedModel, store: Store, moderator: Moderator, window: int,
                model_name: str, max_pending_chars: int, redis_url: str | None,
                max_turn_seconds: float) -> ChatDeps:
-    """The turn pipeline's dependencies over ``model`` (blocking: run it on a thread)."""
+    """The turn pipeline's dependencies over ``model`` (blocking: run it on a thread).
+    A base model (no chat template) cannot be served here until the chat layer serves
+    several models."""
+    if model.chat_template is None:
+        raise ValueError(f"{model.source.name} has no chat template (a base model)")
     return ChatDeps(
         store=store,
         tokenizer=model.tokenizer,

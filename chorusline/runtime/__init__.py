@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # pure Python
     "BlockManager": "block_manager",
-    "BlockUsage": "block_manager",
-    "NoFreeBlocksError": "block_manager",
+    "BlockUsage": "block_pool",
+    # KV sizing (pure Python but for the dtype's element size, read lazily)
+    "local_blocks_needed": "block_pool",
+    "local_blocks_per_seq": "block_pool",
+    "NoFreeBlocksError": "block_pool",
     "Scheduler": "scheduler",
     "SchedulerConfig": "scheduler",
     "SchedulerOutput": "batch",
@@ -22,15 +25,22 @@ _EXPORTS: dict[str, str] = {
     "TokenSequence": "sequence",
     "SequenceGroup": "sequence",
     "SequenceStatus": "sequence",
-    "LlamaConfig": "config",
+    "ModelConfig": "config",
     # torch-backed
     "ChatTemplate": "chat_template",
     "Engine": "engine",
     "EngineConfig": "engine_config",
     "LoadedModel": "loader",
     "default_model_path": "loader",
+    "gemma_model_path": "loader",
+    "prompt_prefix": "tokenizing",
+    "tokenizer_from_gguf": "tokenizing",
+    "open_gguf": "gguf_weights",
+    "blocks_for_budget": "kv_cache",
+    "bytes_per_block": "kv_cache",
+    "pool_bytes_per_block": "kv_cache",
+    "split_budget": "kv_cache",
     "load_model": "loader",
-    "Tokenizer": "tokenizer",
     "WeightCache": "weight_cache",
     "cache_root": "weight_cache",
     "dequantize": "dequant",
@@ -53,13 +63,15 @@ if TYPE_CHECKING:
         ScheduledSlice as ScheduledSlice,
         SchedulerOutput as SchedulerOutput,
     )
-    from chorusline.runtime.block_manager import (
-        BlockManager as BlockManager,
+    from chorusline.runtime.block_manager import BlockManager as BlockManager
+    from chorusline.runtime.block_pool import (
         BlockUsage as BlockUsage,
         NoFreeBlocksError as NoFreeBlocksError,
+        local_blocks_needed as local_blocks_needed,
+        local_blocks_per_seq as local_blocks_per_seq,
     )
     from chorusline.runtime.chat_template import ChatTemplate as ChatTemplate
-    from chorusline.runtime.config import LlamaConfig as LlamaConfig
+    from chorusline.runtime.config import ModelConfig as ModelConfig
     from chorusline.runtime.dequant import (
         dequantize as dequantize,
         dequantize_to_torch as dequantize_to_torch,
@@ -78,9 +90,17 @@ if TYPE_CHECKING:
     from chorusline.runtime.encoder import BertConfig as BertConfig, BertEncoder as BertEncoder
     from chorusline.runtime.engine import Engine as Engine
     from chorusline.runtime.engine_config import EngineConfig as EngineConfig
+    from chorusline.runtime.gguf_weights import open_gguf as open_gguf
+    from chorusline.runtime.kv_cache import (
+        blocks_for_budget as blocks_for_budget,
+        bytes_per_block as bytes_per_block,
+        pool_bytes_per_block as pool_bytes_per_block,
+        split_budget as split_budget,
+    )
     from chorusline.runtime.loader import (
         LoadedModel as LoadedModel,
         default_model_path as default_model_path,
+        gemma_model_path as gemma_model_path,
         load_model as load_model,
     )
     from chorusline.runtime.scheduler import (
@@ -92,7 +112,10 @@ if TYPE_CHECKING:
         SequenceStatus as SequenceStatus,
         TokenSequence as TokenSequence,
     )
-    from chorusline.runtime.tokenizer import Tokenizer as Tokenizer
+    from chorusline.runtime.tokenizing import (
+        prompt_prefix as prompt_prefix,
+        tokenizer_from_gguf as tokenizer_from_gguf,
+    )
     from chorusline.runtime.weight_cache import WeightCache as WeightCache, cache_root as cache_root
 
 

@@ -3,6 +3,9 @@ compute, and the block copies to make first. Pure Python (no torch).
 
 A slice is the whole of a sequence's work in one step: a single token for a decode, or a
 run of prompt tokens for a prefill (all of it, or one chunk of a chunked prefill).
+With a local pool for sliding-window layers (``block_manager``), a slice also carries
+the sequence's local table and slots, and the step its local copy-on-write pairs; both
+are empty otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class ScheduledSlice:
     #: for a decode or a completing prefill; the leader plus its ``n - 1`` siblings when
     #: the leader of a group completes its prompt (each sibling samples on its own).
     sample_seqs: tuple[TokenSequence, ...]
+    #: The local pool's table (same logical indices; blocks already out of the window
+    #: name its null block) and slots; empty without a local pool.
+    local_block_table: tuple[int, ...] = ()
+    local_slot_mapping: tuple[int, ...] = ()
 
     @property
     def seq_id(self) -> int:
@@ -72,6 +79,8 @@ class SchedulerOutput:
     blocks_to_copy: tuple[tuple[int, int], ...]
     #: Sequences that lost their blocks this step (they will be recomputed later).
     preempted: tuple[TokenSequence, ...]
+    #: Copy-on-write pairs of the local pool (its own block ids); copy them too.
+    local_blocks_to_copy: tuple[tuple[int, int], ...] = ()
 
     @property
     def num_batched_tokens(self) -> int:

@@ -1,21 +1,34 @@
-"""Llama-family model hyper-parameters, read from the model file rather than hard-coded.
+"""Decoder hyper-parameters (Llama and Gemma 3), read from the model file, not hard-coded.
 
 GGUF and Hugging Face spell the same facts differently; both constructors normalise them
 into one frozen value so that the torch model never needs to know where weights came from.
+Fields past ``architecture`` describe what Gemma 3 adds (sliding-window layers with their
+own RoPE base, a query scale, GELU); their defaults mean "as Llama does".
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SUPPORTED_ARCHITECTURES = frozenset({"llama"})
+SUPPORTED_ARCHITECTURES = frozenset({"llama", "gemma3"})
+
+#: HF ``layer_types`` values.
+SLIDING, FULL = "sliding_attention", "full_attention"
+#: Gemma 3's every-sixth-layer-is-global pattern. GGUF has no key for it: llama.cpp and
+#: transformers both hard-code 6 for ``gemma3``, and so do we.
+GEMMA3_SLIDING_PATTERN = 6
+#: The RoPE base of Gemma 3's sliding-window layers. The GGUF gives only the global base
+#: (``rope.freq_base``, 10^6); transformers' ``Gemma3TextConfig`` defaults the local base
+#: (``rope_local_base_freq``) to 10^4, as does llama.cpp, so it is taken from there.
+GEMMA3_LOCAL_ROPE_THETA = 10_000.0
 
 
 @dataclass(frozen=True)
-class LlamaConfig:
-    """Shape and numerics of a Llama-family decoder (HF `LlamaConfig` field names)."""
+class ModelConfig:
+    """Shape and numerics of a decoder (Hugging Face config field names)."""
 
     vocab_size: int
     hidden_size: int
@@ -36,6 +49,22 @@ class LlamaConfig:
     attention_bias: bool = False
     mlp_bias: bool = False
     architecture: str = "llama"
+    #: One HF layer type per layer (``SLIDING`` or ``FULL``); empty: every layer is full.
+    layer_types: tuple[str, ...] = ()
+    #: Keys a sliding layer's query sees, itself included (HF: ``kv > q - window``).
+    sliding_window: int | None = None
+    #: RoPE base of sliding layers (None: ``rope_theta``, as every layer of Llama).
+    rope_local_theta: float | None = None
+    #: Attention scale is ``query_pre_attn_scalar ** -0.5`` (None: ``head_dim``).
+    query_pre_attn_scalar: float | None = None
+    hidden_activation: str = "silu"
+
+    def is_sliding(self, layer: int) -> bool:
+        return bool(self.layer_types) and self.layer_types[layer] == SLIDING
+
+    @property
+    def attention_scale(self) -> float:
+        return 1.0 / math.sqrt(self.query_pre_attn_scalar or self.head_dim)
 
     @property
     def num_key_value_groups(self) -> int:
@@ -47,7 +76,7 @@ class LlamaConfig:
         metadata: Mapping[str, Any],
         *,
         tensor_names: Collection[str] | None = None,
-    ) -> LlamaConfig:
+    ) -> ModelConfig:
         """Build from GGUF key/values (already decoded to Python values).
 
         GGUF has no "tied embeddings" flag: a file without `output.weight` is tied.  Pass the
@@ -55,7 +84,8 @@ class LlamaConfig:
         """
         arch = str(metadata.get("general.architecture", ""))
         if arch not in SUPPORTED_ARCHITECTURES:
-            raise ValueError(f"unsupported GGUF architecture {arch!r} (supported: llama)")
+            raise ValueError(
+                f"unsupported GGUF architecture {arch!r} (supported: gemma3, llama)")
 
         def req(key: str) -> Any:
             full = f"{arch}.{key}"
@@ -98,10 +128,12 @@ class LlamaConfig:
             eos_token_id=eos_ids[0] if eos_ids else None,
             eos_token_ids=tuple(eos_ids),
             architecture=arch,
+            **(_gemma3_fields(metadata, int(req("block_count")), head_dim)
+               if arch == "gemma3" else {}),
         )
 
     @classmethod
-    def from_hf_config(cls, config: Mapping[str, Any]) -> LlamaConfig:
+    def from_hf_config(cls, config: Mapping[str, Any]) -> ModelConfig:
         """Build from a parsed Hugging Face `config.json`."""
         model_type = str(config.get("model_type", ""))
         archs = [str(a) for a in config.get("architectures") or []]
@@ -140,6 +172,22 @@ class LlamaConfig:
             mlp_bias=bool(config.get("mlp_bias", False)),
             architecture="llama",
         )
+
+
+def _gemma3_fields(metadata: Mapping[str, Any], layers: int, head_dim: int) -> dict[str, Any]:
+    """What Gemma 3 adds to the common keys: its layer pattern, window and local base."""
+    window = metadata.get("gemma3.attention.sliding_window")
+    if window is None:
+        raise ValueError("GGUF metadata lacks required key 'gemma3.attention.sliding_window'")
+    pattern = GEMMA3_SLIDING_PATTERN
+    return {
+        "layer_types": tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)),
+        "sliding_window": int(window),
+        "rope_local_theta": GEMMA3_LOCAL_ROPE_THETA,
+        "query_pre_attn_scalar": float(
+            metadata.get("gemma3.attention.query_pre_attn_scalar", head_dim)),
+        "hidden_activation": "gelu_pytorch_tanh",
+    }
 
 
 def _gguf_rope_scaling(metadata: Mapping[str, Any], arch: str) -> dict[str, Any] | None:

@@ -32,15 +32,20 @@ from chorusline.protocols import (
     TokenLogprob,
     check_prompt_tokens,
 )
-from chorusline.runtime.block_manager import BlockManager
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.block_manager import (
+    BlockManager,
+    BlockUsage,
+    local_blocks_needed,
+    local_blocks_per_seq,
+)
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.constraints import Constraints, GrammarDetokenizer
 from chorusline.runtime.deadlines import DeadlineQueue
+from chorusline.runtime.decoder import build_decoder
 from chorusline.runtime.device import select_device, select_dtype
 from chorusline.runtime.engine_config import EngineConfig
 from chorusline.runtime.int4 import int4_supported
-from chorusline.runtime.kv_cache import KVCache, blocks_for_budget
-from chorusline.runtime.model import LlamaModel
+from chorusline.runtime.kv_cache import KVCache, blocks_for_budget, split_budget
 from chorusline.runtime.model_runner import ModelRunner
 from chorusline.runtime.sampler import SampledToken, Sampler, SampleRow, make_generator
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
@@ -50,7 +55,7 @@ from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequ
 class ModelSource(Protocol):
     """What the engine needs from ``loader.LoadedModel``."""
 
-    config: LlamaConfig
+    config: ModelConfig
     weights: dict[str, torch.Tensor]
 
     @property
@@ -92,18 +97,40 @@ class Engine:
         self.max_model_len = min(config.max_model_len or mc.max_position_embeddings,
                                  mc.max_position_embeddings)
         self.block_size = config.block_size or (16 if self.device.type == "cuda" else 8)
-        num_blocks = config.num_blocks or blocks_for_budget(
-            mc, self.block_size, self.dtype, config.kv_cache_bytes)
+        step_tokens = max(self.token_budget, config.max_num_seqs)
+        #: Keys a sliding-window layer sees, if those layers have a pool of their own.
+        self.window = (mc.sliding_window if config.local_kv_pool and mc.sliding_window
+                       and any(mc.is_sliding(i) for i in range(mc.num_hidden_layers))
+                       else None)
+        num_local: int | None = None
+        if self.window is None:
+            num_blocks = config.num_blocks or blocks_for_budget(
+                mc, self.block_size, self.dtype, config.kv_cache_bytes)
+        else:
+            needed = config.num_local_blocks or local_blocks_needed(
+                self.window, self.block_size, config.max_num_seqs, step_tokens)
+            least = config.num_local_blocks or local_blocks_per_seq(
+                self.window, self.block_size, 1)
+            if config.num_blocks:
+                num_blocks = config.num_blocks
+                num_local = max(least, min(needed, num_blocks))
+            else:
+                num_blocks, num_local = split_budget(mc, self.block_size, self.dtype,
+                                                     config.kv_cache_bytes, needed, least)
         supported = int4_supported(self.device, self.dtype)
         if config.int4 and not supported:
             raise ValueError("int4 weights need a CPU device, bf16 and torch's int4 CPU kernel")
-        self.model = LlamaModel(mc, model.weights, device=self.device, dtype=self.dtype,
-                                int4=supported if config.int4 is None else config.int4)
-        self.kv_cache = KVCache(mc, num_blocks, self.block_size, self.dtype, self.device)
+        self.model = build_decoder(mc, model.weights, device=self.device, dtype=self.dtype,
+                                   int4=supported if config.int4 is None else config.int4,
+                                   max_positions=self.max_model_len)
+        self.kv_cache = KVCache(mc, num_blocks, self.block_size, self.dtype, self.device,
+                                num_local_blocks=num_local)
         self.block_manager = BlockManager(num_blocks, self.block_size,
-                                          config.enable_prefix_caching)
+                                          config.enable_prefix_caching,
+                                          sliding_window=None if num_local is None
+                                          else self.window, num_local_blocks=num_local)
         self.scheduler = Scheduler(SchedulerConfig(
-            max_num_batched_tokens=max(self.token_budget, config.max_num_seqs),
+            max_num_batched_tokens=step_tokens,
             max_num_seqs=config.max_num_seqs,
             max_model_len=self.max_model_len,
         ), self.block_manager)
@@ -192,12 +219,25 @@ class Engine:
         return bool(self._aborted) or self.scheduler.has_unfinished()
 
     def stats(self) -> EngineStats:
-        usage = self.block_manager.usage()
+        """KV blocks are counted over both pools when there is a local one (the block
+        map lists them in the same order); `kv_pools` has each pool on its own."""
+        pools = self.kv_pools()
+        total = sum(u.total for u in pools.values())
+        used = sum(u.used for u in pools.values())
         return EngineStats(self.scheduler.num_running, self.scheduler.num_waiting,
-                           usage.total, usage.used, usage.used / usage.total, self._steps,
+                           total, used, used / total, self._steps,
                            self._generated, self.scheduler.max_seq_len,
                            self._prompt_tokens, self.scheduler.num_preemptions,
                            self._last_step_ms)
+
+    def kv_pools(self) -> dict[str, BlockUsage]:
+        """Block usage per pool: ``global``, and ``local`` where sliding-window layers
+        have a pool of their own (its blocks cost only those layers' bytes)."""
+        pools = {"global": self.block_manager.usage()}
+        local = self.block_manager.local_usage()
+        if local is not None:
+            pools["local"] = local
+        return pools
 
     def block_map(self) -> dict[str, Any]:
         """Every KV block's state and reference count, for the console's block map."""

@@ -24,9 +24,18 @@ class EngineConfig:
     #: (batch 32: 141/141 vs 130/147 tok/s; single stream 16.4/17.3 vs 15.6/16.4). CUDA
     #: keeps 16 (not measured here; its graph buckets are sized in blocks).
     block_size: int | None = None
-    #: KV cache budget; ignored when ``num_blocks`` is given.
+    #: KV cache budget; ignored when ``num_blocks`` is given. With a local pool it is
+    #: split between the pools (``kv_cache.split_budget``).
     kv_cache_bytes: int = 512 * 1024 * 1024
+    #: Blocks of the (global) pool; with a local pool, None: what the budget leaves.
     num_blocks: int | None = None
+    #: Sliding-window layers (Gemma 3) keep their KV in a pool of their own that hands
+    #: blocks back as they leave the window. False: every layer keeps every position in
+    #: the one pool, as full layers do (the layout before; for comparisons and tests).
+    local_kv_pool: bool = True
+    #: Blocks of that local pool; None: what ``max_num_seqs`` sequences can hold at most
+    #: (``block_manager.local_blocks_needed``), but no more than the global pool has.
+    num_local_blocks: int | None = None
     #: Tokens computed per step; None: 512 on CPU, 2048 on CUDA. A step's prefill delays
     #: every first token it carries, and a CPU computes ~1,000 prompt tokens/s for this
     #: model, so on CPU a smaller budget lets early arrivals start streaming sooner.

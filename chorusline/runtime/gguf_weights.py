@@ -1,8 +1,11 @@
-"""Read a GGUF file and turn its tensors into a Hugging Face Llama state dict.
+"""Read a GGUF file and turn its tensors into a Hugging Face state dict (Llama, Gemma 3).
 
-llama.cpp renames tensors and permutes the rows of the query/key projections to suit its
-RoPE kernel; we undo both so the result equals what `transformers` loads, and the torch
-model can be written once against HF conventions.
+llama.cpp renames tensors and permutes the rows of Llama's query/key projections to suit
+its RoPE kernel; we undo both so the result equals what `transformers` loads, and the
+torch model can be written once against HF conventions. Gemma is converted without the
+permutation (llama.cpp runs it with NeoX-style RoPE, which is HF's rotate-half), but with
+every norm weight stored as ``1 + w``: HF keeps ``w`` and adds the one at run time, so
+the one is taken off here, as transformers does.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
 from tqdm import tqdm
 
 from chorusline.runtime import dequant
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.hf_weights import expected_hf_names
 
 _GLOBAL_NAMES = {
@@ -38,6 +41,16 @@ _LAYER_NAMES = {
     "ffn_gate": "mlp.gate_proj",
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
+}
+# Gemma 3 names the norm before the MLP `ffn_norm` (Llama's post-attention norm) and adds
+# norms after attention and after the MLP, and on queries and keys.
+_GEMMA3_LAYER_NAMES = {
+    **_LAYER_NAMES,
+    "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm",
+    "post_ffw_norm": "post_feedforward_layernorm",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
 }
 # Tensors llama.cpp derives for its own kernels; HF recomputes them from the config.
 _IGNORED = {"rope_freqs.weight"}
@@ -77,18 +90,19 @@ def open_gguf(path: str | Path) -> GGUFFile:
     return GGUFFile(path=source, metadata=metadata, reader=reader)
 
 
-def hf_name(gguf_name: str) -> str | None:
-    """Map a llama.cpp tensor name to its HF `LlamaForCausalLM` name (None: not needed)."""
+def hf_name(gguf_name: str, architecture: str = "llama") -> str | None:
+    """Map a llama.cpp tensor name to its HF name (None: not needed)."""
     if gguf_name in _IGNORED:
         return None
     stem, _, suffix = gguf_name.rpartition(".")
     if stem in _GLOBAL_NAMES:
         return f"{_GLOBAL_NAMES[stem]}.{suffix}"
+    names = _GEMMA3_LAYER_NAMES if architecture == "gemma3" else _LAYER_NAMES
     match = _LAYER_RE.match(gguf_name)
-    if match is None or match.group(2) not in _LAYER_NAMES:
-        raise ValueError(f"unexpected tensor {gguf_name!r} in a llama GGUF file")
+    if match is None or match.group(2) not in names:
+        raise ValueError(f"unexpected tensor {gguf_name!r} in a {architecture} GGUF file")
     layer, part, kind = match.groups()
-    return f"model.layers.{layer}.{_LAYER_NAMES[part]}.{kind}"
+    return f"model.layers.{layer}.{names[part]}.{kind}"
 
 
 def unpermute_rope_rows(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -110,7 +124,7 @@ def _tensor_shape(tensor: ReaderTensor) -> tuple[int, ...]:
 
 def iter_hf_tensors(
     gguf_file: GGUFFile,
-    config: LlamaConfig,
+    config: ModelConfig,
     *,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
@@ -124,13 +138,17 @@ def iter_hf_tensors(
         file=sys.stderr,
         disable=not progress,
     )
+    gemma = config.architecture == "gemma3"
     for tensor in bar:
-        name = hf_name(tensor.name)
+        name = hf_name(tensor.name, config.architecture)
         if name is None:
             continue
         values = dequant.dequantize(np.asarray(tensor.data), tensor.tensor_type)
         out = torch.from_numpy(values.reshape(_tensor_shape(tensor)))
-        if name.endswith("q_proj.weight") or name.endswith("q_proj.bias"):
+        if gemma:
+            if name.endswith("norm.weight"):
+                out = out - 1.0
+        elif name.endswith("q_proj.weight") or name.endswith("q_proj.bias"):
             out = unpermute_rope_rows(out, config.num_attention_heads)
         elif name.endswith("k_proj.weight") or name.endswith("k_proj.bias"):
             out = unpermute_rope_rows(out, config.num_key_value_heads)
@@ -139,7 +157,7 @@ def iter_hf_tensors(
 
 def hf_state_dict(
     gguf_file: GGUFFile,
-    config: LlamaConfig,
+    config: ModelConfig,
     *,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,

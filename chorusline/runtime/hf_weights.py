@@ -1,4 +1,4 @@
-"""Load a Hugging Face Llama checkpoint directory (`*.safetensors`) into a state dict.
+"""Load a Hugging Face Llama or Gemma 3 checkpoint directory (`*.safetensors`) into a state dict.
 
 HF names are already what the torch model expects, so this only selects the right files,
 keeps the tensors the model uses, casts them, and checks nothing is missing.
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 
 HF_LAYER_PARTS = (
     "input_layernorm",
@@ -26,14 +26,23 @@ HF_LAYER_PARTS = (
     "mlp.down_proj",
 )
 
+#: What a Gemma 3 layer has besides: query/key norms and norms around the MLP.
+GEMMA3_LAYER_PARTS = (
+    "self_attn.q_norm",
+    "self_attn.k_norm",
+    "pre_feedforward_layernorm",
+    "post_feedforward_layernorm",
+)
 
-def expected_hf_names(config: LlamaConfig) -> list[str]:
-    """The weight names `LlamaForCausalLM` needs for `config` (optional biases excluded)."""
+
+def expected_hf_names(config: ModelConfig) -> list[str]:
+    """The weight names HF's model for `config` needs (optional biases excluded)."""
+    parts = HF_LAYER_PARTS + (GEMMA3_LAYER_PARTS if config.architecture == "gemma3" else ())
     names = ["model.embed_tokens.weight", "model.norm.weight"]
     if not config.tie_word_embeddings:
         names.append("lm_head.weight")
     for i in range(config.num_hidden_layers):
-        names.extend(f"model.layers.{i}.{part}.weight" for part in HF_LAYER_PARTS)
+        names.extend(f"model.layers.{i}.{part}.weight" for part in parts)
     return names
 
 
@@ -50,7 +59,7 @@ def safetensors_files(directory: Path) -> list[Path]:
 
 
 def load_safetensors_dir(
-    directory: Path, config: LlamaConfig, *, dtype: torch.dtype = torch.float32
+    directory: Path, config: ModelConfig, *, dtype: torch.dtype = torch.float32
 ) -> dict[str, torch.Tensor]:
     weights: dict[str, torch.Tensor] = {}
     for file in safetensors_files(directory):

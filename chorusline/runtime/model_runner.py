@@ -8,7 +8,13 @@ siblings, which then sample on their own), so the sampler gets one row per seque
 
 On CUDA, decode-only steps replay captured CUDA graphs, keyed by (padded batch size,
 padded block-table width), because at decode a 135M model is bound by kernel-launch
-overhead rather than by arithmetic.
+overhead rather than by arithmetic. Models with sliding-window layers run without them
+for now: their graphs would need the window's mask in a static buffer too, and no CUDA
+device has been at hand to test that on.
+
+When the KV cache has a local pool (sliding-window layers, see ``kv_cache``), the runner
+also performs the step's local copies and passes every group the slices' local tables,
+and the metadata the local slots, so those layers write and read their own pool.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ import torch
 
 from chorusline.runtime.attention import AttentionGroup, AttentionMetadata, build_group
 from chorusline.runtime.batch import ScheduledSlice, SchedulerOutput
+from chorusline.runtime.decoder import Decoder
 from chorusline.runtime.kv_cache import KVCache
-from chorusline.runtime.model import LlamaModel
 from chorusline.runtime.sequence import TokenSequence
 
 _GRAPH_BATCHES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128)
@@ -38,17 +44,21 @@ class ForwardOutput:
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaModel, kv_cache: KVCache, *, cuda_graphs: bool = True) -> None:
+    def __init__(self, model: Decoder, kv_cache: KVCache, *, cuda_graphs: bool = True) -> None:
         self.model = model
         self.kv_cache = kv_cache
         self.device = model.device
         self._graphs: _DecodeGraphs | None = None
-        if cuda_graphs and self.device.type == "cuda":
+        #: Keys a sliding-window layer sees (None: the model has no such layer).
+        self.window = model.config.sliding_window if model.config.layer_types else None
+        if cuda_graphs and self.device.type == "cuda" and self.window is None:
             self._graphs = _DecodeGraphs(model, kv_cache)
 
     @torch.inference_mode()
     def execute(self, step: SchedulerOutput) -> ForwardOutput:
         self.kv_cache.copy_blocks(list(step.blocks_to_copy))
+        if step.local_blocks_to_copy:
+            self.kv_cache.copy_local_blocks(list(step.local_blocks_to_copy))
         decodes = [sl for sl in step.slices if sl.num_tokens == 1]
         others = [sl for sl in step.slices if sl.num_tokens > 1]
         if not decodes and not others:
@@ -63,6 +73,7 @@ class ModelRunner:
         ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
+        local_slots: list[int] = []
         last_rows: list[int] = []  # the model gives a row per sampling slice
         seqs: list[TokenSequence] = []
         picks: list[int] = []
@@ -70,6 +81,7 @@ class ModelRunner:
             ids.extend(sl.token_ids)
             positions.extend(sl.positions)
             slots.extend(sl.slot_mapping)
+            local_slots.extend(sl.local_slot_mapping)
             if sl.sample_seqs:
                 last_rows.append(len(ids) - 1)
                 for seq in sl.sample_seqs:
@@ -79,10 +91,11 @@ class ModelRunner:
         cache = self.kv_cache
         groups = []
         if decodes:
-            groups.append(_group(0, decodes, cache, dev))
+            groups.append(_group(0, decodes, cache, dev, self.window))
         if others:
-            groups.append(_group(len(decodes), others, cache, dev))
-        meta = AttentionMetadata(_long(slots, dev), groups, self.model.scale)
+            groups.append(_group(len(decodes), others, cache, dev, self.window))
+        meta = AttentionMetadata(_long(slots, dev), groups, self.model.scale,
+                                 _long(local_slots, dev) if cache.has_local_pool else None)
         logits = self.model.forward(_long(ids, dev), _long(positions, dev), meta, cache,
                                     _long(last_rows, dev))
         return ForwardOutput(_rows(logits, picks), seqs)
@@ -101,10 +114,12 @@ def _long(values: Sequence[int], device: torch.device) -> torch.Tensor:
 
 
 def _group(start: int, slices: Sequence[ScheduledSlice], cache: KVCache,
-           device: torch.device) -> AttentionGroup:
+           device: torch.device, window: int | None) -> AttentionGroup:
+    local = [sl.local_block_table for sl in slices] if cache.has_local_pool else None
     return build_group(start, [sl.num_tokens for sl in slices], [sl.start for sl in slices],
                        [sl.block_table for sl in slices], cache.block_size, cache.null_block,
-                       device)
+                       device, window=window, local_block_tables=local,
+                       local_null_block=cache.local_null_block)
 
 
 class _DecodeGraphs:
@@ -114,7 +129,7 @@ class _DecodeGraphs:
     attend to it only, so they never touch a real sequence's cache.
     """
 
-    def __init__(self, model: LlamaModel, cache: KVCache) -> None:
+    def __init__(self, model: Decoder, cache: KVCache) -> None:
         self.model = model
         self.cache = cache
         self.max_width = -(-model.config.max_position_embeddings // cache.block_size)

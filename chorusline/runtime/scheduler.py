@@ -9,8 +9,10 @@ Interface used by the engine (stable; extend only compatibly)::
     while sched.has_unfinished():
         out = sched.schedule()                       # SchedulerOutput
         # runner: 1. perform out.blocks_to_copy (src -> dst, whole blocks, all layers)
+        #            and out.local_blocks_to_copy (the local pool's, if any)
         #         2. for each slice: write KV of sl.token_ids at sl.slot_mapping,
-        #            attend over sl.block_table up to sl.context_len
+        #            attend over sl.block_table up to sl.context_len (sliding-window
+        #            layers with a local pool: sl.local_slot_mapping, sl.local_block_table)
         #         3. for slices with sl.sample: sample one token per seq in
         #            sl.sample_seqs from the logits of the slice's last token
         finished = sched.on_step_finished(out, {seq_id: token_id, ...})
@@ -28,6 +30,12 @@ priority class, and inside it rotates over tenants (the tenant served longest ag
 first), so a tenant that floods the queue cannot starve the others. A waiting sequence
 that finds no seat or no blocks may preempt running sequences of a strictly less
 important class, never of its own: equal priority waits its turn.
+
+With a local pool (sliding-window layers, see ``block_manager``) a sequence runs only if
+both pools can supply its blocks, and no slice computes more than
+``BlockManager.max_slice_tokens`` tokens: that bound is what keeps one sequence alone
+inside the local pool, as ``max_seq_len`` keeps it inside the global one, so preemption
+still converges.
 """
 
 from __future__ import annotations
@@ -77,16 +85,20 @@ class _Plan:
     budget: int
     tokens: dict[int, int] = field(default_factory=dict)
     copies: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    local_copies: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     preempted: list[TokenSequence] = field(default_factory=list)
 
-    def add(self, seq: TokenSequence, n: int, copies: list[tuple[int, int]]) -> None:
+    def add(self, seq: TokenSequence, n: int, copies: list[tuple[int, int]],
+            local_copies: list[tuple[int, int]]) -> None:
         self.tokens[seq.seq_id] = n
         self.copies[seq.seq_id] = copies
+        self.local_copies[seq.seq_id] = local_copies
         self.budget -= n
 
     def drop(self, seq: TokenSequence) -> None:
         self.budget += self.tokens.pop(seq.seq_id, 0)
         self.copies.pop(seq.seq_id, None)
+        self.local_copies.pop(seq.seq_id, None)
         self.preempted.append(seq)
 
 
@@ -101,6 +113,13 @@ class Scheduler:
         self.max_seq_len = min(
             config.max_model_len, block_manager.num_blocks * block_manager.block_size
         )
+        #: Longest slice: one sequence alone must fit the local pool too (no local
+        #: pool: the step budget, which bounds every slice anyway).
+        self.max_slice_tokens = block_manager.max_slice_tokens or config.max_num_batched_tokens
+        if not config.chunked_prefill and self.max_slice_tokens < self.max_seq_len:
+            raise ValueError(
+                "without chunked_prefill a whole sequence must fit in one step: the local "
+                f"pool holds slices of at most {self.max_slice_tokens} tokens")
         self.num_preemptions = 0
         self._waiting = FairQueue()
         self._running: list[TokenSequence] = []
@@ -194,7 +213,7 @@ class Scheduler:
         for seq in order:
             if seq.status is not SequenceStatus.RUNNING:
                 continue  # preempted earlier in this loop
-            n = min(seq.num_uncomputed, plan.budget)
+            n = min(seq.num_uncomputed, plan.budget, self.max_slice_tokens)
             if n == 0:
                 continue
             while not self.block_manager.can_append(seq, n):
@@ -203,12 +222,14 @@ class Scheduler:
                 if victim is seq:
                     break
             else:
-                plan.add(seq, n, self.block_manager.append_slots(seq, n))
+                local: list[tuple[int, int]] = []
+                plan.add(seq, n, self.block_manager.append_slots(seq, n, local), local)
         if not plan.preempted:  # admitting right after a preemption would only thrash
             self._admit(plan)
         slices = tuple(self._slice(self._by_id[i], n) for i, n in plan.tokens.items())
         pairs = tuple(p for ps in plan.copies.values() for p in ps)
-        return SchedulerOutput(slices, pairs, tuple(plan.preempted))
+        local_pairs = tuple(p for ps in plan.local_copies.values() for p in ps)
+        return SchedulerOutput(slices, pairs, tuple(plan.preempted), local_pairs)
 
     def on_step_finished(
         self, output: SchedulerOutput, sampled: Mapping[int, int]
@@ -257,7 +278,7 @@ class Scheduler:
             if seq is None:
                 return
             cached = bm.num_cached_tokens(seq)
-            n = min(seq.num_tokens - cached, plan.budget)
+            n = min(seq.num_tokens - cached, plan.budget, self.max_slice_tokens)
             if n < seq.num_tokens - cached and not self.config.chunked_prefill:
                 return
             group = 1 + len(self._pending.get(seq.seq_id, ()))
@@ -278,7 +299,7 @@ class Scheduler:
                 seq.admission_order = self._admissions
                 self._admissions += 1
             self._running.append(seq)
-            plan.add(seq, n, [])
+            plan.add(seq, n, [], [])
 
     def _seats_taken(self) -> int:
         """Running sequences plus the unforked siblings of running leaders."""
@@ -292,13 +313,18 @@ class Scheduler:
         sample: tuple[TokenSequence, ...] = ()
         if start + n == seq.num_tokens:
             sample = (seq, *self._pending.get(seq.seq_id, ()))
+        bm = self.block_manager
+        local = bm.has_local_pool
         return ScheduledSlice(
             seq=seq,
             token_ids=tuple(seq.token_ids_slice(start, start + n)),
             start=start,
-            block_table=tuple(self.block_manager.block_table(seq.seq_id)),
-            slot_mapping=tuple(self.block_manager.slot_mapping(seq.seq_id, start, n)),
+            block_table=tuple(bm.block_table(seq.seq_id)),
+            slot_mapping=tuple(bm.slot_mapping(seq.seq_id, start, n)),
             sample_seqs=sample,
+            local_block_table=tuple(bm.local_block_table(seq.seq_id)) if local else (),
+            local_slot_mapping=tuple(bm.local_slot_mapping(seq.seq_id, start, n)) if local
+            else (),
         )
 
     def _preempt(self, seq: TokenSequence, plan: _Plan) -> None:

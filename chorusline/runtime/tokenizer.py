@@ -12,11 +12,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import tiktoken
+
+from chorusline.runtime.tokenizing import Vocabulary
 
 _CONTRACTIONS = r"'s|'t|'re|'ve|'m|'ll|'d"
 # GPT-2's byte-level rule, as HF `ByteLevel(use_regex=True)` applies it.
@@ -67,7 +69,7 @@ def piece_to_bytes(piece: str) -> bytes:
     return bytes(decoder[ch] for ch in piece)
 
 
-class Tokenizer:
+class BpeTokenizer(Vocabulary):
     """Encode/decode with exactly the model's BPE; special tokens only when asked for."""
 
     def __init__(
@@ -101,9 +103,6 @@ class Tokenizer:
             name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special_ranks
         )
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self._pieces)
 
     @property
     def encoding(self) -> tiktoken.Encoding:
@@ -128,30 +127,8 @@ class Tokenizer:
             return ranks
         return [i for r in ranks if (i := table[r]) != _DROPPED]
 
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        table = self._bytes
-        return b"".join(table[i] for i in ids)
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text for `ids`; incomplete UTF-8 sequences become U+FFFD, as in HF."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-    def token_bytes(self, token_id: int) -> bytes:
-        return self._bytes[token_id]
-
-    def id_to_piece(self, token_id: int) -> str:
-        """The vocabulary entry as HF spells it (GPT-2 byte alphabet, e.g. 'Ġthe')."""
-        return self._pieces[token_id]
-
-    def piece_to_id(self, piece: str) -> int:
-        return self._piece_index[piece]
-
-    @cached_property
-    def _piece_index(self) -> dict[str, int]:
-        return {p: i for i, p in enumerate(self._pieces)}
-
     @classmethod
-    def from_gguf_metadata(cls, metadata: Mapping[str, Any]) -> Tokenizer:
+    def from_gguf_metadata(cls, metadata: Mapping[str, Any]) -> BpeTokenizer:
         """Build from llama.cpp's `tokenizer.ggml.*` keys (BPE / `gpt2` vocabularies)."""
         kind = metadata.get("tokenizer.ggml.model")
         if kind != "gpt2":
@@ -179,7 +156,7 @@ class Tokenizer:
         )
 
     @classmethod
-    def from_hf_dir(cls, directory: Path) -> Tokenizer:
+    def from_hf_dir(cls, directory: Path) -> BpeTokenizer:
         """Build from a Hugging Face `tokenizer.json` (+ `tokenizer_config.json` for eos)."""
         path = directory / "tokenizer.json"
         if not path.is_file():
@@ -194,7 +171,7 @@ class Tokenizer:
     @classmethod
     def from_hf_json(
         cls, data: Mapping[str, Any], config: Mapping[str, Any] | None = None
-    ) -> Tokenizer:
+    ) -> BpeTokenizer:
         model = data.get("model") or {}
         if model.get("type") != "BPE" or model.get("byte_fallback"):
             raise ValueError("only byte-level BPE tokenizer.json files are supported")
@@ -277,7 +254,7 @@ def _bpe_ranks(
     Only single bytes and merge results are mergeable: other entries can't be produced by
     the reference BPE, so they must not be produced here either.  tiktoken needs a rank for
     every byte, but vocabularies may lack some (SmolLM2 has no 0xF5..0xFF); the reference
-    drops such bytes, so they get ranks past every id and `Tokenizer.encode` drops them.
+    drops such bytes, so they get ranks past every id and `BpeTokenizer.encode` drops them.
     """
     index = {p: i for i, p in enumerate(pieces) if i not in special_ids}
     order = sorted(i for i in index.values() if len(token_bytes[i]) == 1)

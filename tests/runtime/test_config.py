@@ -1,4 +1,4 @@
-"""LlamaConfig: both constructors read the file's values and reject what we can't run."""
+"""ModelConfig: both constructors read the file's values and reject what we can't run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.gguf_weights import open_gguf
 from chorusline.runtime.loader import LoadedModel
 
@@ -32,7 +32,7 @@ def gguf_metadata(**overrides: Any) -> dict[str, Any]:
 
 
 def test_gguf_values_are_read_not_assumed() -> None:
-    config = LlamaConfig.from_gguf_metadata(gguf_metadata(), tensor_names=["output.weight"])
+    config = ModelConfig.from_gguf_metadata(gguf_metadata(), tensor_names=["output.weight"])
     assert config.num_hidden_layers == 4
     assert config.hidden_size == 256
     assert config.intermediate_size == 688
@@ -50,11 +50,11 @@ def test_gguf_values_are_read_not_assumed() -> None:
 
 def test_gguf_tied_when_no_output_tensor() -> None:
     names = ["token_embd.weight", "output_norm.weight"]
-    assert LlamaConfig.from_gguf_metadata(gguf_metadata(), tensor_names=names).tie_word_embeddings
+    assert ModelConfig.from_gguf_metadata(gguf_metadata(), tensor_names=names).tie_word_embeddings
 
 
 def test_gguf_optional_keys() -> None:
-    config = LlamaConfig.from_gguf_metadata(
+    config = ModelConfig.from_gguf_metadata(
         gguf_metadata(
             **{
                 "llama.attention.head_count_kv": None,
@@ -80,9 +80,9 @@ def test_gguf_optional_keys() -> None:
 
 def test_gguf_rejects_other_architectures_and_missing_keys() -> None:
     with pytest.raises(ValueError, match="unsupported GGUF architecture 'gpt2'"):
-        LlamaConfig.from_gguf_metadata(gguf_metadata(**{"general.architecture": "gpt2"}))
+        ModelConfig.from_gguf_metadata(gguf_metadata(**{"general.architecture": "gpt2"}))
     with pytest.raises(ValueError, match=r"llama\.block_count"):
-        LlamaConfig.from_gguf_metadata(gguf_metadata(**{"llama.block_count": None}))
+        ModelConfig.from_gguf_metadata(gguf_metadata(**{"llama.block_count": None}))
 
 
 def hf_config(**overrides: Any) -> dict[str, Any]:
@@ -108,30 +108,30 @@ def hf_config(**overrides: Any) -> dict[str, Any]:
 
 
 def test_hf_config() -> None:
-    config = LlamaConfig.from_hf_config(hf_config())
+    config = ModelConfig.from_hf_config(hf_config())
     assert config.head_dim == 64  # hidden / heads when head_dim is absent
     assert config.eos_token_ids == (128001, 128008, 128009)
     assert config.eos_token_id == 128001
     assert config.rope_scaling == {"rope_type": "llama3", "factor": 32.0}
     assert config.tie_word_embeddings
-    single = LlamaConfig.from_hf_config(hf_config(eos_token_id=2, head_dim=128))
+    single = ModelConfig.from_hf_config(hf_config(eos_token_id=2, head_dim=128))
     assert (single.eos_token_ids, single.head_dim) == ((2,), 128)
 
 
 def test_hf_config_rejects_other_models() -> None:
     with pytest.raises(ValueError, match="unsupported"):
-        LlamaConfig.from_hf_config(hf_config(model_type="mistral", architectures=["Mistral"]))
+        ModelConfig.from_hf_config(hf_config(model_type="mistral", architectures=["Mistral"]))
 
 
 def test_config_is_frozen() -> None:
-    config = LlamaConfig.from_hf_config(hf_config())
+    config = ModelConfig.from_hf_config(hf_config())
     with pytest.raises(AttributeError):
         config.hidden_size = 1  # type: ignore[misc]
 
 
 def test_tiny_gguf_config(tiny_gguf_path: Path) -> None:
     opened = open_gguf(tiny_gguf_path)
-    config = LlamaConfig.from_gguf_metadata(opened.metadata, tensor_names=opened.tensor_names)
+    config = ModelConfig.from_gguf_metadata(opened.metadata, tensor_names=opened.tensor_names)
     assert (config.hidden_size, config.num_hidden_layers, config.head_dim) == (64, 2, 16)
     assert not config.tie_word_embeddings
 

@@ -99,3 +99,14 @@ def test_every_tensor_type_of_smollm(smollm_reader: GGUFReader) -> None:
         assert qtype in SUPPORTED_TYPES
         data = np.asarray(tensor.data)
         assert_bit_identical(dequantize(data, qtype), reference_dequantize(data, qtype))
+
+
+def test_every_tensor_type_of_gemma(gemma_gguf_path: Path) -> None:
+    """One tensor of each type Gemma 3 270M uses (Q4_K, Q5_0, Q6_K, Q8_0, F32)."""
+    first_of_type: dict[Q, Any] = {}
+    for tensor in GGUFReader(gemma_gguf_path, "r").tensors:
+        first_of_type.setdefault(Q(tensor.tensor_type), tensor)
+    assert set(first_of_type) == {Q.Q4_K, Q.Q5_0, Q.Q6_K, Q.Q8_0, Q.F32}
+    for qtype, tensor in first_of_type.items():
+        data = np.asarray(tensor.data)
+        assert_bit_identical(dequantize(data, qtype), reference_dequantize(data, qtype))

@@ -6,6 +6,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,9 @@ from chorusline.protocols import (
     RequestOutput,
     SamplingParams,
 )
+from chorusline.runtime.block_manager import local_blocks_needed
 from chorusline.runtime.engine import Engine, EngineConfig
+from chorusline.runtime.kv_cache import pool_bytes_per_block
 from chorusline.runtime.loader import LoadedModel, load_model
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True)
@@ -410,3 +413,60 @@ def test_cuda_graphs_match_eager(make_engine: MakeEngine) -> None:
     assert graphs.generate(PROMPTS, params) == eager.generate(PROMPTS, params)
     cpu = make_engine()
     assert cpu.generate(PROMPTS, params) == eager.generate(PROMPTS, params)
+
+
+def test_kv_stats_and_block_map_count_both_pools(tiny_gemma: Any) -> None:
+    """A model with sliding-window layers: the stats sum both pools, the block map lists
+    the global blocks then the local ones, and ``kv_pools`` tells them apart."""
+    engine = Engine(tiny_gemma, EngineConfig(num_blocks=40, block_size=2, device="cpu",
+                                             dtype=torch.float32, max_num_batched_tokens=8,
+                                             max_num_seqs=4))
+    needed = local_blocks_needed(6, 2, 4, 8)
+    assert needed == 18
+    assert {k: u.total for k, u in engine.kv_pools().items()} == {"global": 40, "local": 18}
+    stats = engine.stats()
+    assert stats.kv_blocks_total == 58 and stats.kv_blocks_used == 0
+    assert engine.block_map()["pools"] == [{"name": "global", "blocks": 40},
+                                           {"name": "local", "blocks": 18}]
+    add(engine, "x", list(range(3, 30)), GREEDY)
+    for _ in range(5):
+        engine.step()
+    pools = engine.kv_pools()
+    stats = engine.stats()
+    assert stats.kv_blocks_used == pools["global"].used + pools["local"].used
+    assert pools["global"].used > pools["local"].used > 0  # the window forgets
+    assert stats.kv_usage == stats.kv_blocks_used / 58
+    states = engine.block_map()["states"]
+    assert len(states) == 58 and states.count("u") == stats.kv_blocks_used
+    assert states[40:].count("u") == pools["local"].used
+    run(engine)
+    assert engine.stats().kv_blocks_used == 0
+
+
+def test_kv_budget_is_split_between_the_pools(tiny_gemma: Any) -> None:
+    cfg = tiny_gemma.config
+    full, local = pool_bytes_per_block(cfg, 2, torch.float32)
+    options: dict[str, Any] = {"block_size": 2, "device": "cpu", "dtype": torch.float32,
+                               "max_num_batched_tokens": 8, "max_num_seqs": 4}
+    roomy = Engine(tiny_gemma, EngineConfig(kv_cache_bytes=(full + local) * 100, **options))
+    # 4 seats need 18 local blocks at most; the global pool takes what they leave.
+    assert roomy.block_manager.num_local_blocks == 18
+    assert roomy.block_manager.num_blocks == 100 + (100 - 18) * local // full
+    tight = Engine(tiny_gemma, EngineConfig(kv_cache_bytes=(full + local) * 10, **options))
+    assert (tight.block_manager.num_blocks, tight.block_manager.num_local_blocks) == (10, 10)
+    shared = Engine(tiny_gemma, EngineConfig(kv_cache_bytes=(full + local) * 100,
+                                             local_kv_pool=False, **options))
+    assert shared.block_manager.num_blocks == 100 and not shared.kv_cache.has_local_pool
+    assert "pools" not in shared.block_map()
+    assert shared.kv_pools().keys() == {"global"}
+    fixed = Engine(tiny_gemma, EngineConfig(num_blocks=30, num_local_blocks=9, **options))
+    assert (fixed.block_manager.num_blocks, fixed.block_manager.num_local_blocks) == (30, 9)
+    assert fixed.scheduler.max_slice_tokens == (9 - 1) * 2 - 6 + 2
+
+
+def test_a_model_without_sliding_layers_keeps_one_pool(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    assert not engine.kv_cache.has_local_pool and engine.kv_cache.local_data is None
+    assert engine.kv_cache.data.shape[0] == engine.model_config.num_hidden_layers
+    assert not engine.block_manager.has_local_pool and engine.kv_pools().keys() == {"global"}
+    assert engine.scheduler.max_slice_tokens == engine.scheduler.config.max_num_batched_tokens

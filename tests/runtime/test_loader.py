@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.hf_weights import expected_hf_names
 from chorusline.runtime.loader import LoadedModel, load_model
 
@@ -115,5 +115,5 @@ def test_smollm_bundled_default(smollm: LoadedModel) -> None:
     assert sorted(smollm.weights) == sorted(expected_hf_names(config))
     assert smollm.weights["model.embed_tokens.weight"].shape == (49152, 576)
     assert smollm.weights["model.layers.0.self_attn.k_proj.weight"].shape == (192, 576)
-    assert isinstance(smollm.config, LlamaConfig)
+    assert isinstance(smollm.config, ModelConfig)
     assert smollm.source.name.endswith(".gguf")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from chorusline.runtime.attention import AttentionMetadata, build_group
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.kv_cache import KVCache
 from chorusline.runtime.model import LlamaModel, rope_inv_freq
 
@@ -24,7 +24,7 @@ SCALINGS: list[dict[str, Any] | None] = [
 
 def make_pair(scaling: dict[str, Any] | None, tied: bool) -> tuple[LlamaModel, Any]:
     torch.manual_seed(0)
-    ours = LlamaConfig(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+    ours = ModelConfig(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
                        num_attention_heads=6, num_key_value_heads=2, head_dim=8,
                        rms_norm_eps=1e-5, rope_theta=5000.0, max_position_embeddings=512,
                        tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2,
@@ -72,7 +72,7 @@ def test_rope_scaling_changes_frequencies_as_specified() -> None:
     scaled = rope_inv_freq(llama3.config)
     assert scaled[0] == base[0]  # the fastest rotation is kept
     assert scaled[-1] == pytest.approx(base[-1].item() / 8.0)  # the slowest is stretched
-    bad = LlamaConfig(**{**model.config.__dict__, "rope_scaling": {"rope_type": "yarn"}})
+    bad = ModelConfig(**{**model.config.__dict__, "rope_scaling": {"rope_type": "yarn"}})
     with pytest.raises(ValueError, match="unsupported rope scaling"):
         rope_inv_freq(bad)
 

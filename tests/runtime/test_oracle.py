@@ -19,7 +19,7 @@ import torch
 
 from chorusline.protocols import SamplingParams
 from chorusline.runtime.attention import AttentionMetadata, build_group
-from chorusline.runtime.config import LlamaConfig
+from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.engine import Engine, EngineConfig
 from chorusline.runtime.kv_cache import KVCache
 from chorusline.runtime.model import LlamaModel
@@ -47,7 +47,7 @@ def reference() -> Any:
     model.eval()
     tok = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_NAME)
     raw = model.config.to_dict()
-    config = LlamaConfig.from_hf_config(raw)
+    config = ModelConfig.from_hf_config(raw)
     rope = raw.get("rope_parameters") or {}
     if "rope_theta" in rope:  # transformers 5 moved it out of the top level
         config = dataclasses.replace(config, rope_theta=float(rope["rope_theta"]))

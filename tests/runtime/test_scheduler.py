@@ -356,3 +356,97 @@ def test_more_important_arrival_takes_the_place_of_a_less_important_one() -> Non
     sched.add(req("b", 3, max_tokens=2, priority=1, base=50))
     out, _ = step(sched)
     assert not out.preempted and [sl.request_id for sl in out.slices] == ["a"]
+
+
+# -- a local pool for sliding-window layers -------------------------------------------------
+
+
+def make_local(window: int = 4, local: int = 5, blocks: int = 64, block_size: int = 2,
+               budget: int = 16, max_seqs: int = 8) -> Scheduler:
+    bm = BlockManager(blocks, block_size, sliding_window=window, num_local_blocks=local)
+    return Scheduler(SchedulerConfig(budget, max_seqs), bm)
+
+
+def assert_pools_full(sched: Scheduler) -> None:
+    bm = sched.block_manager
+    assert bm.num_free_blocks == bm.num_blocks
+    assert bm.num_free_local_blocks == bm.num_local_blocks
+    local = bm.local_usage()
+    assert bm.usage().used == 0 and local is not None and local.used == 0
+
+
+def test_admission_waits_for_the_local_pool() -> None:
+    """Plenty of global blocks and budget, but the local pool holds one prompt's blocks:
+    the second prompt is admitted once the first one's old blocks leave the window."""
+    sched = make_local(window=4, local=5)
+    sched.add(req("a", 6, max_tokens=6))
+    sched.add(req("b", 6, max_tokens=6, base=50))
+    out, _ = step(sched)
+    assert [sl.request_id for sl in out.slices] == ["a"] and out.num_batched_tokens == 6
+    assert sched.block_manager.num_free_blocks > 50
+    # a computed 6: its block of positions 0..1 went back, but its decode at 6 takes a
+    # new one, leaving 2 of the 3 that b needs.
+    out, _ = step(sched)
+    assert [(sl.request_id, sl.num_tokens) for sl in out.slices] == [("a", 1)]
+    out, _ = step(sched)  # a at 7 lets 2..3 go and writes into its block of 6..7
+    assert [(sl.request_id, sl.num_tokens) for sl in out.slices] == [("a", 1), ("b", 6)]
+    run_to_end(sched)
+    assert_pools_full(sched)
+
+
+def test_slices_are_cut_to_what_the_local_pool_holds() -> None:
+    sched = make_local(window=4, local=5, budget=16)
+    assert sched.max_slice_tokens == (5 - 1) * 2 - 4 + 2 == 6
+    sched.add(req("long", 20, max_tokens=2))
+    outs = run_to_end(sched)
+    assert [sl.num_tokens for o in outs for sl in o.slices] == [6, 6, 6, 2, 1]
+    assert_pools_full(sched)
+    with pytest.raises(ValueError, match="local pool"):
+        Scheduler(SchedulerConfig(32, 4, chunked_prefill=False, max_model_len=32),
+                  BlockManager(64, 2, sliding_window=4, num_local_blocks=5))
+
+
+def test_finish_abort_and_preempt_give_both_pools_back() -> None:
+    def history(local: int) -> tuple[dict[str, list[int]], Scheduler]:
+        sched = make_local(window=4, local=local, blocks=12, budget=8, max_seqs=4)
+        groups = [req(f"r{i}", 7, max_tokens=9, base=10 * i) for i in range(3)]
+        groups.append(SequenceGroup.create("fork", [3] * 5, n=2, max_tokens=9))
+        for g in groups:
+            sched.add(g)
+        run_to_end(sched)
+        assert_pools_full(sched)
+        return {g.request_id: g.leader.output_token_ids for g in groups}, sched
+
+    roomy, calm = history(local=64)
+    tight, busy = history(local=5)
+    assert tight == roomy
+    # 12 global blocks of 2 cannot hold every sequence; the local pool adds some more.
+    assert busy.num_preemptions > calm.num_preemptions > 0
+    sched = make_local(window=4, local=8, budget=8)
+    sched.add(req("a", 9, max_tokens=30))
+    sched.add(SequenceGroup.create("n2", [5] * 6, n=2, max_tokens=30))
+    for _ in range(4):
+        step(sched)
+    assert sched.num_running == 3 and sched.block_manager.num_free_local_blocks < 8
+    sched.abort("n2")
+    sched.abort("a")
+    assert_pools_full(sched)
+    sched.block_manager.check_invariants()
+
+
+def test_slices_carry_local_tables_and_slots() -> None:
+    sched = make_local(window=4, local=8, budget=8)
+    sched.add(req("a", 12, max_tokens=3))
+    out, _ = step(sched)  # positions 0..7
+    out, _ = step(sched)  # 8..11: the first query (8) sees 5.. so block 2 (4..5) is held
+    (sl,) = out.slices
+    bm = sched.block_manager
+    null = bm.local_null_block
+    assert sl.local_block_table[:2] == (null, null) and null not in sl.local_block_table[2:]
+    assert len(sl.local_block_table) == len(sl.block_table) == 6
+    assert sl.local_slot_mapping == tuple(
+        sl.local_block_table[p // 2] * 2 + p % 2 for p in sl.positions)
+    plain = make(budget=8)
+    plain.add(req("a", 5))
+    (sl,) = plain.schedule().slices
+    assert sl.local_block_table == () and sl.local_slot_mapping == ()

@@ -4,7 +4,10 @@ The fake model keeps a simulated KV cache: every step it performs the copy-on-wr
 copies, writes each slice's tokens at its slots, then reads every slice's context back
 through its block table. The read must equal the sequence's true token history, so
 prefix reuse, forking, copy-on-write and preemption are checked end to end, and the
-sampled token is computed from what was read.
+sampled token is computed from what was read. With a sliding window the block manager
+has a local pool too: the fake model also writes each slice into it and reads back the
+positions the slice's queries see (the last ``window`` before each), which must equal
+the history as well, so a local block released or reused too early is caught.
 
 Stated bounds:
 * budget: a step never computes more than ``max_num_batched_tokens`` tokens nor touches
@@ -25,7 +28,11 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings, strategies as st
 
-from chorusline.runtime.block_manager import BlockManager
+from chorusline.runtime.block_manager import (
+    BlockManager,
+    local_blocks_needed,
+    local_blocks_per_seq,
+)
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
 
@@ -42,22 +49,40 @@ class FakeModel:
     def __init__(self, bm: BlockManager) -> None:
         self.bs = bm.block_size
         self.kv: list[int | None] = [None] * (bm.num_blocks * bm.block_size)
+        self.window = bm.sliding_window
+        self.null = bm.local_null_block
+        # The null block's slots too: a read through a released entry finds None.
+        self.local: list[int | None] = [None] * ((bm.num_local_blocks + 1) * bm.block_size)
 
     def run(self, out: SchedulerOutput) -> dict[int, int]:
+        b = self.bs
         for src, dst in out.blocks_to_copy:
-            b = self.bs
             self.kv[dst * b : (dst + 1) * b] = self.kv[src * b : (src + 1) * b]
+        for src, dst in out.local_blocks_to_copy:
+            self.local[dst * b : (dst + 1) * b] = self.local[src * b : (src + 1) * b]
         written: set[int] = set()
+        local_written: set[int] = set()
         for sl in out.slices:
             assert not written & set(sl.slot_mapping), "two writers for one KV slot"
             written |= set(sl.slot_mapping)
             for slot, tok in zip(sl.slot_mapping, sl.token_ids, strict=True):
                 self.kv[slot] = tok
+            if self.window is not None:
+                assert not local_written & set(sl.local_slot_mapping), "two local writers"
+                assert all(s // b != self.null for s in sl.local_slot_mapping)
+                local_written |= set(sl.local_slot_mapping)
+                for slot, tok in zip(sl.local_slot_mapping, sl.token_ids, strict=True):
+                    self.local[slot] = tok
         sampled = {}
         for sl in out.slices:
-            b = self.bs
             ctx = [self.kv[sl.block_table[p // b] * b + p % b] for p in range(sl.context_len)]
             assert ctx == sl.seq.token_ids_slice(0, sl.context_len), "KV differs from history"
+            if self.window is not None:
+                seen = max(0, sl.start - self.window + 1)  # the first query's oldest key
+                table = sl.local_block_table
+                local = [self.local[table[p // b] * b + p % b]
+                         for p in range(seen, sl.context_len)]
+                assert local == sl.seq.token_ids_slice(seen, sl.context_len), "local KV"
             for s in sl.sample_seqs:
                 sampled[s.seq_id] = next_token(ctx)  # type: ignore[arg-type]
         return sampled
@@ -107,6 +132,10 @@ def checked_step(sched: Scheduler, model: FakeModel) -> SchedulerOutput:
     sched.on_step_finished(out, model.run(out))
     bm.check_invariants()
     assert sched.num_running <= cfg.max_num_seqs
+    local = bm.local_usage()
+    if local is not None and bm.sliding_window is not None:
+        assert local.used <= local_blocks_needed(bm.sliding_window, bm.block_size,
+                                                 cfg.max_num_seqs, cfg.max_num_batched_tokens)
     return out
 
 
@@ -118,6 +147,8 @@ def checked_step(sched: Scheduler, model: FakeModel) -> SchedulerOutput:
     extra_budget=st.integers(0, 12),
     chunked=st.booleans(),
     script=st.lists(events, max_size=30),
+    window=st.one_of(st.none(), st.integers(1, 8)),
+    extra_local=st.integers(0, 12),
 )
 def test_budget_invariants_and_liveness(
     block_size: int,
@@ -126,11 +157,17 @@ def test_budget_invariants_and_liveness(
     extra_budget: int,
     chunked: bool,
     script: list[tuple[str, object]],
+    window: int | None,
+    extra_local: int,
 ) -> None:
     longest = MAX_PROMPT + MAX_NEW
     blocks = -(-longest // block_size) + extra_blocks  # holds one maximal sequence
     budget = max(max_seqs + extra_budget, 1 if chunked else longest)
-    bm = BlockManager(blocks, block_size)
+    local = None
+    if window is not None:  # one window at least; without chunking, one whole sequence
+        local = local_blocks_per_seq(window, block_size, 1 if chunked else longest)
+        local += extra_local
+    bm = BlockManager(blocks, block_size, sliding_window=window, num_local_blocks=local)
     sched = Scheduler(
         SchedulerConfig(budget, max_seqs, chunked_prefill=chunked, max_model_len=longest), bm
     )
@@ -162,6 +199,7 @@ def test_budget_invariants_and_liveness(
         steps += 1
         assert steps <= LIVENESS_STEPS, "livelock"
     assert bm.usage().used == 0 and sched.num_waiting == 0
+    assert bm.num_free_local_blocks == bm.num_local_blocks
     for g in groups:
         for s in g.seqs:
             assert s.is_finished

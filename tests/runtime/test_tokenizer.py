@@ -16,7 +16,7 @@ from chorusline.runtime.loader import LoadedModel
 from chorusline.runtime.tokenizer import (
     DIGITS_GPT2_PATTERN,
     GPT2_PATTERN,
-    Tokenizer,
+    BpeTokenizer,
     hf_pre_tokenizer_pattern,
 )
 
@@ -141,7 +141,7 @@ def test_decode_partial_utf8_is_replacement(smollm: LoadedModel) -> None:
 
 
 def test_from_hf_dir_matches_tokenizers(tiny_hf_dir: Path) -> None:
-    tok = Tokenizer.from_hf_dir(tiny_hf_dir)
+    tok = BpeTokenizer.from_hf_dir(tiny_hf_dir)
     ref = HFTokenizer.from_file(str(tiny_hf_dir / "tokenizer.json"))
     for text in generated_strings(300):
         assert tok.encode(text, allow_special=True) == ref.encode(text).ids, text
@@ -156,7 +156,7 @@ def test_non_monotonic_vocab_uses_rank_table() -> None:
     all_bytes = sorted(byte_decoder(), key=lambda ch: byte_decoder()[ch])
     merges = [("a", "b"), ("ab", "c"), ("c", "d")]
     pieces = ["<s>", "cd", "abc", *all_bytes, "ab"]  # merge results deliberately out of order
-    tok = Tokenizer(pieces, merges, {"<s>": 0}, GPT2_PATTERN)
+    tok = BpeTokenizer(pieces, merges, {"<s>": 0}, GPT2_PATTERN)
     assert not tok.ids_are_ranks
     ref = HFTokenizer(models.BPE(vocab={p: i for i, p in enumerate(pieces)}, merges=merges))
     ref.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -182,6 +182,6 @@ def test_pre_tokenizer_chains() -> None:
 
 def test_unsupported_gguf_tokenizer() -> None:
     with pytest.raises(ValueError, match="unsupported GGUF tokenizer"):
-        Tokenizer.from_gguf_metadata({"tokenizer.ggml.model": "llama"})
+        BpeTokenizer.from_gguf_metadata({"tokenizer.ggml.model": "llama"})
     with pytest.raises(ValueError, match="pre-tokenizer"):
-        Tokenizer.from_gguf_metadata({"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "x"})
+        BpeTokenizer.from_gguf_metadata({"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "x"})
