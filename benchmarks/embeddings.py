@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import Row, write_report  # noqa: E402
-from chorusline.chat import ChatSettings, open_chat_service  # noqa: E402
+from chorusline.chat import BUNDLED_MODELS, ChatSettings, open_chat_service  # noqa: E402
 from chorusline.ratelimit import Tiers  # noqa: E402
 from chorusline.runtime import EmbeddingModel, EngineConfig, shared_embedding_model  # noqa: E402
 from chorusline.store import SqliteStore  # noqa: E402
@@ -96,7 +96,7 @@ def direct(model: EmbeddingModel, seconds: float) -> dict[int, float]:
 async def over_http(model: EmbeddingModel, seconds: float, tmp: Path) -> dict[str, float]:
     store = SqliteStore(tmp / "bench.db")
     settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=16 * 1024 * 1024),
-                            tiers=TIERS)
+                            tiers=TIERS, models=BUNDLED_MODELS[:1])
     results: dict[str, float] = {}
     async with open_chat_service(settings, store=store) as chat:
         user = store.create_user("bench")
@@ -104,7 +104,6 @@ async def over_http(model: EmbeddingModel, seconds: float, tmp: Path) -> dict[st
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve, chat, host="127.0.0.1", port=0,
-                                               model_name=settings.model_name,
                                                shutdown=shutdown, graceful_timeout=1.0))
             url = f"http://127.0.0.1:{port}/v1/embeddings"
             headers = {"Authorization": f"Bearer {key}"}

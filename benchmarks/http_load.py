@@ -284,12 +284,12 @@ async def serve_to(client: Callable[[str, str], T], model: Any, threads: int,
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             port: int = await nursery.start(partial(
-                serve, chat, host="127.0.0.1", port=0, model_name=settings.model_name,
-                shutdown=shutdown, graceful_timeout=1.0))
+                serve, chat, host="127.0.0.1", port=0, shutdown=shutdown,
+                graceful_timeout=1.0))
             result = await trio.to_thread.run_sync(
                 client, f"http://127.0.0.1:{port}/v1", issued.plaintext)
             shutdown.set()
-    return settings.model_name, result
+        return chat.model_name, result
 
 
 async def serve_and_measure(sizes: Sizes, threads: int, tmp: Path

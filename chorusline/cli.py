@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from chorusline import chaos_cli, users_cli
+from chorusline import chaos_cli, model_flags, users_cli
 from chorusline.chat import (
     Accounts,
     AdmissionLimits,
@@ -55,8 +55,8 @@ DTYPES = ("fp32", "bf16")
 TOP_URL = "http://127.0.0.1:8000"
 TOP_INTERVALS = (0.25, 10.0)  # what the feed accepts (docs/console.md)
 #: ``serve`` flags a ``--workers`` parent hands on to each worker when they are set.
-FORWARDED = ("redis_url", "model_path", "device", "dtype", "tiers_file", "kv_cache_mb",
-             "public_url", "max_body_bytes", "max_waiting_requests")
+FORWARDED = ("redis_url", "device", "dtype", "tiers_file", "public_url", "max_body_bytes",
+             "max_waiting_requests")
 
 
 def serve_settings(args: argparse.Namespace) -> ChatSettings:
@@ -67,11 +67,11 @@ def serve_settings(args: argparse.Namespace) -> ChatSettings:
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(args.dtype or "")
     engine = EngineConfig(device=args.device, cpu_threads=args.cpu_threads, dtype=dtype)
-    if args.kv_cache_mb is not None:
-        engine = replace(engine, kv_cache_bytes=args.kv_cache_mb * 1024 * 1024)
+    if (mib := model_flags.shared_kv_cache_mb(args)) is not None:
+        engine = replace(engine, kv_cache_bytes=mib * 1024 * 1024)
     return ChatSettings(
         database_url=args.database_url,
-        model_path=args.model_path,
+        models=model_flags.model_settings(args),
         redis_url=args.redis_url,
         engine=engine,
         tiers=Tiers.load(args.tiers_file) if args.tiers_file else Tiers.defaults(),
@@ -99,9 +99,11 @@ def shown_url(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
-def serving_line(args: argparse.Namespace, port: int, model_name: str, workers: int) -> str:
+def serving_line(args: argparse.Namespace, port: int, models: Sequence[str],
+                 workers: int) -> str:
     processes = f", {workers} workers" if workers > 1 else ""
-    return (f"chorusline is serving http://{args.host}:{port}/v1 (model {model_name!r}"
+    names = ", ".join(repr(name) for name in models)
+    return (f"chorusline is serving http://{args.host}:{port}/v1 (models {names}"
             f"{processes}); authenticate with 'Authorization: Bearer <api key>'")
 
 
@@ -122,15 +124,15 @@ async def serve_forever(args: argparse.Namespace) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(
-                    partial(serve, chat, host=args.host, port=args.port,
-                            model_name=settings.model_name, shutdown=shutdown,
+                    partial(serve, chat, host=args.host, port=args.port, shutdown=shutdown,
                             reuse_port=args.as_worker, public_url=args.public_url,
                             max_body_bytes=args.max_body_bytes)
                 )
                 if args.as_worker:  # the parent reads this first line as "ready"
                     print(f"worker {os.getpid()} ready on port {port}", flush=True)
                 else:
-                    print(serving_line(args, port, settings.model_name, 1), flush=True)
+                    print(serving_line(args, port, [m.name for m in chat.models], 1),
+                          flush=True)
                 await wait_for_stop(signals, parent_pipe=args.as_worker)
                 print("draining...", file=sys.stderr)
                 shutdown.set()
@@ -158,11 +160,11 @@ def serve_workers(args: argparse.Namespace) -> int:
         for flag in FORWARDED:
             if (value := getattr(args, flag)) is not None:
                 argv += [f"--{flag.replace('_', '-')}", str(value)]
-        return argv
+        return argv + model_flags.forwarded(args)
 
-    model_name = ChatSettings.model_name
+    names = [m.name for m in model_flags.model_settings(args)]
     return trio.run(supervise, args.workers, args.host, args.port, command,
-                    lambda port: print(serving_line(args, port, model_name, args.workers),
+                    lambda port: print(serving_line(args, port, names, args.workers),
                                        flush=True))
 
 
@@ -251,8 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
            "links", shown="the bound address, http://HOST:PORT", type=public_url)
     option(run_serve, "redis-url", "redis://... to share rate limits between workers and "
            "hosts", shown="none: in-process limits")
-    option(run_serve, "model-path", "GGUF or safetensors model", shown="the bundled "
-           "SmolLM2-135M-Instruct")
+    model_flags.repeatable(run_serve, "model", "a model to serve: NAME (bundled) or "
+                           "NAME=PATH (a GGUF file or safetensors directory); the first is "
+                           "the default", shown="smollm2-135m-instruct and gemma-3-270m, "
+                           "both bundled", metavar="NAME[=PATH]")
+    model_flags.repeatable(run_serve, "fallback", "NAME=OTHER: when NAME's engine is "
+                           "down or overloaded, OTHER answers (in the order given)",
+                           shown="the bundled models fall back to each other",
+                           metavar="NAME=OTHER")
+    model_flags.repeatable(run_serve, "alias", "NAME=ALIAS: another name clients may use",
+                           shown="'default' and 'fast' for smollm2-135m-instruct",
+                           metavar="NAME=ALIAS")
     option(run_serve, "device", "cpu, cuda or cuda:N", shown="cuda when available, else cpu")
     option(run_serve, "dtype", "model precision; bf16 is faster on CPUs with AMX or "
            "AVX512-BF16 but changes greedy answers", shown="fp32 on CPU, bf16 on CUDA",
@@ -261,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
            "free, plus and enterprise tiers")
     option(run_serve, "workers", "server processes sharing the port, each with its own "
            "engine (Linux: SO_REUSEPORT)", shown="1", default="1", type=int)
-    option(run_serve, "kv-cache-mb", "KV-cache budget per engine in MiB", shown="512",
-           type=int)
+    model_flags.repeatable(run_serve, "kv-cache-mb", "KV-cache budget in MiB: N for every "
+                           "model's engine, NAME=N for one", shown="512",
+                           metavar="[NAME=]MIB")
     option(run_serve, "cpu-threads", "torch CPU threads per engine", shown="all cores, "
            "shared evenly between workers", type=int)
     option(run_serve, "max-body-bytes", "largest request body accepted (413 beyond it)",
@@ -363,9 +375,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--owner must not be empty")
         args.database_url = args.database_url or default_database_url()
         return one_line(lambda: trio.run(keys, args) or 0, drivers=True)
-    for flag in ("workers", "kv_cache_mb", "cpu_threads", "max_waiting_requests"):
+    for flag in ("workers", "cpu_threads", "max_waiting_requests"):
         if (value := getattr(args, flag)) is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    try:
+        model_flags.model_settings(args)
+        model_flags.shared_kv_cache_mb(args)
+    except ValueError as error:
+        parser.error(str(error))
     args.database_url = args.database_url or default_database_url()
     print(f"database: {shown_url(args.database_url)}", file=sys.stderr)
     if args.workers > 1:

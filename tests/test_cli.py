@@ -30,7 +30,8 @@ def test_demo_streams_a_reply_through_a_worker_crash() -> None:
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
     assert "status=complete" in result.stderr
-    assert "/chat/engine/gpu-worker [thread, running, restarts=1]" in result.stderr
+    assert ("/chat/engines/smollm2-135m-instruct/gpu-worker [thread, running, restarts=1]"
+            in result.stderr)
 
 
 def test_bad_arguments_give_a_one_line_error() -> None:
@@ -97,7 +98,8 @@ def help_entries(text: str) -> dict[str, str]:
 
 
 SERVE_FLAGS = {"--host", "--port", "--database-url", "--public-url", "--redis-url",
-               "--model-path", "--device", "--dtype", "--tiers-file", "--workers",
+               "--model", "--fallback", "--alias", "--device", "--dtype", "--tiers-file",
+               "--workers",
                "--kv-cache-mb", "--cpu-threads", "--max-body-bytes", "--max-waiting-requests"}
 
 

@@ -19,9 +19,8 @@ from chorusline.chaos.targets import ACTOR, POSTGRES, PROCESS, REDIS
 from chorusline.chaos.workload import Workload
 
 Schedule = Callable[[Faults], Awaitable[None]]
-ENGINE, CONVERSATIONS, SESSIONS, BUCKETS = ("/chat/engine", "/chat/conversations",
-                                            "/chat/sessions", "/chat/buckets")
-#: Restarts of the engine supervisor's children allowed in its period (chat.tree).
+CONVERSATIONS, SESSIONS, BUCKETS = "/chat/conversations", "/chat/sessions", "/chat/buckets"
+#: Restarts of a model's engine supervisor's children allowed in its period (chat.tree).
 ENGINE_INTENSITY = 5
 
 
@@ -44,13 +43,13 @@ class Scenario:
 async def gpu_worker_killed(faults: Faults) -> None:
     for when in (0.2, 0.45, 0.7):
         await faults.at(when)
-        await faults.inject_live(ENGINE, "kill", "gpu-worker")
+        await faults.inject_live(await faults.engine(), "kill", "gpu-worker")
 
 
 async def scheduler_crash(faults: Faults) -> None:
     for when in (0.25, 0.6):
         await faults.at(when)
-        await faults.inject_live(ENGINE, "crash", "driver", on_message=1)
+        await faults.inject_live(await faults.engine(), "crash", "driver", on_message=1)
 
 
 async def conversation_crash(faults: Faults) -> None:
@@ -78,11 +77,12 @@ async def bucket_delay_drop(faults: Faults) -> None:
 
 
 async def escalation(faults: Faults) -> None:
-    """One more GPU-worker death than the engine supervisor tolerates in its period: it
-    gives up, ``/chat`` restarts the whole engine subtree, and service must resume."""
+    """One more GPU-worker death than the model's engine supervisor tolerates in its
+    period: it gives up, ``/chat/engines`` restarts that model's whole subtree, and
+    service must resume."""
     await faults.at(0.15)
     for _ in range(ENGINE_INTENSITY + 1):
-        await faults.inject_live(ENGINE, "kill", "gpu-worker")
+        await faults.inject_live(await faults.engine(), "kill", "gpu-worker")
 
 
 def outage(which: str, mode: str) -> Schedule:

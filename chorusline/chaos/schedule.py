@@ -29,12 +29,22 @@ class Faults:
         self.duration = duration
         self.rng = rng
         self.started = trio.current_time()
+        self._engine: str | None = None
 
     async def at(self, fraction: float) -> None:
         """Sleep until ``fraction`` of the load phase has passed."""
         await trio.sleep_until(self.started + fraction * self.duration)
 
     # -- actor faults, through the admin API ---------------------------------------------
+    async def engine(self) -> str:
+        """The default model's engine subtree (``/chat/engines/<model>``), as the target
+        names its default model."""
+        if self._engine is None:
+            response = await self.admin.get("admin/engine")
+            response.raise_for_status()
+            self._engine = f"/chat/engines/{response.json()['model']}"
+        return self._engine
+
     async def actor(self, parent: str, name: str | None = None) -> str | None:
         """The path of a live child of ``parent`` (named ``name``, or any), else None."""
         try:

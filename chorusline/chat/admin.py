@@ -12,38 +12,60 @@ from typing import Any
 
 from chorusline.actors import ActorSystem
 from chorusline.chat.console import ConsoleFeed, ask_worker, engine_figures, find_node
-from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY
 from chorusline.chat.gpu_worker import GetStats
+from chorusline.chat.served import ServedModel, ServedModels
 from chorusline.chat.stopping import stop_turn
-from chorusline.protocols import InvalidRequest, NotFound
+from chorusline.protocols import InvalidRequest, ModelNotFound, NotFound
 
 
 class Admin:
-    def __init__(self, system: ActorSystem) -> None:
+    def __init__(self, system: ActorSystem, models: ServedModels) -> None:
         self._system = system
+        self._models = models
+
+    @property
+    def _ordered(self) -> list[ServedModel]:
+        """The served models, the default first."""
+        default = self._models.default
+        return [default, *(m for m in self._models if m is not default)]
+
+    def _model(self, name: str | None) -> ServedModel:
+        if name is None:
+            return self._models.default
+        model = self._models.lookup(name)
+        if model is None:
+            raise ModelNotFound(f"The model `{name}` does not exist", param="model")
+        return model
 
     def snapshot(self) -> dict[str, Any]:
         """The actor system's own snapshot: the live tree with each actor's statistics,
         dead letters, fault plans (plain JSON-serialisable data)."""
         return self._system.snapshot()
 
-    async def engine_stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The engine driver's counters plus fresh engine figures asked of the GPU worker.
+    async def engine_stats(self, model: str | None = None,
+                           timeout: float = 10.0) -> dict[str, Any]:
+        """``model``'s (default: the default model's) engine driver counters plus fresh
+        engine figures asked of its GPU worker.
 
         The worker answers between engine steps, so the figures are exact rather than a
         step old. ``engine`` is None while the worker restarts (or does not answer in
         ``timeout``): operators need the driver's view most exactly then.
         """
-        driver = self._system.registry.lookup(DRIVER_KEY)
+        served = self._model(model)
+        driver = self._system.registry.lookup(served.driver_key)
         node = None if driver is None else find_node(self.snapshot()["tree"], driver.path)
-        stats = await ask_worker(self._system, GetStats(), timeout)
-        return {"driver": node, "engine": engine_figures(stats)}
+        stats = await ask_worker(self._system, served, GetStats(), timeout)
+        return {"model": served.name, "driver": node, "engine": engine_figures(stats)}
+
+    def model_names(self) -> list[str]:
+        """Every served model's name, the default first."""
+        return [m.name for m in self._ordered]
 
     # -- the console ----------------------------------------------------------------------
     def watch(self, capacity: int = 1000) -> ConsoleFeed:
         """A console feed: the recorder queues events for it (at most ``capacity``) until
         it is closed, so close it when its reader goes."""
-        return ConsoleFeed(self._system, capacity)
+        return ConsoleFeed(self._system, self._ordered, capacity)
 
     def children(self, path: str, query: str = "", offset: int = 0,
                  limit: int = 50) -> dict[str, Any]:
@@ -85,7 +107,7 @@ class Admin:
 
     async def abort(self, request_id: str) -> dict[str, Any]:
         """End any in-flight request's generation now (``stopping.stop_turn``)."""
-        await stop_turn(self._system, request_id)
+        await stop_turn(self._system, [m.driver_key for m in self._models], request_id)
         return {"request_id": request_id, "aborted": True}
 
     def inject_fault(self, path: str, action: str, *, on_message: int = 1,
@@ -135,14 +157,15 @@ class Admin:
         """Fault plans in force, by actor path (a consumed one-shot crash is gone)."""
         return self._system.faults.active()
 
-    def gpu_worker_path(self) -> str | None:
-        """Where the GPU worker lives now; None while it restarts."""
-        worker = self._system.registry.lookup(WORKER_KEY)
+    def gpu_worker_path(self, model: str | None = None) -> str | None:
+        """Where ``model``'s (default: the default model's) GPU worker lives now; None
+        while it restarts."""
+        worker = self._system.registry.lookup(self._model(model).worker_key)
         return None if worker is None else worker.path
 
-    def kill_gpu_worker(self) -> bool:
-        """Kill the GPU worker now (its supervisor restarts it and the driver resumes
+    def kill_gpu_worker(self, model: str | None = None) -> bool:
+        """Kill a GPU worker now (its supervisor restarts it and the driver resumes
         the streams it was serving): the demo's fault. False while it is restarting."""
-        path = self.gpu_worker_path()
+        path = self.gpu_worker_path(model)
         return path is not None and self._system.faults.kill(path)
 

@@ -10,6 +10,10 @@ per watcher, and never a message to a conversation or a session.
 Rates (tokens per second, steps per second) are differences between this watcher's
 successive engine figures, so two consoles at different intervals each see their own
 smooth rates and neither resets the other's.
+
+Each served model has its own engine: a snapshot's ``engines`` holds one entry per model
+(by name), and ``engine`` repeats the default model's, which is what a single-model
+console (and ``chorusline top``) reads.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from chorusline.actors import ActorDead, ActorSystem, AskTimeout, Subscription
-from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY
 from chorusline.chat.gpu_worker import GetBlockMap, GetStats
+from chorusline.chat.served import ServedModel
 from chorusline.protocols import EngineStats
 
 #: A parent with more children than this shows only its busiest in a snapshot.
@@ -33,10 +38,11 @@ TTFT_WINDOW_S = 60.0
 WORKER_TIMEOUT_S = 2.0
 
 
-async def ask_worker(system: ActorSystem, message: object, timeout: float) -> Any:
-    """The GPU worker's answer, or None while it restarts or does not answer in time:
-    an operator needs the rest of the picture most exactly then."""
-    worker = system.registry.lookup(WORKER_KEY)
+async def ask_worker(system: ActorSystem, model: ServedModel, message: object,
+                     timeout: float) -> Any:
+    """``model``'s GPU worker's answer, or None while it restarts or does not answer in
+    time: an operator needs the rest of the picture most exactly then."""
+    worker = system.registry.lookup(model.worker_key)
     if worker is None:
         return None
     try:
@@ -91,10 +97,13 @@ def percentile(values: list[float], q: float) -> float | None:
 class ConsoleFeed:
     """One watcher of the console: its bounded subscription and its previous figures."""
 
-    def __init__(self, system: ActorSystem, capacity: int) -> None:
+    def __init__(self, system: ActorSystem, models: Sequence[ServedModel],
+                 capacity: int) -> None:
         self._system = system
+        #: The served models, the default first.
+        self._models = list(models)
         self.subscription: Subscription = system.recorder.subscribe(capacity)
-        self._previous: tuple[float, EngineStats] | None = None
+        self._previous: dict[str, tuple[float, EngineStats]] = {}
 
     def close(self) -> None:
         self.subscription.close()
@@ -112,30 +121,41 @@ class ConsoleFeed:
     async def snapshot(self) -> dict[str, Any]:
         system = self._system
         snap = system.snapshot(max_children=CHILDREN_SHOWN)
-        stats: EngineStats | None = await ask_worker(system, GetStats(), WORKER_TIMEOUT_S)
-        blocks = None
-        if stats is not None:
-            blocks = await ask_worker(system, GetBlockMap(), WORKER_TIMEOUT_S)
-        driver = system.registry.lookup(DRIVER_KEY)
         now = time.time()
+        engines = {model.name: await self._engine(model, snap["tree"], now)
+                   for model in self._models}
         recorder = system.recorder
         return {
             "object": "admin.snapshot", "time": now, "worker_pid": os.getpid(),
             "tree": with_restarting(snap["tree"]), "dead_letters": snap["dead_letters"],
             "faults": snap["faults"],
-            "engine": {
-                "driver": None if driver is None else find_node(snap["tree"], driver.path),
-                "engine": engine_figures(stats), "rates": self._rates(stats),
-                "ttft_ms": self._ttft(now), "block_map": blocks,
-            },
+            "engine": engines[self._models[0].name], "engines": engines,
             "requests": [trace.to_json(spans=False) for trace in recorder.live.values()],
         }
 
-    def _rates(self, stats: EngineStats | None) -> dict[str, float] | None:
+    async def _engine(self, model: ServedModel, tree: dict[str, Any],
+                      now: float) -> dict[str, Any]:
+        system = self._system
+        stats: EngineStats | None = await ask_worker(system, model, GetStats(),
+                                                     WORKER_TIMEOUT_S)
+        blocks = None
+        if stats is not None:
+            blocks = await ask_worker(system, model, GetBlockMap(), WORKER_TIMEOUT_S)
+        driver = system.registry.lookup(model.driver_key)
+        return {
+            "model": model.name,
+            "driver": None if driver is None else find_node(tree, driver.path),
+            "engine": engine_figures(stats), "rates": self._rates(model.name, stats),
+            "ttft_ms": self._ttft(now, model.name), "block_map": blocks,
+        }
+
+    def _rates(self, model: str, stats: EngineStats | None) -> dict[str, float] | None:
         """Per-second differences since this watcher's previous figures (None for the
         first snapshot, and across a worker restart, whose counters start again)."""
         now = time.monotonic()
-        previous, self._previous = self._previous, (None if stats is None else (now, stats))
+        previous = self._previous.pop(model, None)
+        if stats is not None:
+            self._previous[model] = (now, stats)
         if stats is None or previous is None or stats.steps < previous[1].steps:
             return None
         elapsed = max(now - previous[0], 1e-6)
@@ -146,11 +166,12 @@ class ConsoleFeed:
             "steps_per_s": (stats.steps - before.steps) / elapsed,
         }
 
-    def _ttft(self, now: float) -> dict[str, Any]:
+    def _ttft(self, now: float, model: str) -> dict[str, Any]:
         horizon = now - TTFT_WINDOW_S
         values = [
             trace.ttft_ms for trace in self._system.recorder.traces
             if trace.ttft_ms is not None and (trace.ended_wall() or 0.0) >= horizon
+            and trace.attrs.get("model") == model
         ]
         return {"p50": percentile(values, 50), "p95": percentile(values, 95),
                 "count": len(values)}

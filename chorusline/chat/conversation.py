@@ -28,12 +28,13 @@ from chorusline.chat.deps import ChatDeps
 from chorusline.chat.records import StoredRecord
 from chorusline.chat.reply import record_verdict
 from chorusline.chat.runner import (
+    admit,
     constrain,
     generation,
     moderate_input,
     prepare,
-    start_reply,
 )
+from chorusline.chat.served import ServedModel
 from chorusline.chat.stored_tools import branch_turns, moderated_results, with_tools
 from chorusline.chat.stream import Chunk, TokenStream
 from chorusline.chat.titles import auto_title
@@ -41,6 +42,7 @@ from chorusline.chat.tool_calls import rendered
 from chorusline.chat.turn import Turn, TurnHandle
 from chorusline.protocols import (
     ChoruslineError,
+    GenerationRequest,
     InvalidRequest,
     SamplingParams,
     ServiceUnavailable,
@@ -140,27 +142,29 @@ class ConversationActor(Actor):
 
     async def _answer(self, turn: Turn, key: str, user_message: Message,
                       request_id: str) -> TurnHandle:
-        """Claim the reply to ``user_message`` (once per key) and stream it."""
+        """Claim the reply to ``user_message`` (once per key) and stream it. The prompt
+        is prepared for the first candidate model before the claim, so a prompt the
+        model cannot take is refused with nothing claimed."""
         deps, request, path = self.deps, turn.request, self.context.path
         recorder = self.context.system.recorder
         recorder.rename(turn.request_id, request_id)
         trace = recorder.spans_for(request_id)
+        first = deps.models[turn.models[0]]
         with trace.span("history", path):
             history = await self._history(turn, user_message)
             system = with_tools(await self._system(turn), request)
         with trace.span("prompt", path):
-            params = await constrain(deps, request.params, request)
-            prompt = await prepare(deps, history, system, params)
+            prepared = await self._prompt(first, turn, history, system)
         with trace.span("draft", path):
             draft, made = await deps.db(deps.store.claim_reply, turn.principal.user_id, key,
-                                        model=deps.model_name, request_id=request_id)
+                                        model=first.name, request_id=request_id)
         if not made:
             if draft.is_open_draft:  # another process claimed it a moment ago
                 raise ServiceUnavailable("the original request is still being answered; "
                                          "retry shortly")
             return self._replay(request_id, user_message, draft)
-        return await self._start(turn, request_id, user_message, draft, history, prompt,
-                                 params)
+        return await self._start(turn, request_id, user_message, draft, history, system,
+                                 prepared)
 
     async def _regenerate(self, turn: Turn, message_id: str) -> TurnHandle:
         """A new reply to the same user message, as a sibling of the old reply."""
@@ -172,14 +176,19 @@ class ConversationActor(Actor):
         asked = await deps.db(deps.store.get_message, user_id, self.conversation_id,
                               old.parent_message_id)
         history = await self._history(turn, asked)
-        params = await constrain(deps, turn.request.params, turn.request)
-        prompt = await prepare(deps, history, with_tools(await self._system(turn),
-                                                         turn.request), params)
+        system = with_tools(await self._system(turn), turn.request)
+        first = deps.models[turn.models[0]]
+        prepared = await self._prompt(first, turn, history, system)
         draft = await deps.db(deps.store.create_draft, user_id, self.conversation_id,
-                              parent=asked.id, model=deps.model_name,
+                              parent=asked.id, model=first.name,
                               request_id=turn.request_id)
-        return await self._start(turn, turn.request_id, asked, draft, history, prompt,
-                                 params)
+        return await self._start(turn, turn.request_id, asked, draft, history, system,
+                                 prepared)
+
+    async def _prompt(self, model: ServedModel, turn: Turn, history: list[dict[str, str]],
+                      system: str | None) -> tuple[SamplingParams, Assembled]:
+        params = await constrain(self.deps, model, turn.request.params, turn.request)
+        return params, await prepare(self.deps, model, history, system, params)
 
     async def _system(self, turn: Turn) -> str | None:
         conversation = await self.deps.db(self.deps.store.get_conversation,
@@ -205,18 +214,29 @@ class ConversationActor(Actor):
                                self.conversation_id, leaf_message_id=user_message.id)
         return branch_turns(branch)
 
-    async def _start(self, turn: Turn, request_id: str, user_message: Message, draft: Message,
-                     entries: list[dict[str, str]], prompt: Assembled,
-                     params: SamplingParams) -> TurnHandle:
-        """Stream a reply into ``draft``; if it cannot start, close the draft empty (so a
-        retry starts it anew) and let the error reach the caller."""
+    async def _start(self, turn: Turn, request_id: str, user_message: Message,
+                     draft: Message, entries: list[dict[str, str]], system: str | None,
+                     prepared: tuple[SamplingParams, Assembled]) -> TurnHandle:
+        """Stream a reply into ``draft`` from the first candidate model that admits it
+        (``prepared`` is the first's prompt; a fallback's is prepared here); if none can
+        start, close the draft empty (so a retry starts it anew) and let the error reach
+        the caller."""
         deps = self.deps
         calls = bool(turn.request.tools) and turn.request.tool_choice.mode != "none"
-        record = StoredRecord(deps, turn.principal, request_id, self.conversation_id,
-                              draft.id, entries, turn.request.end_user, tool_calls=calls)
-        request = generation(deps, turn.principal, request_id, prompt, params)
+        first = turn.models[0]
+
+        async def build(model: ServedModel) -> GenerationRequest:
+            params, prompt = (prepared if model.name == first
+                              else await self._prompt(model, turn, entries, system))
+            return generation(deps, model, turn.principal, request_id, prompt, params)
+
+        def record(model: ServedModel) -> StoredRecord:
+            return StoredRecord(deps, turn.principal, request_id, model.name,
+                                self.conversation_id, draft.id, entries,
+                                turn.request.end_user, tool_calls=calls)
+
         try:
-            client, persisted = await start_reply(self.context, deps, request, record)
+            admitted = await admit(self.context, deps, turn.models, build, record)
         except BaseException:
             # If this fails too the draft stays open; the next incarnation's on_start
             # closes it.
@@ -225,6 +245,7 @@ class ConversationActor(Actor):
                               status=MessageStatus.INCOMPLETE, finish_reason="error",
                               content="")
             raise
+        client, persisted = admitted.stream, admitted.persisted
         self.turns += 1
         if deps.auto_titles and user_message.parent_message_id is None:
             self.context.start_soon(partial(
@@ -235,7 +256,9 @@ class ConversationActor(Actor):
         return TurnHandle(request_id=request_id, stream=client,
                           conversation_id=self.conversation_id,
                           user_message_id=user_message.id, assistant_message_id=draft.id,
-                          prompt_tokens=len(request.prompt_token_ids), persisted=persisted)
+                          prompt_tokens=len(admitted.request.prompt_token_ids),
+                          persisted=persisted, model=admitted.model.name,
+                          fallback_from=admitted.fallback_from)
 
     def _replay(self, request_id: str, user_message: Message, reply: Message) -> TurnHandle:
         """The stored reply, as it ended (a truncated one says so in ``finish_reason``)."""
@@ -247,21 +270,22 @@ class ConversationActor(Actor):
                                    reply.prompt_tokens or 0, reply.completion_tokens or 0),
             conversation_id=self.conversation_id, user_message_id=user_message.id,
             assistant_message_id=reply.id, replayed=True,
-            prompt_tokens=reply.prompt_tokens or 0)
+            prompt_tokens=reply.prompt_tokens or 0, model=reply.model or "")
 
     async def _refuse(self, turn: Turn, key: str, user_message: Message, text: str,
                       request_id: str) -> TurnHandle:
         deps, user_id = self.deps, turn.principal.user_id
         reply = await deps.db(deps.store.append_message, user_id, self.conversation_id,
                               role=Role.ASSISTANT, content=text, parent=user_message.id,
-                              status=MessageStatus.BLOCKED, model=deps.model_name,
+                              status=MessageStatus.BLOCKED, model=turn.models[0],
                               request_id=request_id, finish_reason="content_filter")
         await deps.db(deps.store.record_turn_result, user_id, key,
                       assistant_message_id=reply.id)
         handle = TurnHandle(request_id=request_id,
                             stream=finished_stream(request_id, text, "content_filter"),
                             conversation_id=self.conversation_id,
-                            user_message_id=user_message.id, assistant_message_id=reply.id)
+                            user_message_id=user_message.id, assistant_message_id=reply.id,
+                            model=turn.models[0])
         handle.persisted.set()
         return handle
 

@@ -24,10 +24,10 @@ from chorusline.protocols import (
 from chorusline.store import MessageStatus
 
 
-async def record_usage(deps: ChatDeps, principal: Principal, request_id: str,
+async def record_usage(deps: ChatDeps, principal: Principal, request_id: str, model: str,
                        outcome: Outcome, conversation_id: str | None,
                        end_user: str | None) -> None:
-    await deps.db(deps.store.record_usage, user_id=principal.user_id, model=deps.model_name,
+    await deps.db(deps.store.record_usage, user_id=principal.user_id, model=model,
                   prompt_tokens=outcome.prompt_tokens,
                   completion_tokens=outcome.completion_tokens,
                   api_key_id=principal.api_key_id, conversation_id=conversation_id,
@@ -43,6 +43,8 @@ class StoredRecord:
     deps: ChatDeps
     principal: Principal
     request_id: str
+    #: The model answering (after any fallback): the draft and the usage row name it.
+    model: str
     conversation_id: str
     draft_id: str
     entries: list[dict[str, str]] = field(default_factory=list)
@@ -72,10 +74,11 @@ class StoredRecord:
             await deps.db(deps.store.finalize_message, self.conversation_id, self.draft_id,
                           status=outcome.status, finish_reason=finish_reason,
                           content=content, prompt_tokens=outcome.prompt_tokens,
-                          completion_tokens=outcome.completion_tokens, tool_calls=calls)
+                          completion_tokens=outcome.completion_tokens, tool_calls=calls,
+                          model=self.model)
             self._finalised = True
         if not self._counted:
-            await record_usage(deps, self.principal, self.request_id, outcome,
+            await record_usage(deps, self.principal, self.request_id, self.model, outcome,
                                self.conversation_id, self.end_user)
             self._counted = True
         if deps.hot_cache is not None and outcome.status is MessageStatus.COMPLETE:
@@ -99,6 +102,7 @@ class UsageRecord:
     deps: ChatDeps
     principal: Principal
     request_id: str
+    model: str
     end_user: str | None = None
     keeps_reply: bool = False
 
@@ -106,8 +110,8 @@ class UsageRecord:
         return None
 
     async def finish(self, outcome: Outcome) -> None:
-        await record_usage(self.deps, self.principal, self.request_id, outcome, None,
-                           self.end_user)
+        await record_usage(self.deps, self.principal, self.request_id, self.model, outcome,
+                           None, self.end_user)
 
     async def moderation(self, verdict: Verdict) -> None:
         await record_verdict(self.deps, verdict, None, None)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import gc
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -32,7 +32,7 @@ from chorusline.actors import (
 from chorusline.chat.accounts import Accounts, default_database_url, open_store
 from chorusline.chat.admin import Admin
 from chorusline.chat.conversations import Conversations
-from chorusline.chat.deps import DRIVER_KEY, WORKER_KEY, ChatDeps
+from chorusline.chat.deps import ChatDeps
 from chorusline.chat.embedder import EncoderLike
 from chorusline.chat.embeddings import (
     EmbedCharge,
@@ -43,18 +43,28 @@ from chorusline.chat.embeddings import (
     run_embedder,
 )
 from chorusline.chat.engine_driver import AdmissionLimits
-from chorusline.chat.gpu_worker import EngineLike, GetStats
-from chorusline.chat.loading import engine_factory, model_deps, served_embedding
+from chorusline.chat.gpu_worker import EngineLike
+from chorusline.chat.loading import (
+    BUNDLED_MODELS,
+    ModelSettings,
+    engine_for,
+    fit_window_to_engine,
+    loaded_models,
+    served_embedding,
+    served_model,
+    shared_deps,
+)
 from chorusline.chat.principal import Principal
+from chorusline.chat.router import ROUTER_KEY, Route
 from chorusline.chat.runner import check_grammar, check_input
+from chorusline.chat.served import CHAT, COMPLETIONS, ModelInfo, ServedModel, ServedModels
 from chorusline.chat.session import SessionActor
 from chorusline.chat.stopping import generating, stop_turn
 from chorusline.chat.stream import TokenStream
-from chorusline.chat.tree import chat_tree
+from chorusline.chat.tree import EngineSpec, chat_tree
 from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
 from chorusline.moderation import Moderator, Verdict
 from chorusline.protocols import (
-    EngineStats,
     GenerationRequest,
     ModelNotFound,
     ServiceUnavailable,
@@ -80,8 +90,10 @@ def _engine_config() -> EngineConfig:
 class ChatSettings:
     #: SQLite in the user's data directory unless told otherwise (see ``Accounts``).
     database_url: str = field(default_factory=default_database_url)
-    model_path: str | None = None
-    model_name: str = "smollm2-135m-instruct"
+    #: The served models, the default first (unless one has the ``default`` alias):
+    #: both bundled models unless told otherwise (``chat.loading.BUNDLED_MODELS``).
+    models: tuple[ModelSettings, ...] = BUNDLED_MODELS
+    #: Every model's engine settings; a model's ``kv_cache_mb`` overrides the budget.
     engine: EngineConfig = field(default_factory=_engine_config)
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)
     tiers: Tiers = field(default_factory=Tiers.defaults)
@@ -111,13 +123,21 @@ class ChatService:
         self.tiers = tiers
         self.conversations = Conversations(deps.db, deps.store)
         self.accounts = Accounts(deps.db, deps.store, tiers)
-        self.admin = Admin(system)
+        self.admin = Admin(system, deps.models)
         #: The served embedding model's name and (once-only) loader, if one is served.
         self._embedding = embedding
 
     @property
     def model_name(self) -> str:
-        return self.deps.model_name
+        """The default model's name."""
+        return self.deps.models.default.name
+
+    @property
+    def models(self) -> list[ModelInfo]:
+        """What each served model is and can do, the default first."""
+        default = self.deps.models.default
+        return [m.info() for m in [default, *(m for m in self.deps.models
+                                              if m is not default)]]
 
     @property
     def embedding_model(self) -> str | None:
@@ -158,15 +178,20 @@ class ChatService:
         status line, so this is where a bad ``logit_bias`` or ``stop_token_ids`` id or a
         schema the grammar engine cannot take can still be a 400.
         """
-        request.params.check_vocab(self.deps.vocab_size)
+        capability = COMPLETIONS if request.prompt is not None else CHAT
+        router = await self.system.registry.wait_for(ROUTER_KEY)
+        models: tuple[str, ...] = await router.ask(
+            Route(request.model, principal.tier, capability))
+        first = self.deps.models[models[0]]
+        request.params.check_vocab(first.vocab_size)
         if request.params.grammar is not None:  # before the turn stores anything
-            await check_grammar(self.deps, request.params.grammar, "response_format")
+            await check_grammar(self.deps, first, request.params.grammar, "response_format")
         kind = "cmpl" if request.prompt is not None else "chatcmpl"  # OpenAI's id prefixes
-        turn = Turn(principal, request, f"{kind}-{uuid.uuid4().hex}")
+        turn = Turn(principal, request, f"{kind}-{uuid.uuid4().hex}", models)
         recorder = self.system.recorder
         trace = recorder.open_trace(
             turn.request_id, tenant=principal.user_id, tier=principal.tier.name,
-            api_key_id=principal.api_key_id, model=self.model_name,
+            api_key_id=principal.api_key_id, model=first.name,
             conversation_id=request.conversation_id)
         try:
             session = await self.session(principal)
@@ -186,7 +211,8 @@ class ChatService:
 
     async def stop(self, principal: Principal, request_id: str) -> None:
         """Stop the caller's own running turn (its reply is kept ``incomplete``)."""
-        await stop_turn(self.system, request_id, principal=principal)
+        await stop_turn(self.system, [m.driver_key for m in self.deps.models], request_id,
+                        principal=principal)
 
     async def stop_reply(self, principal: Principal, conversation_id: str,
                          message_id: str) -> str:
@@ -196,29 +222,41 @@ class ChatService:
         await self.stop(principal, request_id)
         return request_id
 
-    async def generate(self, request: GenerationRequest) -> TokenStream:
-        """Raw generation: ``request`` straight to the engine actors, with no session,
-        rate limit, moderation or record (an embedding application's own pipeline, or a
-        benchmark of the actors alone). Closing the stream aborts the request."""
-        request.params.check_vocab(self.deps.vocab_size)
-        driver = await self.system.registry.wait_for(DRIVER_KEY)
+    def _model(self, name: str | None) -> ServedModel:
+        model = self.deps.models.default if name is None else self.deps.models.lookup(name)
+        if model is None:
+            raise ModelNotFound(f"The model `{name}` does not exist", param="model")
+        return model
+
+    async def generate(self, request: GenerationRequest,
+                       model: str | None = None) -> TokenStream:
+        """Raw generation: ``request`` straight to ``model``'s (default: the default
+        model's) engine actors, with no session, rate limit, moderation or record (an
+        embedding application's own pipeline, or a benchmark of the actors alone).
+        Closing the stream aborts the request."""
+        served = self._model(model)
+        request.params.check_vocab(served.vocab_size)
+        driver = await self.system.registry.wait_for(served.driver_key)
         stream: TokenStream = await driver.ask(request)
         return stream
 
     @cached_property
-    def _special_ids(self) -> frozenset[int]:
-        return frozenset(self.deps.tokenizer.special_tokens.values())
+    def _special_ids(self) -> dict[str, frozenset[int]]:
+        return {m.name: frozenset(m.tokenizer.special_tokens.values())
+                for m in self.deps.models}
 
-    def token_bytes(self, token_id: int) -> bytes:
+    def token_bytes(self, token_id: int, model: str | None = None) -> bytes:
         """The bytes that logprobs report for a generated token: its vocabulary bytes, and
         none for a special (control) token. The end-of-turn token that ends a reply is
         counted in usage and has a logprob, but adds no text; reporting it as empty keeps
         the concatenated tokens equal to the reply (as vLLM does, skipping special
-        tokens). An id past the tokenizer's vocabulary (padded logits) is empty too."""
-        if token_id in self._special_ids:
+        tokens). An id past the tokenizer's vocabulary (padded logits) is empty too.
+        ``model``: the model that generated it (default: the default model)."""
+        served = self._model(model)
+        if token_id in self._special_ids[served.name]:
             return b""
         try:
-            return self.deps.tokenizer.token_bytes(token_id)
+            return served.tokenizer.token_bytes(token_id)
         except IndexError:
             return b""
 
@@ -268,44 +306,52 @@ async def open_chat_service(
     settings: ChatSettings | None = None,
     *,
     system: ActorSystem | None = None,
-    model: LoadedModel | None = None,
+    model: LoadedModel | Mapping[str, LoadedModel] | None = None,
     store: Store | None = None,
-    make_engine: Callable[[], EngineLike] | None = None,
+    make_engine: Callable[[], EngineLike] | Mapping[str, Callable[[], EngineLike]]
+    | None = None,
     moderator: Moderator | None = None,
     embedding_model: Callable[[], EncoderLike] | None = None,
 ) -> AsyncIterator[ChatService]:
     """Start the chat tree (in ``system``, or a new actor system) and yield the service.
 
-    ``moderator``: the policy and classifiers for input and output (default: the built-in
-    rules); an embedding app passes its own to add a model-based classifier or change
-    what is blocked, redacted or flagged. ``embedding_model``: what loads the embedding
-    model (default: the packaged all-MiniLM-L6-v2, once per process); it is called on a
-    worker thread at the first embedding request, never at start.
+    ``model``: already loaded models by served name, or one loaded model served as the
+    first of ``settings.models`` alone (its fallbacks to models not served dropped);
+    None loads every model of ``settings.models``. ``make_engine``: what builds an
+    engine, for the one model or by name (tests inject held or failing engines).
+    ``moderator``: the policy and classifiers for input and output (default: the
+    built-in rules); an embedding app passes its own to add a model-based classifier or
+    change what is blocked, redacted or flagged. ``embedding_model``: what loads the
+    embedding model (default: the packaged all-MiniLM-L6-v2, once per process); it is
+    called on a worker thread at the first embedding request, never at start.
     """
     settings = settings or ChatSettings()
-    if model is None:
-        from chorusline.runtime import load_model
-
-        model = await trio.to_thread.run_sync(lambda: load_model(settings.model_path))
+    wanted, loaded = await loaded_models(settings.models, model)
     if store is None:
         store = await trio.to_thread.run_sync(open_store, settings.database_url)
-    window = min(settings.context_window, model.config.max_position_embeddings)
-    engine_config = settings.engine
-    if engine_config.max_model_len is None:
-        engine_config = replace(engine_config, max_model_len=window)
-    deps = await trio.to_thread.run_sync(lambda: model_deps(
-        model, store, moderator or Moderator(), window, settings.model_name,
-        settings.limits.max_pending_chars, settings.redis_url, settings.max_turn_seconds))
+    served: list[ServedModel] = []
+    engines: list[EngineSpec] = []
+    for entry in wanted:
+        one = loaded[entry.name]
+        info = await trio.to_thread.run_sync(
+            lambda: served_model(one, entry, settings.context_window))  # noqa: B023
+        served.append(info)
+        engines.append((info, engine_for(entry, one, info, settings.engine, make_engine)))
+    models = ServedModels(served)
+    models.check_tiers(settings.tiers)
+    deps = await trio.to_thread.run_sync(lambda: shared_deps(
+        models, store, moderator or Moderator(), settings.limits.max_pending_chars,
+        settings.redis_url, settings.max_turn_seconds))
     deps.auto_titles = settings.auto_titles
     if settings.sweep_open_drafts:
         await deps.db(store.mark_interrupted_drafts)
-    factory = make_engine or engine_factory(model, engine_config)
     embedding = served_embedding(settings.embeddings, embedding_model)
     async with _system(system) as actors:
-        tree = await actors.spawn(chat_tree(factory, settings.limits,
+        tree = await actors.spawn(chat_tree(models, engines, settings.limits,
                                             None if embedding is None else embedding[1]))
         try:
-            await _fit_window_to_engine(actors, deps)
+            for info in served:
+                await fit_window_to_engine(actors, info)
             yield ChatService(actors, deps, tree, settings.tiers, embedding)
         finally:
             await actors.stop(tree)
@@ -319,15 +365,6 @@ async def open_chat_service(
             # service allocates too little to trigger it: collect now, so an app that
             # opens and closes services (a test suite: ~300 MB each) gets the memory back.
             gc.collect()
-
-
-async def _fit_window_to_engine(actors: ActorSystem, deps: ChatDeps) -> None:
-    """Shrink the context window to the longest sequence the engine can hold, so a prompt
-    its KV cache cannot take is refused before streaming (a 413), not after."""
-    worker = await actors.registry.wait_for(WORKER_KEY)
-    stats: EngineStats = await worker.ask(GetStats(), timeout=600.0)
-    if 0 < stats.max_sequence_tokens < deps.context_window:
-        deps.context_window = stats.max_sequence_tokens
 
 
 @asynccontextmanager

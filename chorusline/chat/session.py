@@ -23,17 +23,24 @@ from chorusline.chat.embeddings import EmbedCharge, EmbedGrant
 from chorusline.chat.principal import Principal
 from chorusline.chat.records import UsageRecord
 from chorusline.chat.runner import (
+    admit,
     constrain,
     generation,
     moderate_input,
     prepare,
     prepare_raw,
-    start_reply,
 )
+from chorusline.chat.served import ServedModel
 from chorusline.chat.stream import TokenStream
 from chorusline.chat.tools import template_turns, tools_prompt
 from chorusline.chat.turn import ChatRequest, Turn, TurnHandle
-from chorusline.protocols import ChoruslineError, InvalidRequest, RateLimited, SamplingParams
+from chorusline.protocols import (
+    ChoruslineError,
+    GenerationRequest,
+    InvalidRequest,
+    RateLimited,
+    SamplingParams,
+)
 from chorusline.ratelimit import estimate_tokens
 from chorusline.supervisors import ChildSpec, Restart
 
@@ -137,52 +144,62 @@ class SessionActor(Actor):
         conversation = await self.context.system.registry.get_or_spawn(
             ("conversation", conversation_id), spec, under=self.conversations
         )
-        stored = Turn(turn.principal, request, turn.request_id, instructions)
+        stored = Turn(turn.principal, request, turn.request_id, turn.models, instructions)
         handle: TurnHandle = await conversation.ask(stored, timeout=60.0)
         return handle
 
     async def _stateless(self, turn: Turn) -> TurnHandle:
+        """A turn with nothing stored: moderated once, then prepared for (and admitted
+        by) the first candidate model that takes it (``runner.admit``)."""
         request, deps = turn.request, self.deps
+        first = deps.models[turn.models[0]]
         if request.prompt is not None:
             text = request.prompt if isinstance(request.prompt, str) else "".join(
-                deps.tokenizer.token_bytes(t).decode("utf-8", "replace")
-                for t in request.prompt if 0 <= t < deps.vocab_size)
+                first.tokenizer.token_bytes(t).decode("utf-8", "replace")
+                for t in request.prompt if 0 <= t < first.vocab_size)
             await self._moderate(text, "prompt", turn.request_id)
-            params = await constrain(deps, request.params, request)
-            trace = self.context.system.recorder.spans_for(turn.request_id)
-            with trace.span("prompt", self.context.path):
-                prompt = await prepare_raw(deps, request.prompt, params)
         else:
-            params, prompt = await self._chat_prompt(request, turn.request_id)
-        generate = generation(deps, turn.principal, turn.request_id, prompt, params)
-        record = UsageRecord(deps, turn.principal, turn.request_id, request.end_user)
-        stream, persisted = await start_reply(self.context, deps, generate, record)
-        return TurnHandle(request_id=turn.request_id, stream=stream,
-                          prompt_tokens=len(prompt.prompt_token_ids), persisted=persisted)
+            if not request.messages:
+                raise InvalidRequest("messages must not be empty", param="messages")
+            for message in request.messages:
+                if message.role in ("user", "tool"):
+                    await self._moderate(message.content, "messages", turn.request_id)
+
+        async def build(model: ServedModel) -> GenerationRequest:
+            params, prompt = await self._prompt(model, request, turn.request_id)
+            return generation(deps, model, turn.principal, turn.request_id, prompt, params)
+
+        admitted = await admit(
+            self.context, deps, turn.models, build,
+            lambda model: UsageRecord(deps, turn.principal, turn.request_id, model.name,
+                                      request.end_user))
+        return TurnHandle(request_id=turn.request_id, stream=admitted.stream,
+                          prompt_tokens=len(admitted.request.prompt_token_ids),
+                          persisted=admitted.persisted, model=admitted.model.name,
+                          fallback_from=admitted.fallback_from)
+
+    async def _prompt(self, model: ServedModel, request: ChatRequest,
+                      request_id: str) -> tuple[SamplingParams, Assembled]:
+        """The stateless prompt for ``model``: a raw completion's tokens, or the caller's
+        messages (tool calls and results in the model's tool format), system messages
+        and the tools' description first."""
+        params = await constrain(self.deps, model, request.params, request)
+        trace = self.context.system.recorder.spans_for(request_id)
+        if request.prompt is not None:
+            with trace.span("prompt", self.context.path):
+                return params, await prepare_raw(self.deps, model, request.prompt, params)
+        systems = [m.content for m in request.messages if m.role == "system"]
+        if request.tools and request.tool_choice.mode != "none":
+            systems.append(tools_prompt(request.tools))
+        with trace.span("prompt", self.context.path):
+            prompt = await prepare(self.deps, model, template_turns(request.messages),
+                                   "\n\n".join(systems) or None, params,
+                                   truncate=request.truncate)
+        return params, prompt
 
     async def _moderate(self, text: str, param: str, request_id: str) -> None:
         if (await moderate_input(self.context, self.deps, text, request_id)).blocked:
             raise InvalidRequest("the request was refused by content policy", param=param)
-
-    async def _chat_prompt(self, request: ChatRequest,
-                           request_id: str) -> tuple[SamplingParams, Assembled]:
-        """The stateless chat prompt: the caller's messages (tool calls and results in
-        the model's tool format), system messages and the tools' description first."""
-        if not request.messages:
-            raise InvalidRequest("messages must not be empty", param="messages")
-        for message in request.messages:
-            if message.role in ("user", "tool"):
-                await self._moderate(message.content, "messages", request_id)
-        params = await constrain(self.deps, request.params, request)
-        systems = [m.content for m in request.messages if m.role == "system"]
-        if request.tools and request.tool_choice.mode != "none":
-            systems.append(tools_prompt(request.tools))
-        trace = self.context.system.recorder.spans_for(request_id)
-        with trace.span("prompt", self.context.path):
-            prompt = await prepare(self.deps, template_turns(request.messages),
-                                   "\n\n".join(systems) or None, params,
-                                   truncate=request.truncate)
-        return params, prompt
 
     def introspect(self) -> dict[str, Any]:
         return {"user_id": self.principal.user_id, "tier": self.principal.tier.name,

@@ -13,22 +13,28 @@ one (404), as everywhere else in the API.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chorusline.actors import ActorSystem
-from chorusline.chat.deps import DRIVER_KEY
 from chorusline.chat.engine_driver import Abort
 from chorusline.chat.principal import Principal
 from chorusline.protocols import Conflict, NotFound
 from chorusline.store import Message, MessageStatus, Role
 
 
-async def abort_request(system: ActorSystem, request_id: str, by: str) -> bool:
-    """End ``request_id``'s generation now; False if the engine is not running it (it
-    finished, or never reached the engine)."""
-    driver = system.registry.lookup(DRIVER_KEY)
-    return driver is not None and bool(await driver.ask(Abort(request_id, by)))
+async def abort_request(system: ActorSystem, drivers: Sequence[str], request_id: str,
+                        by: str) -> bool:
+    """End ``request_id``'s generation now, on whichever model's engine runs it (the
+    registry names of the models' ``drivers``); False if none is running it (it
+    finished, or never reached an engine)."""
+    for key in drivers:
+        driver = system.registry.lookup(key)
+        if driver is not None and bool(await driver.ask(Abort(request_id, by))):
+            return True
+    return False
 
 
-async def stop_turn(system: ActorSystem, request_id: str, *,
+async def stop_turn(system: ActorSystem, drivers: Sequence[str], request_id: str, *,
                     principal: Principal | None = None) -> None:
     """Stop a running turn: ``principal``'s own (404 for anyone else's), or any turn
     when None (an admin). ``Conflict`` once its generation has already ended."""
@@ -37,7 +43,8 @@ async def stop_turn(system: ActorSystem, request_id: str, *,
     if principal is not None and (trace is None
                                   or trace.attrs.get("tenant") != principal.user_id):
         raise unknown
-    if await abort_request(system, request_id, "admin" if principal is None else "owner"):
+    if await abort_request(system, drivers, request_id,
+                           "admin" if principal is None else "owner"):
         return
     if trace is None:  # an admin may stop an untraced request (``ChatService.generate``)
         raise unknown

@@ -24,7 +24,7 @@ import uuid
 import trio
 
 from chorusline.actors import ActorContext
-from chorusline.chat.deps import DRIVER_KEY, ChatDeps
+from chorusline.chat.deps import ChatDeps
 from chorusline.chat.principal import Principal
 from chorusline.chat.runner import prepare
 from chorusline.protocols import ChoruslineError, GenerationRequest, SamplingParams
@@ -69,13 +69,17 @@ async def generated_title(context: ActorContext, deps: ChatDeps, principal: Prin
                           question: str) -> str:
     """The model's title for ``question``, or "" when it did not make one in time."""
     params = SamplingParams(temperature=0.0, max_tokens=TITLE_TOKENS)
-    prompt = await prepare(deps, [{"role": "user", "content": f"{INSTRUCTION}\n\n{question}"}],
+    model = deps.models.default  # the default chat model names every conversation
+    if model.template is None:
+        return ""
+    prompt = await prepare(deps, model,
+                           [{"role": "user", "content": f"{INSTRUCTION}\n\n{question}"}],
                            None, params)
     request = GenerationRequest(
         f"title-{uuid.uuid4().hex}", prompt.prompt_token_ids, params,
         principal.tier.priority + TITLE_PRIORITY_OFFSET, principal.user_id,
         deadline=time.monotonic() + TITLE_DEADLINE_S)
-    driver = await context.system.registry.wait_for(DRIVER_KEY)
+    driver = await context.system.registry.wait_for(model.driver_key)
     stream = await driver.ask(request)
     text, finish = "", None
     try:

@@ -30,7 +30,8 @@ class ChatRequest:
     the model functions to call (``chat.tools``); a stored turn may carry
     ``tool_results`` (``tool`` messages answering the last reply's calls) instead of
     ``content``. ``truncate``: a stateless history too long for the window loses its
-    oldest turns instead of being refused.
+    oldest turns instead of being refused. ``model``: a served model's name or alias
+    (None: the default; ``chat.served``).
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -51,6 +52,7 @@ class ChatRequest:
     regenerate_message_id: str | None = None
     #: The caller's own end user (OpenAI's ``user``), kept on the turn's usage row.
     end_user: str | None = None
+    model: str | None = None
 
     def __post_init__(self) -> None:
         # ``(role, content)`` pairs are taken too (embedding code and tests write them).
@@ -62,11 +64,14 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Turn:
-    """A ``ChatRequest`` inside the actors: who asked, and the request id minted for it."""
+    """A ``ChatRequest`` inside the actors: who asked, the request id minted for it, and
+    the models that may answer it, in order (the one asked for, then its fallbacks:
+    ``chat.router``)."""
 
     principal: Principal
     request: ChatRequest
     request_id: str
+    models: tuple[str, ...]
     custom_instructions: str | None = None
 
 
@@ -85,6 +90,10 @@ class TurnHandle:
     assistant_message_id: str | None = None
     replayed: bool = False
     prompt_tokens: int = 0
+    #: The model that answers (a replay: the one that answered then).
+    model: str = ""
+    #: The model asked for, when another answered instead (``chat.router``).
+    fallback_from: str | None = None
     rate_headers: dict[str, str] = field(default_factory=dict)
     #: Set once the reply is final in the store and, if complete, in the hot cache (at
     #: once for replays and refusals).

@@ -10,6 +10,7 @@ so the defaults below can be replaced by a TOML or JSON file::
     tokens_per_minute = 40000
     max_concurrent_streams = 2
     priority = 2                # lower number = scheduled first
+    models = ["fast"]           # optional: the models (names or aliases) it may use
 
 A file replaces the defaults entirely (a partial merge would make "which limits apply?"
 depend on two places). Every problem in a file is reported at once, with its path
@@ -29,6 +30,8 @@ from typing import Any
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = ("requests_per_minute", "tokens_per_minute", "max_concurrent_streams", "priority")
+#: Optional fields: ``models`` lists what a tier may use (absent: every served model).
+_OPTIONAL = ("models",)
 
 
 class TierConfigError(ValueError):
@@ -54,15 +57,25 @@ class Tier:
     tokens_per_minute: int
     max_concurrent_streams: int
     priority: int
+    #: The model names or aliases this tier may use; None: every served model. Checked
+    #: against what is served when the service starts (``chat.served``).
+    models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         problems = _check_tier(self.name, _as_dict(self))
         if problems:
             raise TierConfigError(f"tier {self.name!r}", problems)
 
+    def may_use(self, *names: str) -> bool:
+        """Whether any of ``names`` (a model's name and aliases) is on the tier's list."""
+        return self.models is None or any(name in self.models for name in names)
+
 
 def _as_dict(tier: Tier) -> dict[str, Any]:
-    return {field: getattr(tier, field) for field in _FIELDS}
+    body = {field: getattr(tier, field) for field in _FIELDS}
+    if tier.models is not None:
+        body["models"] = list(tier.models)
+    return body
 
 
 def _check_tier(name: str, body: Mapping[str, Any], where: str = "") -> list[str]:
@@ -81,8 +94,14 @@ def _check_tier(name: str, body: Mapping[str, Any], where: str = "") -> list[str
             problems.append(f"{where}{field}: must be >= 0, got {value}")
         elif field != "priority" and value <= 0:
             problems.append(f"{where}{field}: must be > 0, got {value}")
-    for extra in sorted(set(body) - set(_FIELDS)):
-        problems.append(f"{where}{extra}: unknown field (expected one of {', '.join(_FIELDS)})")
+    models = body.get("models")
+    if models is not None and (not isinstance(models, list | tuple) or not models
+                               or not all(isinstance(m, str) and m for m in models)):
+        problems.append(f"{where}models: must be a non-empty list of model names, "
+                        f"got {models!r}")
+    for extra in sorted(set(body) - set(_FIELDS) - set(_OPTIONAL)):
+        problems.append(f"{where}{extra}: unknown field (expected one of "
+                        f"{', '.join(_FIELDS + _OPTIONAL)})")
     return problems
 
 
@@ -171,7 +190,9 @@ class Tiers:
             if found:
                 problems.extend(found)
                 continue
-            parsed[name] = Tier(name=name, **{f: body[f] for f in _FIELDS})
+            models = body.get("models")
+            parsed[name] = Tier(name=name, **{f: body[f] for f in _FIELDS},
+                                models=None if models is None else tuple(models))
         default = data.get("default", "free" if "free" in raw else None)
         if default is None:
             problems.append("default: required when there is no tier called 'free'")

@@ -135,9 +135,12 @@ class MessagesMixin(SqlStore):
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         tool_calls: Sequence[ToolCall] | None = None,
+        model: str | None = None,
     ) -> Message:
         status = parse_status(status)
         check_text(finish_reason, "finish_reason", max_len=64, allow_empty=False)
+        if model is not None:
+            check_text(model, "model", max_len=256, allow_empty=False)
         if content is not None:
             check_text(content, "content", max_len=10_000_000)
         _check_tokens(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
@@ -148,7 +151,7 @@ class MessagesMixin(SqlStore):
                 "UPDATE messages SET status = ?, finish_reason = ?, "
                 "content = COALESCE(?, content), "
                 "tool_calls = CASE WHEN ? THEN tool_calls ELSE ? END, "
-                "prompt_tokens = ?, completion_tokens = ? "
+                "prompt_tokens = ?, completion_tokens = ?, model = COALESCE(?, model) "
                 "WHERE id = ? AND conversation_id = ? "
                 "AND status = 'incomplete' AND finish_reason IS NULL "
                 f"RETURNING {MESSAGE_COLUMNS}",
@@ -160,6 +163,7 @@ class MessagesMixin(SqlStore):
                     calls,
                     prompt_tokens,
                     completion_tokens,
+                    model,
                     message_id,
                     conversation_id,
                 ),

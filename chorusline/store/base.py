@@ -207,9 +207,10 @@ class Store(ToolTurns, abc.ABC):
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         tool_calls: Sequence[ToolCall] | None = None,
+        model: str | None = None,
     ) -> Message:
-        """Close an open draft; ``content=None`` (``tool_calls=None``) keeps the last
-        streamed content (calls)."""
+        """Close an open draft; ``content=None`` (``tool_calls=None``, ``model=None``)
+        keeps the last streamed content (calls, the model named when it was claimed)."""
 
     @abc.abstractmethod
     def mark_interrupted_drafts(self, conversation_id: str | None = None) -> list[Message]:

@@ -140,7 +140,7 @@ def register(app: QuartTrio, chat: ChatService) -> None:
     @app.get("/v1/admin/engine")
     async def admin_engine() -> Response:
         await require_admin_key()
-        return answer("admin.engine", await admin.engine_stats())
+        return answer("admin.engine", await admin.engine_stats(request.args.get("model")))
 
     @app.get("/v1/admin/faults")
     async def admin_faults() -> Response:

@@ -178,9 +178,12 @@ def admin_paths() -> dict[str, Schema]:
                 "dead_letters": {"type": "object"}, "faults": FAULT_PLANS,
                 "registry_size": INT}))},
         "/v1/admin/engine": {"get": _op(
-            "Scheduler counters and engine figures (null while the GPU worker restarts)",
+            "A model's scheduler counters and engine figures (null while its GPU worker "
+            "restarts)",
             _reply("admin.engine", "Scheduler and engine statistics",
-                   {"driver": DRIVER, "engine": ENGINE}))},
+                   {"model": STR, "driver": DRIVER, "engine": ENGINE}), 404,
+            parameters=[_query("model", STR, "A served model's name or alias (default: "
+                               "the default model).")])},
         "/v1/admin/faults": {
             "get": _op("The fault plans in force",
                        _reply("admin.faults", "Active plans", {"active": FAULT_PLANS})),

@@ -69,7 +69,7 @@ class _DrainingApp(QuartTrio):
         raise shutting_down()
 
 
-def create_app(chat: ChatService, model_name: str, *, public_url: str | None = None,
+def create_app(chat: ChatService, *, public_url: str | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, drain: Drain | None = None) -> QuartTrio:
     """The app; share links start with ``public_url`` (default: the bound address),
     ``max_body_bytes`` bounds every request body (413 beyond it) and ``drain`` is the
@@ -98,16 +98,16 @@ def create_app(chat: ChatService, model_name: str, *, public_url: str | None = N
         principal = await authenticate(chat)
         parsed = wire.parse_chat_request(await json_body())
         key = request.headers.get("Idempotency-Key") or request.headers.get("X-Request-Id")
-        turn = build_request(parsed, model_name, key or None)
+        turn = build_request(parsed, key or None)
         with results_as_messages(parsed, turn):
-            return await complete(chat, principal, turn, parsed, model_name)
+            return await complete(chat, principal, turn, parsed)
 
-    conversations.register(app, chat, model_name)
+    conversations.register(app, chat)
     shares.register(app, chat, public_url=public_url)
-    observability.register(app, chat, model_name)
+    observability.register(app, chat)
     admin.register(app, chat)
     pages.register_common(app)
-    console.register(app, chat, model_name)
+    console.register(app, chat)
     chat_page.register(app)
     embeddings.register(app, chat)
     models.register(app, chat)

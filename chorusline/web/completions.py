@@ -29,6 +29,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 from quart import Response
@@ -44,12 +45,11 @@ from chorusline.chat import (
 from chorusline.protocols import (
     ChoruslineError,
     InvalidRequest,
-    ModelNotFound,
     SamplingParams,
     openai as wire,
 )
 from chorusline.web import streaming
-from chorusline.web.http import Drain, current_drain
+from chorusline.web.http import Drain, current_drain, turn_headers
 from chorusline.web.observability import TurnObserver, observe_turn
 from chorusline.web.streaming import KEEP_ALIVE, SseBody, Usage, next_batch, sse_response
 
@@ -59,10 +59,10 @@ HEARTBEAT_SECONDS = streaming.HEARTBEAT_SECONDS
 
 
 def build_request(
-    parsed: wire.ChatCompletionRequest, model_name: str, idempotency_key: str | None
+    parsed: wire.ChatCompletionRequest, idempotency_key: str | None
 ) -> ChatRequest:
-    if parsed.model != model_name:
-        raise ModelNotFound(f"The model `{parsed.model}` does not exist", param="model")
+    """The turn a chat completion asks for; its ``model`` is read by the router (an
+    unknown one is a 404 there, before anything is stored)."""
     try:
         params = SamplingParams(**parsed.sampling)
     except (TypeError, ValueError) as exc:  # belt and braces: parsing checked the types
@@ -72,7 +72,7 @@ def build_request(
                            idempotency_key=idempotency_key, end_user=parsed.user,
                            tools=parsed.tools, tool_choice=parsed.tool_choice,
                            parallel_tool_calls=parsed.parallel_tool_calls,
-                           truncate=parsed.truncate)
+                           truncate=parsed.truncate, model=parsed.model)
     # The store holds the history: the turn is the new user message, or the results
     # of the stored reply's calls (the trailing tool messages), as a client that keeps
     # its own copy of the history sends them.
@@ -85,7 +85,8 @@ def build_request(
     if not tool_results and last.role != "user":
         raise InvalidRequest("with conversation_id the last message must be the user's "
                              "or tool results", param="messages")
-    return ChatRequest(params=params, conversation_id=parsed.conversation_id,
+    return ChatRequest(params=params, model=parsed.model,
+                       conversation_id=parsed.conversation_id,
                        content=None if tool_results else last.content,
                        tool_results=tool_results, idempotency_key=idempotency_key,
                        end_user=parsed.user, tools=parsed.tools,
@@ -117,8 +118,8 @@ class _Logprobs:
     """Turns the engine's token logprobs into OpenAI entries, per choice, for a request
     that asked for them (``wanted``); for one that did not, every method gives None."""
 
-    def __init__(self, chat: ChatService, wanted: bool) -> None:
-        self.token_bytes = chat.token_bytes
+    def __init__(self, chat: ChatService, wanted: bool, model: str) -> None:
+        self.token_bytes = partial(chat.token_bytes, model=model)
         self.wanted = wanted
         self.held: dict[int, list[dict[str, Any]]] = {}
 
@@ -167,12 +168,13 @@ class _Calls:
 
 
 async def complete(chat: ChatService, principal: Principal, request: ChatRequest,
-                   parsed: wire.ChatCompletionRequest, model: str) -> Response:
+                   parsed: wire.ChatCompletionRequest) -> Response:
     observer = observe_turn()  # now: the request context is gone once streaming starts
     handle = await chat.chat(principal, request)
     # One id for the turn: the body's ``id`` is the ``X-Request-Id`` and the usage row's.
     response_id, created = handle.request_id, int(time.time())
-    logprobs = _Logprobs(chat, request.params.logprobs)
+    model = observer.model = handle.model  # the model that answers (after any fallback)
+    logprobs = _Logprobs(chat, request.params.logprobs, model)
     if parsed.stream:
         body = SseBody([handle], _events(handle, parsed, response_id, created, model,
                                          observer, logprobs, current_drain(),
@@ -181,8 +183,7 @@ async def complete(chat: ChatService, principal: Principal, request: ChatRequest
     else:
         response = await _collect(handle, response_id, created, model, observer, logprobs,
                                   _Calls(response_id, parsed))
-    response.headers.update(handle.rate_headers)
-    response.headers["X-Request-Id"] = handle.request_id
+    turn_headers(response, handle)
     return response
 
 

@@ -95,7 +95,7 @@ class FeedBody:
                 yield b"".join(out)
 
 
-def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
+def register(app: QuartTrio, chat: ChatService) -> None:
     """Add ``/console``, its files and the feed to ``app``."""
     assets = serve_files(app, "console", "/console/static")
 
@@ -106,4 +106,4 @@ def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
     @app.get("/v1/admin/events")
     async def admin_events() -> Response:
         await require_admin(chat)
-        return sse_response(FeedBody(chat, model_name, feed_interval()))
+        return sse_response(FeedBody(chat, chat.model_name, feed_interval()))

@@ -21,7 +21,7 @@ from chorusline.chat import ChatRequest, ChatService, Principal
 from chorusline.protocols import InvalidRequest, openai as wire
 from chorusline.web import conversation_views as views
 from chorusline.web.completions import build_request, complete
-from chorusline.web.http import authenticate, json_body, json_response
+from chorusline.web.http import authenticate, json_body, json_response, turn_headers
 from chorusline.web.openapi_schemas import sampling_properties
 
 _PATCHABLE = {"title", "archived", "system_prompt"}
@@ -66,7 +66,7 @@ def turn_request(body: dict[str, Any], conversation_id: str, model_name: str,
         "conversation_id": conversation_id,
         "messages": [{"role": "user", "content": content or ""}],
     })
-    turn = build_request(parsed, model_name, idempotency_key)  # another model: a 404
+    turn = build_request(parsed, idempotency_key)  # an unknown model: the router's 404
     return replace(turn, edit_message_id=edit, regenerate_message_id=regenerate,
                    content=None if results else turn.content, tool_results=results), parsed
 
@@ -88,8 +88,7 @@ async def stored_reply(chat: ChatService, principal: Principal, turn: ChatReques
     body = {**views.message(stored), "user_message_id": handle.user_message_id,
             "replayed": handle.replayed}
     response = Response(wire.json_bytes(body), mimetype="application/json")
-    response.headers.update(handle.rate_headers)
-    response.headers["X-Request-Id"] = handle.request_id
+    turn_headers(response, handle)
     return response
 
 
@@ -105,7 +104,7 @@ async def object_body(allowed: set[str] | None = None, *,
     return views.object_body(await json_body(), allowed)
 
 
-def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
+def register(app: QuartTrio, chat: ChatService) -> None:
     """Add the conversation routes to ``app``."""
     conversations = chat.conversations
 
@@ -120,7 +119,7 @@ def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
         body = await object_body({"title", "system_prompt"}, required=False)
         created = await conversations.create(
             principal, title=views.optional_text(body, "title") or "",
-            system_prompt=views.optional_text(body, "system_prompt"), model=model_name)
+            system_prompt=views.optional_text(body, "system_prompt"), model=chat.model_name)
         return json_response(views.conversation(created), 201)
 
     @app.get("/v1/conversations")
@@ -191,9 +190,9 @@ def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
         principal, cid = await owned(conversation_id)
         body = await object_body()
         key = request.headers.get("Idempotency-Key") or None
-        turn, parsed = turn_request(body, cid, model_name, key)
+        turn, parsed = turn_request(body, cid, chat.model_name, key)
         if parsed.stream:
-            return await complete(chat, principal, turn, parsed, model_name)
+            return await complete(chat, principal, turn, parsed)
         return await stored_reply(chat, principal, turn)
 
     @app.post("/v1/conversations/<conversation_id>/active_branch")

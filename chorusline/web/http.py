@@ -25,7 +25,7 @@ from typing import Any
 import trio
 from quart import Response, current_app, g, has_app_context, request
 
-from chorusline.chat import ChatService, Principal
+from chorusline.chat import ChatService, Principal, TurnHandle
 from chorusline.protocols import (
     ChoruslineError,
     InvalidRequest,
@@ -62,6 +62,19 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def json_response(data: dict[str, Any], status: int = 200) -> Response:
     return Response(wire.json_bytes(data), status=status, mimetype="application/json")
+
+
+#: Set on a turn's response when another model answered than the one asked for.
+FALLBACK_HEADER = "x-chorusline-fallback"
+
+
+def turn_headers(response: Response, handle: TurnHandle) -> None:
+    """What every turn's response carries: its rate-limit headers, its request id, and
+    (after a fallback) ``x-chorusline-fallback: asked -> answered``."""
+    response.headers.update(handle.rate_headers)
+    response.headers["X-Request-Id"] = handle.request_id
+    if handle.fallback_from is not None:
+        response.headers[FALLBACK_HEADER] = f"{handle.fallback_from} -> {handle.model}"
 
 
 def error_response(error: ChoruslineError) -> Response:

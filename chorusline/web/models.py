@@ -1,9 +1,12 @@
 """``GET /v1/models`` and ``GET /v1/models/{model}``: what this server serves.
 
-The chat model always, and the embedding model when one is served
-(``ChatService.embedding_model``), each as OpenAI's model object; ``created`` is when
-the app was built (the models were loaded just before). Both need an API key, as
-OpenAI's do.
+Every served generation model (the default first) and the embedding model when one is
+served (``ChatService.embedding_model``), each as OpenAI's model object plus what
+chorusline adds: its ``capabilities`` (``chat``, ``completions``, ``tools`` for a model
+with a chat template; ``embeddings``), its ``context_window`` in tokens, its
+``aliases`` and its ``fallback`` models. ``created`` is when the app was built (the
+models were loaded just before). An alias names its model here too. Both routes need an
+API key, as OpenAI's do.
 """
 
 from __future__ import annotations
@@ -21,14 +24,25 @@ from chorusline.web.http import authenticate, json_response
 OWNER = "chorusline"
 
 
-def served(chat: ChatService) -> list[str]:
-    """The served models' ids, the chat model first."""
+def served(chat: ChatService) -> list[dict[str, Any]]:
+    """The served models' descriptions (without ``created``), the default first."""
+    out: list[dict[str, Any]] = []
+    for info in chat.models:
+        capabilities = list(info.capabilities) + (["tools"] if "chat" in info.capabilities
+                                                  else [])
+        out.append({"id": info.name, "capabilities": capabilities,
+                    "context_window": info.context_window, "aliases": list(info.aliases),
+                    "fallback": list(info.fallback)})
     embedding = chat.embedding_model
-    return [chat.model_name] + ([] if embedding is None else [embedding])
+    if embedding is not None:
+        out.append({"id": embedding, "capabilities": ["embeddings"], "aliases": [],
+                    "fallback": []})
+    return out
 
 
-def model_object(model_id: str, created: int) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": OWNER}
+def model_object(description: dict[str, Any], created: int) -> dict[str, Any]:
+    return {"id": description["id"], "object": "model", "created": created,
+            "owned_by": OWNER, **{k: v for k, v in description.items() if k != "id"}}
 
 
 def register(app: QuartTrio, chat: ChatService) -> None:
@@ -43,6 +57,7 @@ def register(app: QuartTrio, chat: ChatService) -> None:
     @app.get("/v1/models/<path:model>")
     async def model(model: str) -> Response:
         await authenticate(chat)
-        if model not in served(chat):
-            raise ModelNotFound(f"The model '{model}' does not exist", param="model")
-        return json_response(model_object(model, created))
+        for description in served(chat):
+            if model == description["id"] or model in description["aliases"]:
+                return json_response(model_object(description, created))
+        raise ModelNotFound(f"The model '{model}' does not exist", param="model")

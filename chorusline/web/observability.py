@@ -13,8 +13,12 @@ Three kinds of figures, each measured where it is cheapest and exact:
 * Latencies and token counts come from the completion code itself, through a
   ``TurnObserver`` (see ``observe_turn``), because only it sees the tokens arrive.
 * Engine and actor state (queue depth, running sequences, KV usage, restarts, dead
-  letters) is read from ``chat.admin.snapshot()`` at scrape time by a custom collector, so
-  nothing has to be pushed from the actors and a scrape always shows the current state.
+  letters, the router's fallbacks) is read from ``chat.admin.snapshot()`` at scrape time
+  by a custom collector, so nothing has to be pushed from the actors and a scrape always
+  shows the current state.
+
+Every engine figure, and the turn latencies and token counts, carry a ``model`` label:
+each served model has its own engine (``/chat/engines/<model>``).
 
 ``/metrics`` is unauthenticated, as Prometheus scrapers expect; it exposes only
 aggregate figures (no keys, users or content). Restrict it at the network if needed.
@@ -27,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -48,13 +52,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2
 #: Per-token gaps are much shorter than whole requests.
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
                  0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
-DRIVER_PATH_SUFFIX = "/engine/driver"
+#: Where each model's engine driver lives: ``/chat/engines/<model>/driver``.
+ENGINES_PATH = "/chat/engines/"
 
 
 class Metrics:
     """The per-app metric objects; created once by ``register``."""
 
-    def __init__(self, chat: ChatService, model_name: str) -> None:
+    def __init__(self, chat: ChatService) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -67,22 +72,21 @@ class Metrics:
         self.ttft = Histogram(
             "chorusline_time_to_first_token_seconds",
             "From the request's arrival to the first generated token.",
-            buckets=LATENCY_BUCKETS, registry=r)
+            ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.itl = Histogram(
             "chorusline_inter_token_latency_seconds",
             "Gap between successive generated tokens (a batch's gap spread over its tokens).",
-            buckets=TOKEN_BUCKETS, registry=r)
+            ["model"], buckets=TOKEN_BUCKETS, registry=r)
         self.e2e = Histogram(
             "chorusline_e2e_request_latency_seconds",
             "From the request's arrival to its last token (or its end, if cut short).",
-            buckets=LATENCY_BUCKETS, registry=r)
+            ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.prompt_tokens = Counter(
-            "chorusline_prompt_tokens", "Prompt tokens of completed turns.", registry=r)
+            "chorusline_prompt_tokens", "Prompt tokens of completed turns.", ["model"],
+            registry=r)
         self.generation_tokens = Counter(
-            "chorusline_generation_tokens", "Tokens generated (all choices).", registry=r)
-        info = Gauge("chorusline_model_info", "The served model (always 1).", ["model"],
-                     registry=r)
-        info.labels(model=model_name).set(1)
+            "chorusline_generation_tokens", "Tokens generated (all choices).", ["model"],
+            registry=r)
         r.register(SnapshotCollector(chat))
 
 
@@ -109,28 +113,23 @@ class SnapshotCollector(Collector):
             return
         yield GaugeMetricFamily("chorusline_actor_system_up",
                                 "1 when the actor tree could be read.", value=1)
+        info = GaugeMetricFamily("chorusline_model_info", "A served model (always 1), "
+                                 "with what it can do.",
+                                 labels=["model", "capabilities", "context_window"])
+        for served in self.chat.models:
+            info.add_metric([served.name, ",".join(served.capabilities),
+                             str(served.context_window)], 1.0)
+        yield info
         nodes = list(_walk(snapshot.get("tree", {})))
-        scheduler = next((n for n in nodes if _is_scheduler(n)), {})
-        for name, key, doc in (
-            ("chorusline_queue_depth", "queue_depth",
-             "Requests admitted and waiting for an engine slot."),
-            ("chorusline_inflight_requests", "inflight",
-             "Requests the scheduler has handed to the engine and not yet finished."),
-            ("chorusline_running_sequences", "running",
-             "Sequences in the engine's running batch."),
-            ("chorusline_kv_cache_usage_ratio", "kv_usage",
-             "Fraction of KV-cache blocks in use (0..1)."),
-        ):
-            yield GaugeMetricFamily(name, doc, value=float(scheduler.get(key, 0) or 0))
-        for name, key, doc in (
-            ("chorusline_scheduler_steps", "steps", "Engine steps the scheduler has run."),
-            ("chorusline_scheduler_requeued", "requeued",
-             "Requests requeued after an engine restart."),
-            ("chorusline_admission_refusals", "refused",
-             "Requests refused by admission control (503 overloaded)."),
-        ):
-            yield CounterMetricFamily(name, doc + " Resets when the scheduler restarts.",
-                                      value=float(scheduler.get(key, 0) or 0))
+        drivers = {model: n for n in nodes if (model := _driver_model(n)) is not None}
+        yield from _engine_figures(drivers)
+        router = next((n for n in nodes if n.get("path") == "/chat/router"), {})
+        fallbacks = CounterMetricFamily(
+            "chorusline_model_fallbacks", "Turns answered by a fallback model instead of "
+            "the one asked for, since the router started.", labels=["from_model", "to_model"])
+        for entry in router.get("fallbacks", []) or []:
+            fallbacks.add_metric([str(entry["from"]), str(entry["to"])], float(entry["count"]))
+        yield fallbacks
         yield GaugeMetricFamily(
             "chorusline_actor_restarts",
             "Restarts summed over live actors (a gauge: a stopped actor takes its count "
@@ -146,6 +145,36 @@ class SnapshotCollector(Collector):
                                   value=float(letters.get("count", 0) or 0))
 
 
+def _engine_figures(drivers: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """Each model's engine driver figures, one series per model."""
+    for name, key, doc in (
+            ("chorusline_queue_depth", "queue_depth",
+             "Requests admitted and waiting for an engine slot."),
+            ("chorusline_inflight_requests", "inflight",
+             "Requests the scheduler has handed to the engine and not yet finished."),
+            ("chorusline_running_sequences", "running",
+             "Sequences in the engine's running batch."),
+            ("chorusline_kv_cache_usage_ratio", "kv_usage",
+             "Fraction of KV-cache blocks in use (0..1)."),
+    ):
+        gauge = GaugeMetricFamily(name, doc, labels=["model"])
+        for model, node in drivers.items():
+            gauge.add_metric([model], float(node.get(key, 0) or 0))
+        yield gauge
+    for name, key, doc in (
+        ("chorusline_scheduler_steps", "steps", "Engine steps the scheduler has run."),
+        ("chorusline_scheduler_requeued", "requeued",
+         "Requests requeued after an engine restart."),
+        ("chorusline_admission_refusals", "refused",
+         "Requests refused by admission control (503 overloaded)."),
+    ):
+        counter = CounterMetricFamily(name, doc + " Resets when the scheduler restarts.",
+                                      labels=["model"])
+        for model, node in drivers.items():
+            counter.add_metric([model], float(node.get(key, 0) or 0))
+        yield counter
+
+
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if not node:
         return
@@ -154,11 +183,13 @@ def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _walk(child)
 
 
-def _is_scheduler(node: dict[str, Any]) -> bool:
+def _driver_model(node: dict[str, Any]) -> str | None:
+    """The model whose engine driver ``node`` is (``/chat/engines/<model>/driver``)."""
     path = node.get("path")
-    if isinstance(path, str) and path.endswith(DRIVER_PATH_SUFFIX):
-        return True
-    return "queue_depth" in node and "inflight" in node
+    if not isinstance(path, str) or not path.startswith(ENGINES_PATH):
+        return None
+    model, _, rest = path[len(ENGINES_PATH):].partition("/")
+    return model if rest == "driver" and "queue_depth" in node else None
 
 
 class TurnObserver:
@@ -175,6 +206,8 @@ class TurnObserver:
     def __init__(self, metrics: Metrics | None, started: float) -> None:
         self.metrics = metrics
         self.started = started
+        #: The model answering: set by the completion code once the turn has started.
+        self.model = ""
         self.last: float | None = None
         self.tokens = 0
         self.finished = False
@@ -185,14 +218,15 @@ class TurnObserver:
             return
         now = time.perf_counter()
         if self.last is None:
-            self.metrics.ttft.observe(now - self.started)
+            self.metrics.ttft.labels(model=self.model).observe(now - self.started)
             new -= 1  # the first token has no predecessor
             self.last, previous = now, now
         else:
             previous, self.last = self.last, now
         gap = (now - previous) / new if new > 0 else 0.0
+        itl = self.metrics.itl.labels(model=self.model)
         for _ in range(new):
-            self.metrics.itl.observe(gap)
+            itl.observe(gap)
         self.tokens = completion_tokens
 
     def finish(self, prompt_tokens: int, completion_tokens: int) -> None:
@@ -201,9 +235,10 @@ class TurnObserver:
         self.finished = True
         if self.metrics is None:
             return
-        self.metrics.e2e.observe(time.perf_counter() - self.started)
-        self.metrics.prompt_tokens.inc(max(prompt_tokens, 0))
-        self.metrics.generation_tokens.inc(max(completion_tokens, 0))
+        model = self.model
+        self.metrics.e2e.labels(model=model).observe(time.perf_counter() - self.started)
+        self.metrics.prompt_tokens.labels(model=model).inc(max(prompt_tokens, 0))
+        self.metrics.generation_tokens.labels(model=model).inc(max(completion_tokens, 0))
 
 
 def observe_turn() -> TurnObserver:
@@ -222,11 +257,11 @@ def observe_turn() -> TurnObserver:
                         started if isinstance(started, float) else time.perf_counter())
 
 
-def register(app: QuartTrio, chat: ChatService, model_name: str) -> None:
+def register(app: QuartTrio, chat: ChatService) -> None:
     """Add the operational routes to ``app``."""
-    metrics = Metrics(chat, model_name)
+    metrics = Metrics(chat)
     app.extensions[EXTENSION] = metrics
-    spec_bytes = wire.json_bytes(build_spec(model_name))
+    spec_bytes = wire.json_bytes(build_spec(chat.model_name))
 
     @app.before_request
     async def stamp_arrival() -> None:

@@ -89,9 +89,19 @@ def endpoint_paths() -> dict[str, Schema]:
 def endpoint_schemas(model_name: str) -> dict[str, Schema]:
     return {**_completion_schemas(model_name), **_embedding_schemas(),
             **_moderation_schemas(),
-            "Model": _obj({"id": STR, "object": {"const": "model"}, "created": INT,
-                           "owned_by": STR}, ["id", "object", "created", "owned_by"],
-                          closed=True)}
+            "Model": MODEL_OBJECT}
+
+
+#: OpenAI's model object plus what chorusline says of each model (``web.models``).
+MODEL_OBJECT = _obj({
+    "id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR,
+    "capabilities": {"type": "array", "items": {
+        "enum": ["chat", "completions", "tools", "embeddings"]}},
+    "context_window": INT,
+    "aliases": {"type": "array", "items": STR},
+    "fallback": {"type": "array", "items": STR},
+}, ["id", "object", "created", "owned_by", "capabilities", "aliases", "fallback"],
+    closed=True)
 
 
 def _completion_schemas(model_name: str) -> dict[str, Schema]:

@@ -181,9 +181,7 @@ def components(model_name: str) -> Schema:
             **logprob_schemas(),
             "ModelList": _obj({
                 "object": {"const": "list"},
-                "data": {"type": "array", "items": _obj({
-                    "id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR,
-                }, ["id", "object", "created", "owned_by"], closed=True)},
+                "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
             }, ["object", "data"], closed=True),
             "Conversation": conversation,
             "ConversationWithMessages": {"allOf": [conversation, _obj(

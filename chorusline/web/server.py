@@ -99,7 +99,6 @@ async def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    model_name: str,
     shutdown: trio.Event | None = None,
     graceful_timeout: float = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -120,7 +119,7 @@ async def serve(
     config.graceful_timeout = graceful_timeout + FAREWELL_SECONDS
     config.accesslog = None
     drain = Drain()
-    app = _ShieldedEnd(create_app(chat, model_name, public_url=public_url,
+    app = _ShieldedEnd(create_app(chat, public_url=public_url,
                                   max_body_bytes=max_body_bytes, drain=drain))
 
     async def expire_drain() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -28,9 +29,9 @@ from quart_trio import QuartTrio
 # ``__all__`` (as ``openai`` is).
 import chorusline.protocols.openai_completions as cwire
 from chorusline.chat import ChatRequest, ChatService, Chunk, Principal, TurnHandle
-from chorusline.protocols import ChoruslineError, ModelNotFound, SamplingParams, openai as wire
+from chorusline.protocols import ChoruslineError, SamplingParams, openai as wire
 from chorusline.web import streaming
-from chorusline.web.http import Drain, authenticate, current_drain, json_body
+from chorusline.web.http import Drain, authenticate, current_drain, json_body, turn_headers
 from chorusline.web.observability import TurnObserver, observe_turn
 from chorusline.web.streaming import KEEP_ALIVE, SseBody, Usage, next_batches, total_usage
 
@@ -43,8 +44,6 @@ def register(app: QuartTrio, chat: ChatService) -> None:
     async def text_completions() -> Response:
         principal = await authenticate(chat)
         parsed = cwire.parse_completion_request(await json_body())
-        if parsed.model != chat.model_name:
-            raise ModelNotFound(f"The model `{parsed.model}` does not exist", param="model")
         return await complete_text(chat, principal, parsed)
 
 
@@ -56,7 +55,7 @@ async def start_turns(chat: ChatService, principal: Principal,
     try:
         for prompt in parsed.prompts:
             handles.append(await chat.chat(principal, ChatRequest(
-                params=params, prompt=prompt, end_user=parsed.user)))
+                params=params, model=parsed.model, prompt=prompt, end_user=parsed.user)))
     except BaseException:
         for handle in handles:
             handle.stream.close()
@@ -68,8 +67,8 @@ class _Choice:
     """One candidate as it accumulates: text, finish, total log probability, and its
     legacy ``logprobs`` (entries held until text goes with them, as the chat route)."""
 
-    def __init__(self, chat: ChatService, prompt_text: str, echo: bool) -> None:
-        self.token_bytes = chat.token_bytes
+    def __init__(self, chat: ChatService, model: str, prompt_text: str, echo: bool) -> None:
+        self.token_bytes = partial(chat.token_bytes, model=model)
         self.text = prompt_text if echo else ""
         self.finish: str | None = None
         self.total = 0.0
@@ -90,12 +89,12 @@ class _Choice:
         return self.finish != "content_filter", self.total
 
 
-def _prompt_text(chat: ChatService, prompt: cwire.Prompt) -> str:
+def _prompt_text(chat: ChatService, model: str, prompt: cwire.Prompt) -> str:
     """The prompt as text (``echo``, ``text_offset``): token ids are decoded with the
-    vocabulary's bytes, special tokens as nothing (``ChatService.token_bytes``)."""
+    answering model's bytes, special tokens as nothing (``ChatService.token_bytes``)."""
     if isinstance(prompt, str):
         return prompt
-    return b"".join(chat.token_bytes(t) for t in prompt).decode("utf-8", "replace")
+    return b"".join(chat.token_bytes(t, model) for t in prompt).decode("utf-8", "replace")
 
 
 async def complete_text(chat: ChatService, principal: Principal,
@@ -103,7 +102,9 @@ async def complete_text(chat: ChatService, principal: Principal,
     observer = observe_turn()  # now: the request context is gone once streaming starts
     handles = await start_turns(chat, principal, parsed)
     response_id, created = handles[0].request_id, int(time.time())
-    texts = [_prompt_text(chat, p) for p in parsed.prompts]
+    observer.model = handles[0].model
+    texts = [_prompt_text(chat, h.model, p) for h, p in zip(handles, parsed.prompts,
+                                                             strict=True)]
     if parsed.stream:
         events = _events(chat, handles, parsed, texts, response_id, created, observer,
                          current_drain())
@@ -111,9 +112,9 @@ async def complete_text(chat: ChatService, principal: Principal,
     else:
         choices, counts = await _collect(chat, handles, parsed, texts, observer)
         response = Response(wire.json_bytes(cwire.text_completion(
-            response_id, created, chat.model_name, choices, counts["prompt_tokens"],
+            response_id, created, handles[0].model, choices, counts["prompt_tokens"],
             counts["completion_tokens"])), mimetype="application/json")
-    response.headers.update(handles[-1].rate_headers)  # the latest: the fullest count
+    turn_headers(response, handles[-1])  # the latest: the fullest rate count
     response.headers["X-Request-Id"] = response_id
     return response
 
@@ -123,8 +124,9 @@ async def _collect(chat: ChatService, handles: Sequence[TurnHandle],
                    observer: TurnObserver) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Every turn read to its end, concurrently (each stream bounds what it holds
     unread), then each prompt's best ``n`` candidates as choices."""
-    candidates = [[_Choice(chat, text, parsed.echo) for _ in range(parsed.best_of)]
-                  for text in texts]
+    candidates = [[_Choice(chat, handle.model, text, parsed.echo)
+                   for _ in range(parsed.best_of)]
+                  for handle, text in zip(handles, texts, strict=True)]
     usages = [Usage(handle) for handle in handles]
 
     async def read(p: int) -> None:
@@ -168,7 +170,7 @@ async def _events(chat: ChatService, handles: Sequence[TurnHandle],
                   parsed: cwire.CompletionRequest, texts: Sequence[str], response_id: str,
                   created: int, observer: TurnObserver, drain: Drain
                   ) -> AsyncIterator[bytes]:
-    include, model, n = parsed.include_usage, chat.model_name, parsed.n
+    include, model, n = parsed.include_usage, handles[0].model, parsed.n
     usages = [Usage(handle) for handle in handles]
     open_streams = {p: handle.stream for p, handle in enumerate(handles)}
     choices: dict[int, _Choice] = {}
@@ -198,7 +200,8 @@ async def _events(chat: ChatService, handles: Sequence[TurnHandle],
                     usages[p].add(chunk)
                     index = p * n + chunk.index
                     if index not in choices:
-                        choices[index] = _Choice(chat, texts[p], echo=False)
+                        choices[index] = _Choice(chat, handles[p].model, texts[p],
+                                                 echo=False)
                         if parsed.echo:
                             yield frame(index, texts[p])
                     choices[index].add(chunk)

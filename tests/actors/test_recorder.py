@@ -66,8 +66,8 @@ def test_a_trace_follows_its_request_through_a_rename_and_finishes_once() -> Non
     trace = recorder.open_trace("r-2", tenant="t")
     with trace.span("session", "/chat/sessions/s"):
         pass
-    trace.first_token("/chat/engine/driver")
-    trace.first_token("/chat/engine/driver")  # only the first counts
+    trace.first_token("/chat/engines/smollm2-135m-instruct/driver")
+    trace.first_token("/chat/engines/smollm2-135m-instruct/driver")  # only the first counts
     recorder.rename("r-2", "r-1")
     assert recorder.trace("r-2") is None and recorder.trace("r-1") is trace
     recorder.finish_trace("r-1", "complete", "stop")

@@ -60,7 +60,7 @@ def clean() -> tuple[History, Readback]:
         turn(history, n, at=10.0 * n)
         messages += stored(n, seq=2 * n + 1, parent=parent)
         parent = f"a{n}"
-    history.fault("kill", "/chat/engine/gpu-worker").mono = 5.0
+    history.fault("kill", "/chat/engines/smollm2-135m-instruct/gpu-worker").mono = 5.0
     readback = Readback(conversations={CONVERSATION: messages}, engine=dict(IDLE_ENGINE),
                         tree={"path": "/", "mailbox_depth": 0, "children": []}, ready=200)
     return history, readback
@@ -233,7 +233,8 @@ def test_an_escalation_or_no_recovery_is_caught(clean: tuple[History, Readback])
     assert failing(history, readback, Expect(escalation=True)) == []
     readback.since_wall = 20.0  # an escalation before the scenario is not its doing
     assert failing(history, readback) == []
-    history.fault("kill", "/chat/engine/gpu-worker").mono = 100.0  # nothing after it
+    worker = "/chat/engines/smollm2-135m-instruct/gpu-worker"
+    history.fault("kill", worker).mono = 100.0  # nothing after it
     assert not recovered(history, readback, Expect()).ok
 
 

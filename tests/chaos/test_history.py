@@ -20,7 +20,7 @@ def test_counts_leave_heals_out_of_the_faults() -> None:
     history = History("s")
     turn(history, "ok", 1.0)
     turn(history, "info", 2.0)
-    history.fault("kill", "/chat/engine/gpu-worker")
+    history.fault("kill", "/chat/engines/smollm2-135m-instruct/gpu-worker")
     history.fault("heal", "actors")
     assert history.counts() == {"operations": 2, "ok": 1, "fail": 0, "info": 1,
                                 "acknowledged": 0, "faults": 1}

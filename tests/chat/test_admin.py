@@ -12,25 +12,23 @@ from typing import Any
 import pytest
 import trio
 
-from chorusline.actors import ActorSystem, open_actor_system
-from chorusline.chat import ChatSettings, open_chat_service
-from chorusline.chat.admin import Admin
-from chorusline.chat.deps import WORKER_KEY
+from chorusline.actors import open_actor_system
+from chorusline.chat import ChatService, ChatSettings, open_chat_service
 from chorusline.protocols import InvalidRequest, NotFound
 from chorusline.runtime import EngineConfig, LoadedModel
 from chorusline.store import SqliteStore
 
-ENGINE = "/chat/engine"
+ENGINE = "/chat/engines/smollm2-135m-instruct"
 
 
 @pytest.fixture
-async def system(chat_model: LoadedModel, tmp_path: Path) -> AsyncIterator[ActorSystem]:
+async def chat(chat_model: LoadedModel, tmp_path: Path) -> AsyncIterator[ChatService]:
     settings = ChatSettings(database_url=f"sqlite:///{tmp_path / 'chat.db'}",
                             engine=EngineConfig(kv_cache_bytes=16 * 1024 * 1024))
     store = SqliteStore(tmp_path / "chat.db")
     async with open_actor_system("admin-test") as actors, \
-            open_chat_service(settings, system=actors, model=chat_model, store=store):
-        yield actors
+            open_chat_service(settings, system=actors, model=chat_model, store=store) as served:
+        yield served
 
 
 def paths(node: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -40,8 +38,8 @@ def paths(node: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-async def test_the_snapshot_and_engine_figures_are_the_live_ones(system: ActorSystem) -> None:
-    admin = Admin(system)
+async def test_the_snapshot_and_engine_figures_are_the_live_ones(chat: ChatService) -> None:
+    admin = chat.admin
     tree = paths(admin.snapshot()["tree"])
     assert tree[f"{ENGINE}/gpu-worker"]["kind"] == "thread"
     assert tree[f"{ENGINE}/driver"]["state"] == "running"
@@ -53,8 +51,8 @@ async def test_the_snapshot_and_engine_figures_are_the_live_ones(system: ActorSy
     assert admin.gpu_worker_path() == f"{ENGINE}/gpu-worker"
 
 
-async def test_faults_are_checked_then_planned_listed_and_cleared(system: ActorSystem) -> None:
-    admin = Admin(system)
+async def test_faults_are_checked_then_planned_listed_and_cleared(chat: ChatService) -> None:
+    admin = chat.admin
     sessions, buckets, worker = "/chat/sessions", "/chat/buckets", f"{ENGINE}/gpu-worker"
     refusals: list[tuple[dict[str, Any], type[Exception], str | None]] = [
         ({"path": "/chat/nobody", "action": "crash"}, NotFound, "path"),
@@ -86,14 +84,14 @@ async def test_faults_are_checked_then_planned_listed_and_cleared(system: ActorS
     assert admin.clear_faults() == [buckets] and admin.active_faults() == {}
 
 
-async def test_killing_the_gpu_worker_restarts_it(system: ActorSystem) -> None:
-    admin = Admin(system)
-    before = system.registry.lookup(WORKER_KEY)
+async def test_killing_the_gpu_worker_restarts_it(chat: ChatService) -> None:
+    admin, system = chat.admin, chat.system
+    before = system.registry.lookup(chat.deps.models.default.worker_key)
     assert before is not None
     assert admin.kill_gpu_worker() is True
     with trio.fail_after(120):
         await before.join()
-        after = await system.registry.wait_for(WORKER_KEY)
+        after = await system.registry.wait_for(chat.deps.models.default.worker_key)
         assert after is not before and after.path == before.path
         assert (await admin.engine_stats())["engine"] is not None  # the new one answers
     assert paths(admin.snapshot()["tree"])[before.path]["restarts"] == 1

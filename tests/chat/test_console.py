@@ -61,7 +61,7 @@ async def test_a_stored_turn_leaves_its_whole_waterfall(chat_model: LoadedModel,
         assert trace["conversation_id"] == conversation
         assert trace["prompt_tokens"] > 0 and trace["generated_tokens"] == 6
         spans = {span["name"]: span for span in trace["spans"]}
-        assert spans["prefill"]["path"] == "/chat/engine/driver"
+        assert spans["prefill"]["path"] == "/chat/engines/smollm2-135m-instruct/driver"
         assert spans["decode"]["steps"] == 5 and spans["prefill"]["steps"] == 1
         assert spans["draft"]["path"].startswith("/chat/conversations/conv-")
         assert 0 < trace["ttft_ms"] <= trace["age_ms"]
@@ -85,7 +85,7 @@ async def test_the_snapshot_is_the_systems_own_with_engine_figures_that_move(
                 [n["path"] for n in nodes(own["tree"])]
             assert first["faults"] == own["faults"] == {}
             engine = first["engine"]
-            assert engine["driver"]["path"] == "/chat/engine/driver"
+            assert engine["driver"]["path"] == "/chat/engines/smollm2-135m-instruct/driver"
             assert engine["engine"]["kv_blocks_free"] == engine["engine"]["kv_blocks_total"]
             blocks = engine["block_map"]
             assert len(blocks["states"]) == engine["engine"]["kv_blocks_total"]
@@ -131,9 +131,10 @@ async def test_children_are_paged_and_searched_and_detail_has_restart_history(
 
 def test_a_static_supervisors_restarting_child_gets_a_placeholder() -> None:
     tree = {"path": "/", "children": [
-        {"path": "/chat", "restarting": ["engine"], "children": []}]}
+        {"path": "/chat/engines", "restarting": ["smollm2-135m-instruct"], "children": []}]}
     placeholder = with_restarting(tree)["children"][0]["children"][0]
-    assert placeholder["path"] == "/chat/engine" and placeholder["state"] == "restarting"
+    assert placeholder["path"] == "/chat/engines/smollm2-135m-instruct"
+    assert placeholder["state"] == "restarting"
 
 
 def test_percentiles_are_nearest_rank() -> None:

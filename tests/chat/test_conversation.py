@@ -26,7 +26,7 @@ from tests.chat.streams import read
 from tests.cli_server import start_server
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8)
-SCHEDULER = "/chat/engine/driver"
+SCHEDULER = "/chat/engines/smollm2-135m-instruct/driver"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -159,7 +159,8 @@ def test_a_retry_after_a_sigkill_before_the_answer_is_answered_by_the_next_proce
         conv = httpx2.post(f"{url}/conversations", json={}, headers=auth, timeout=60).json()
         # The engine driver sits on its next message for a minute: the turn is committed
         # and its draft claimed, and the answer never starts.
-        fault = {"path": "/chat/engine/driver", "action": "delay", "seconds": 60}
+        fault = {"path": "/chat/engines/smollm2-135m-instruct/driver", "action": "delay",
+                 "seconds": 60}
         assert httpx2.post(f"{url}/admin/faults", json=fault, headers=auth,
                            timeout=60).status_code == 200
         turn = {"content": "Name a colour.", "max_tokens": 8, "temperature": 0}

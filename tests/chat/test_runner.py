@@ -16,6 +16,7 @@ from chorusline.chat import ChatRequest, ChatSettings, TurnHandle, open_chat_ser
 from chorusline.chat.deps import ChatDeps
 from chorusline.chat.principal import Principal
 from chorusline.chat.runner import check_input, generation, prepare
+from chorusline.chat.served import ServedModel, ServedModels
 from chorusline.moderation import Moderator
 from chorusline.protocols import ContextTooLong, SamplingParams
 from chorusline.ratelimit import Tiers
@@ -31,26 +32,28 @@ LONG = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True)
 @pytest.fixture
 def deps(chat_model: LoadedModel) -> Iterator[ChatDeps]:
     store = SqliteStore(":memory:")
-    yield ChatDeps(store=store, tokenizer=SpyTokenizer(chat_model),
-                   template=chat_model.chat_template, moderator=Moderator(),
-                   model_name="m", context_window=2048,
-                   vocab_size=chat_model.config.vocab_size, default_reply_budget=64)
+    model = ServedModel("m", SpyTokenizer(chat_model), chat_model.chat_template,
+                        context_window=2048, vocab_size=chat_model.config.vocab_size)
+    yield ChatDeps(store=store, models=ServedModels([model]), moderator=Moderator(),
+                   default_reply_budget=64)
     store.close()
 
 
 async def test_a_long_prompt_is_prepared_on_a_worker_thread(deps: ChatDeps) -> None:
-    prompt = await prepare(deps, [{"role": "user", "content": "Hello there, friend. " * 300}],
+    prompt = await prepare(deps, deps.models["m"],
+                           [{"role": "user", "content": "Hello there, friend. " * 300}],
                            "Be brief.", SamplingParams())
     assert prompt.prompt_token_ids
-    tokenizer = deps.tokenizer
+    tokenizer = deps.models["m"].tokenizer
     assert isinstance(tokenizer, SpyTokenizer)
     assert tokenizer.threads and threading.get_ident() not in tokenizer.threads
 
 
 async def test_a_short_prompt_is_prepared_inline(deps: ChatDeps) -> None:
     # Under a millisecond of work: cheaper than the hop to a thread and back.
-    await prepare(deps, [{"role": "user", "content": "Hello!"}], None, SamplingParams())
-    tokenizer = deps.tokenizer
+    await prepare(deps, deps.models["m"], [{"role": "user", "content": "Hello!"}], None,
+                  SamplingParams())
+    tokenizer = deps.models["m"].tokenizer
     assert isinstance(tokenizer, SpyTokenizer)
     assert tokenizer.threads == {threading.get_ident()}
 
@@ -72,9 +75,11 @@ async def test_the_engine_request_carries_the_turns_id_budget_and_deadline(
     deps: ChatDeps,
 ) -> None:
     principal = Principal("user-1", "key-1", Tiers.defaults().get("plus"))
-    prompt = await prepare(deps, [{"role": "user", "content": "Hi"}], None, SamplingParams())
+    model = deps.models["m"]
+    prompt = await prepare(deps, model, [{"role": "user", "content": "Hi"}], None,
+                           SamplingParams())
     before = time.monotonic()
-    request = generation(deps, principal, "chatcmpl-x", prompt, SamplingParams())
+    request = generation(deps, model, principal, "chatcmpl-x", prompt, SamplingParams())
     assert request.request_id == "chatcmpl-x"
     assert request.prompt_token_ids == prompt.prompt_token_ids
     assert request.params.max_tokens == 64  # the default reply budget, made explicit
@@ -86,14 +91,16 @@ async def test_the_engine_request_carries_the_turns_id_budget_and_deadline(
 async def test_an_unnamed_budget_leaves_room_in_a_small_window(deps: ChatDeps) -> None:
     # A KV cache that allows only 100 tokens of context: the default (64 here, 512 as
     # shipped) is capped at half the window instead of refusing every turn.
-    small = replace(deps, context_window=100, default_reply_budget=512)
-    prompt = await prepare(small, [{"role": "user", "content": "Hi"}], None, SamplingParams())
+    small = replace(deps, default_reply_budget=512)
+    model = replace(deps.models["m"], context_window=100)
+    prompt = await prepare(small, model, [{"role": "user", "content": "Hi"}], None,
+                           SamplingParams())
     assert prompt.prompt_token_ids
-    request = generation(small, Principal("u", "k", Tiers.defaults().get("plus")), "c",
-                         prompt, SamplingParams())
+    request = generation(small, model, Principal("u", "k", Tiers.defaults().get("plus")),
+                         "c", prompt, SamplingParams())
     assert request.params.max_tokens == 50
     with pytest.raises(ContextTooLong):  # a budget the caller names is still held to
-        await prepare(small, [{"role": "user", "content": "Hi"}], None,
+        await prepare(small, model, [{"role": "user", "content": "Hi"}], None,
                       SamplingParams(max_tokens=100))
 
 

@@ -20,7 +20,6 @@ from chorusline.chat import (
     TurnHandle,
     open_chat_service,
 )
-from chorusline.chat.deps import WORKER_KEY
 from chorusline.protocols import ContextTooLong, RateLimited, SamplingParams
 from chorusline.runtime import EngineConfig, LoadedModel
 from chorusline.store import MessageStatus, SqliteStore
@@ -105,7 +104,7 @@ async def test_gpu_worker_crash_mid_stream_loses_nothing(
         handle = await chat.chat(principal, ChatRequest(params, conv, "Count to twenty."))
         first = await handle.stream.next()
         assert first
-        worker = chat.system.registry.lookup(WORKER_KEY)
+        worker = chat.system.registry.lookup(chat.deps.models.default.worker_key)
         assert worker is not None
         chat.system.faults.kill(worker.path)
         _text, finish = await read(handle)

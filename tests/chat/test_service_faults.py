@@ -26,7 +26,6 @@ from chorusline.chat import (
     TurnHandle,
     open_chat_service,
 )
-from chorusline.chat.deps import WORKER_KEY
 from chorusline.chat.gpu_worker import GetStats
 from chorusline.protocols import EngineStats, RateLimited, SamplingParams, SlowConsumer
 from chorusline.ratelimit import Tiers
@@ -78,7 +77,7 @@ async def account(chat: ChatService, store: SqliteStore, name: str, tier: str = 
 
 
 async def engine_stats(chat: ChatService) -> EngineStats:
-    worker = await chat.system.registry.wait_for(WORKER_KEY)
+    worker = await chat.system.registry.wait_for(chat.deps.models.default.worker_key)
     stats: EngineStats = await worker.ask(GetStats())
     return stats
 

@@ -141,3 +141,18 @@ def test_estimate_is_prompt_plus_max_tokens_or_the_configured_default() -> None:
     assert estimate_tokens(0, 0) == 0
     with pytest.raises(ValueError):
         estimate_tokens(-1, 5)
+
+
+def test_a_tier_may_list_the_models_it_uses() -> None:
+    body = {"requests_per_minute": 1, "tokens_per_minute": 10, "max_concurrent_streams": 1,
+            "priority": 1}
+    tiers = Tiers.from_mapping({"tiers": {"free": {**body, "models": ["fast"]},
+                                          "plus": body}})
+    assert tiers.get("free").models == ("fast",)
+    assert tiers.get("free").may_use("smollm2", "fast")
+    assert not tiers.get("free").may_use("gemma-3-270m")
+    assert tiers.get("plus").models is None and tiers.get("plus").may_use("anything")
+    for bad in ([], "fast", [1], [""]):
+        with pytest.raises(TierConfigError, match=r"tiers\.free\.models: must be a "
+                                                  "non-empty list of model names"):
+            Tiers.from_mapping({"tiers": {"free": {**body, "models": bad}}})

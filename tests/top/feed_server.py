@@ -195,7 +195,10 @@ def hello(*, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             "traces": []}
 
 
-def event(seq: int, kind: str = "restart", path: str = "/chat/engine/gpu-worker",
+WORKER = "/chat/engines/smollm2-135m-instruct/gpu-worker"
+
+
+def event(seq: int, kind: str = "restart", path: str = WORKER,
           **detail: Any) -> dict[str, Any]:
     return {"seq": seq, "time": 1764754321.25 + seq, "kind": kind, "path": path,
             "detail": detail or {"reason": "crashed", "delay": 0.5}}
@@ -209,7 +212,7 @@ def snapshot(*, tree: dict[str, Any] | None = None,
             node("/chat", "supervisor", children=[
                 node("/chat/conversations", "supervisor", mailbox_depth=3,
                      children_total=2),
-                node("/chat/engine/gpu-worker", "thread", restarts=1, processed=120),
+                node(WORKER, "thread", restarts=1, processed=120),
             ]),
         ]),
         "dead_letters": {"count": 0, "by_reason": {}, "recent": []},

@@ -4,7 +4,7 @@ ephemeral 127.0.0.1 port, all inside the test's own trio run."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -104,16 +104,19 @@ class GatedEngine:
 
 @asynccontextmanager
 async def running_server(
-    chat_model: LoadedModel, db: Path, *, config: EngineConfig | None = None,
+    chat_model: LoadedModel | Mapping[str, LoadedModel], db: Path, *,
+    config: EngineConfig | None = None,
     limits: AdmissionLimits | None = None,
-    make_engine: Callable[[], EngineLike] | None = None,
+    make_engine: Callable[[], EngineLike] | Mapping[str, Callable[[], EngineLike]]
+    | None = None,
     **serve_options: Any,
 ) -> AsyncIterator[Web]:
     """A chat service and a server over it, stopped (drained) on exit; ``serve_options``
-    go to ``serve`` (``graceful_timeout`` defaults to 1 s)."""
+    go to ``serve`` (``graceful_timeout`` defaults to 1 s). ``chat_model`` is one model
+    (served alone) or several by served name, as ``open_chat_service`` takes them."""
     store = SqliteStore(db)
     settings = ChatSettings(engine=config or EngineConfig(kv_cache_bytes=64 * 1024 * 1024),
-                            model_name=MODEL, tiers=TIERS,
+                            tiers=TIERS,
                             **({} if limits is None else {"limits": limits}))
     async with open_chat_service(settings, model=chat_model, store=store,
                                  make_engine=make_engine) as chat:
@@ -133,7 +136,7 @@ async def running_server(
         options = {"graceful_timeout": 1.0, **serve_options}
         async with trio.open_nursery() as nursery:
             web.port = await nursery.start(partial(
-                serve, chat, host="127.0.0.1", port=0, model_name=MODEL,
+                serve, chat, host="127.0.0.1", port=0,
                 shutdown=web.shutdown, **options))
             try:
                 yield web

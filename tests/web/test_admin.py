@@ -29,7 +29,7 @@ from chorusline.chat import AdmissionLimits
 from chorusline.runtime import LoadedModel
 from tests.web.conftest import MODEL, Web, api, gated_server
 
-ENGINE = "/chat/engine"
+ENGINE = "/chat/engines/smollm2-135m-instruct"
 ROUTES = [("GET", "/admin/actors", None), ("GET", "/admin/engine", None),
           ("GET", "/admin/faults", None), ("DELETE", "/admin/faults", None),
           ("POST", "/admin/faults", {"path": f"{ENGINE}/driver", "action": "crash"}),
@@ -216,7 +216,7 @@ async def test_children_detail_and_traces_are_served(web: Web) -> None:
     assert all("children" not in c for c in page["children"])
     found = (await api(web, "GET", "/admin/actors/children?path=/chat&q=ENG",
                        key=key)).json()
-    assert [c["name"] for c in found["children"]] == ["engine"] and found["matched"] == 1
+    assert [c["name"] for c in found["children"]] == ["engines"] and found["matched"] == 1
     detail = (await api(web, "GET", f"/admin/actors/detail?path={ENGINE}/driver",
                         key=key)).json()
     assert detail["object"] == "admin.actor"

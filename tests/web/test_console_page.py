@@ -26,7 +26,7 @@ from tests.web.browser import WAIT_MS, shots, with_browser
 from tests.web.conftest import Web, gated_server
 from tests.web.test_admin import admin_key
 
-WORKER = "/chat/engine/gpu-worker"
+WORKER = "/chat/engines/smollm2-135m-instruct/gpu-worker"
 
 
 def snap(page: Page, folder: Path, panel: str) -> None:

@@ -146,8 +146,7 @@ async def served(chat_model: LoadedModel, db: Path, settings: ChatSettings,
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve, chat, host="127.0.0.1", port=0,
-                                               model_name=MODEL, shutdown=shutdown,
-                                               graceful_timeout=1.0))
+                                               shutdown=shutdown, graceful_timeout=1.0))
             web = Web(chat, port, key, user.id)
             try:
                 return [await api(web, "POST", "/embeddings", json=b) for b in requests]
@@ -158,7 +157,7 @@ async def served(chat_model: LoadedModel, db: Path, settings: ChatSettings,
 async def test_switched_off_every_model_is_a_404(chat_model: LoadedModel,
                                                  tmp_path: Path) -> None:
     settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=16 * 1024 * 1024),
-                            model_name=MODEL, embeddings=False)
+                            embeddings=False)
     (response,) = await served(chat_model, tmp_path / "off.db", settings, "free",
                                [{"model": EMBEDDING, "input": "hi"}])
     assert response.status_code == 404
@@ -171,7 +170,7 @@ async def test_a_tiny_token_budget_is_a_429_with_headers(chat_model: LoadedModel
         "requests_per_minute": 100, "tokens_per_minute": 16,
         "max_concurrent_streams": 2, "priority": 1}}})
     settings = ChatSettings(engine=EngineConfig(kv_cache_bytes=16 * 1024 * 1024),
-                            model_name=MODEL, tiers=tiers)
+                            tiers=tiers)
     body = {"model": EMBEDDING, "input": "five words of text here"}  # 7 tokens
     responses = await served(chat_model, tmp_path / "tiny.db", settings, "small",
                              [body, body, body])

@@ -14,7 +14,6 @@ import pytest
 import trio
 
 from chorusline.chat import AdmissionLimits
-from chorusline.chat.deps import WORKER_KEY
 from chorusline.chat.gpu_worker import GetStats
 from chorusline.runtime import LoadedModel
 from tests.web.conftest import MODEL, Web, gated_server
@@ -234,7 +233,8 @@ async def test_a_client_disconnect_aborts_the_generation(web: Web) -> None:
             if node["inflight"] == 0 and node["running"] == 0:
                 break
             # An ask to the worker is answered between engine steps: wait one step.
-            worker = await web.chat.system.registry.wait_for(WORKER_KEY)
+            key = web.chat.deps.models.default.worker_key
+            worker = await web.chat.system.registry.wait_for(key)
             await worker.ask(GetStats())
     assert handle.stream.completion_tokens < 1000
 
@@ -268,4 +268,5 @@ async def test_overload_is_a_503_with_retry_after(chat_model: LoadedModel,
         assert served.status_code == 200, served.text
         assert served.json()["usage"]["completion_tokens"] == 4
         metrics = await get(web, "/metrics")
-        assert "chorusline_admission_refusals_total 2.0" in metrics.text
+        assert ('chorusline_admission_refusals_total{model="smollm2-135m-instruct"} 2.0'
+                in metrics.text)

@@ -51,8 +51,11 @@ async def test_metrics_parse_and_expose_the_engine_state(web: Web) -> None:
         assert gauge in names, gauge
     assert value(samples, "chorusline_actor_system_up") == 1
     assert value(samples, "chorusline_actors") > 0
-    assert value(samples, "chorusline_model_info", model=MODEL) == 1
-    assert 0.0 <= value(samples, "chorusline_kv_cache_usage_ratio") <= 1.0
+    info = [labels for (name, labels), v in samples.items()
+            if name == "chorusline_model_info" and v == 1]
+    assert [dict(labels)["model"] for labels in info] == [MODEL]
+    assert dict(info[0])["capabilities"] == "chat,completions"
+    assert 0.0 <= value(samples, "chorusline_kv_cache_usage_ratio", model=MODEL) <= 1.0
 
 
 async def test_a_completion_moves_the_counters(web: Web) -> None:
@@ -67,12 +70,13 @@ async def test_a_completion_moves_the_counters(web: Web) -> None:
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert delta("chorusline_http_requests_total", status="200", **CHAT_ROUTE) == 1
-    assert delta("chorusline_generation_tokens_total") == usage["completion_tokens"] > 0
-    assert delta("chorusline_prompt_tokens_total") == usage["prompt_tokens"] > 0
-    assert delta("chorusline_time_to_first_token_seconds_count") == 1
-    assert delta("chorusline_e2e_request_latency_seconds_count") == 1
+    generated = delta("chorusline_generation_tokens_total", model=MODEL)
+    assert generated == usage["completion_tokens"] > 0
+    assert delta("chorusline_prompt_tokens_total", model=MODEL) == usage["prompt_tokens"] > 0
+    assert delta("chorusline_time_to_first_token_seconds_count", model=MODEL) == 1
+    assert delta("chorusline_e2e_request_latency_seconds_count", model=MODEL) == 1
     # Four tokens: the first is TTFT, the other three are inter-token gaps.
-    assert delta("chorusline_inter_token_latency_seconds_count") == usage[
+    assert delta("chorusline_inter_token_latency_seconds_count", model=MODEL) == usage[
         "completion_tokens"] - 1
 
 
@@ -83,10 +87,10 @@ async def test_a_stream_is_observed_once(web: Web) -> None:
                                 "stream_options": {"include_usage": True}})
     assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
     after = await scrape(web)
-    assert (value(after, "chorusline_e2e_request_latency_seconds_count")
-            - value(before, "chorusline_e2e_request_latency_seconds_count")) == 1
-    assert (value(after, "chorusline_generation_tokens_total")
-            - value(before, "chorusline_generation_tokens_total")) == 3
+    assert (value(after, "chorusline_e2e_request_latency_seconds_count", model=MODEL)
+            - value(before, "chorusline_e2e_request_latency_seconds_count", model=MODEL)) == 1
+    assert (value(after, "chorusline_generation_tokens_total", model=MODEL)
+            - value(before, "chorusline_generation_tokens_total", model=MODEL)) == 3
 
 
 async def test_a_429_counts_as_a_refusal(web: Web) -> None:
@@ -123,12 +127,13 @@ class _DownService:
 
     admin = _DownAdmin()
     conversations = accounts = None  # read (not used) when the routes are registered
+    model_name = "m"  # the OpenAPI document's example
 
 
 async def test_each_app_has_its_own_registry_and_a_dead_tree_degrades_the_scrape() -> None:
     # Two apps in one process: with prometheus_client's global registry the second
     # would fail with "Duplicated timeseries".
-    apps = [create_app(cast(ChatService, _DownService()), "m") for _ in range(2)]
+    apps = [create_app(cast(ChatService, _DownService())) for _ in range(2)]
     for app in apps:
         await app.test_client().get("/health")
     response = await apps[0].test_client().get("/metrics")

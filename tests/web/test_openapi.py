@@ -106,7 +106,7 @@ async def test_every_routed_operation_is_in_the_document(web: Web) -> None:
     documented = {f"{method.upper()} {path}" for path, item in spec["paths"].items()
                   for method in item if method != "parameters"}
     routed = set()
-    for rule in create_app(web.chat, MODEL).url_map.iter_rules():
+    for rule in create_app(web.chat).url_map.iter_rules():
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         if path in PAGES:
             continue

@@ -36,9 +36,9 @@ def test_parsing_normalises_what_openai_clients_send() -> None:
 
 def test_user_reaches_the_turn_and_an_overlong_one_is_refused() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": "end-7"}
-    assert build_request(wire.parse_chat_request(body), "m", None).end_user == "end-7"
+    assert build_request(wire.parse_chat_request(body), None).end_user == "end-7"
     stored = {**body, "conversation_id": "c1"}
-    assert build_request(wire.parse_chat_request(stored), "m", None).end_user == "end-7"
+    assert build_request(wire.parse_chat_request(stored), None).end_user == "end-7"
     with pytest.raises(InvalidRequest, match="at most 256") as info:
         wire.parse_chat_request({**body, "user": "u" * 257})
     assert info.value.param == "user"
@@ -74,13 +74,14 @@ def test_overload_and_rate_limits_carry_retry_after() -> None:
 
 class _BrokenService:
     conversations = admin = None  # read (not used) when the routes are registered
+    model_name = "m"  # the OpenAPI document's example
 
     async def authenticate(self, key: str) -> Any:
         raise RuntimeError("a bug")
 
 
 async def test_a_bug_is_a_logged_openai_format_500(caplog: pytest.LogCaptureFixture) -> None:
-    app = create_app(cast(ChatService, _BrokenService()), "m")
+    app = create_app(cast(ChatService, _BrokenService()))
     response = await app.test_client().post(
         "/v1/chat/completions", json={"model": "m", "messages": []},
         headers={"Authorization": "Bearer k"})
@@ -94,7 +95,7 @@ def test_logprob_fields_reach_the_sampling_params() -> None:
     parsed = wire.parse_chat_request({"model": "m", "messages": [{"role": "user",
                                       "content": "hi"}], "logprobs": True, "top_logprobs": 5})
     assert parsed.sampling == {"logprobs": True, "top_logprobs": 5}
-    params = build_request(parsed, "m", None).params
+    params = build_request(parsed, None).params
     assert params.logprobs and params.top_logprobs == 5
 
 
@@ -106,6 +107,6 @@ def test_logprob_fields_reach_the_sampling_params() -> None:
 def test_bad_logprob_fields_are_a_400(fields: dict[str, Any]) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
     with pytest.raises(InvalidRequest) as caught:
-        build_request(wire.parse_chat_request(body), "m", None)
+        build_request(wire.parse_chat_request(body), None)
     assert caught.value.http_status == 400
     assert caught.value.param in ("logprobs", "top_logprobs")

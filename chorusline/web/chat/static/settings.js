@@ -41,10 +41,12 @@ export function createSettings(elements, hooks) {
     el.temperatureValue.textContent = Number(el.temperature.value).toFixed(1);
   }
 
-  /** Fill the model picker from /v1/models; keep the saved choice if it still exists. */
+  /** Fill the model picker from /v1/models with the models that chat (not a base model,
+   *  not the embedding model); keep the saved choice if it still exists. */
   async function loadModels() {
     const found = await api.get("/v1/models");
-    const ids = (found.data || []).map((m) => m.id);
+    const ids = (found.data || []).filter((m) => (m.capabilities || []).includes("chat"))
+      .map((m) => m.id);
     el.model.replaceChildren(...ids.map((id) => h("option", {value: id}, id)));
     if (!model || !ids.includes(model)) model = ids[0] || null;
     if (model) el.model.value = model;

@@ -45,7 +45,15 @@ export class EnginePanel {
     this.columns = CHARTS.map((chart) => chart.series.map(() => []));
     this.plots = [];
     this.stats = h("dl", {class: "stats engine-stats"});
-    this.statsCard = h("div", {class: "chart-card"}, h("h3", null, "Now"), this.stats);
+    this.nowTitle = h("h3", null, "Now");
+    this.statsCard = h("div", {class: "chart-card"}, this.nowTitle, this.stats);
+    // One row per served model (each has its own engine); the charts show the default's.
+    this.models = h("tbody");
+    this.modelsCard = h("div", {class: "chart-card", id: "engine-models"}, h("h3", null, "Models"),
+      h("table", {class: "engine-models"},
+        h("thead", null, h("tr", null, ["model", "worker", "running / waiting", "KV", "output"]
+          .map((label) => h("th", null, label)))),
+        this.models));
     this.hasUPlot = typeof window.uPlot === "function";
     this.cards = CHARTS.map((chart) => {
       const body = h("div", {class: "chart-body"});
@@ -60,7 +68,8 @@ export class EnginePanel {
       if (!this.hasUPlot) body.appendChild(h("p", {class: "error"}, "charts unavailable (uPlot did not load)"));
       return {card, body, values, when};
     });
-    this.container.replaceChildren(...this.cards.map((c) => c.card), this.statsCard);
+    this.container.replaceChildren(...this.cards.map((c) => c.card), this.statsCard,
+      this.modelsCard);
     if (this.hasUPlot) {
       this.resize = new ResizeObserver(() => this.fit());
     }
@@ -132,9 +141,23 @@ export class EnginePanel {
       this.legend(i, plot ? plot.cursor.idx : null);
     });
     this.renderStats(engine, restarting);
+    this.renderModels(snapshot.engines || {});
+  }
+
+  renderModels(engines) {
+    const rows = Object.entries(engines).map(([name, m]) => {
+      const e = m.engine;
+      const cells = [name, e ? "running" : "restarting",
+        e ? `${num(e.num_running)} / ${num(e.num_waiting)}` : "–",
+        e ? percent(e.kv_usage) : "–", `${num(m.rates?.output_tps, 0)} tok/s`];
+      return h("tr", {"data-model": name, class: e ? "" : "restarting"},
+        cells.map((text) => h("td", null, text)));
+    });
+    this.models.replaceChildren(...rows);
   }
 
   renderStats(engine, restarting) {
+    setText(this.nowTitle, engine.model ? `Now · ${engine.model}` : "Now");
     const e = engine.engine || {};
     const d = engine.driver || {};
     const rows = [
