@@ -121,6 +121,33 @@ def transformers_generate(model: LoadedModel, prompt: list[int], dtype: torch.dt
     return float(out.shape[1] - len(prompt)) / elapsed
 
 
+def head_share(model: LoadedModel) -> str:
+    """How much of one single-sequence decode step is the output projection (a
+    [1, hidden] x [hidden, vocab] matmul): Gemma's 262,144-token vocabulary makes it the
+    largest matmul of the step. Timed in fp32 as the CPU engine runs it, median of 20."""
+    engine = Engine(model, EngineConfig(device="cpu", dtype=torch.float32,
+                                        enable_prefix_caching=False))
+    prompt = prompts(model, 1)[0]
+    params = SamplingParams(temperature=0.0, max_tokens=40, ignore_eos=True)
+    engine.add_request(GenerationRequest("head", tuple(prompt), params))
+    engine.step()  # prefill
+    steps = []
+    while engine.has_unfinished():
+        start = time.perf_counter()
+        engine.step()
+        steps.append(time.perf_counter() - start)
+    lm_head = engine.model.lm_head
+    x = torch.randn(1, lm_head.shape[1])
+    heads = []
+    with torch.inference_mode():
+        for _ in range(20):
+            start = time.perf_counter()
+            torch.nn.functional.linear(x, lm_head)
+            heads.append(time.perf_counter() - start)
+    step, head = statistics.median(steps), statistics.median(heads)
+    return f"{head * 1e3:.1f} of {step * 1e3:.1f} ms ({head / step:.0%})"
+
+
 #: ``--models`` names -> the bundled file (None: SmolLM2, ``load_model``'s default).
 MODELS: dict[str, Callable[[], Path | None]] = {"smollm2": lambda: None,
                                                 "gemma": gemma_model_path}
@@ -156,6 +183,7 @@ def measure_model(name: str, args: argparse.Namespace, rows: list[tuple[str, str
             rows.append((f"[{label}] aggregate output, batch {b}",
                          median_of(partial(aggregate, engine, batch_prompts[:b]))))
         del engine
+    rows.append((f"{name} LM head share of a batch-1 decode step", head_share(model)))
     if not args.no_hf and model.config.architecture == "llama":
         for hf_label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             rate = median_of(partial(transformers_generate, model, batch_prompts[0], dtype))

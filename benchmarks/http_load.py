@@ -119,10 +119,14 @@ class Level:
 
 async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
                       new_tokens: int, ban_eos: bool = False,
-                      response_format: dict[str, Any] | None = None) -> Turn:
+                      response_format: dict[str, Any] | None = None,
+                      completions: bool = False) -> Turn:
+    """One streamed turn: a chat completion, or with ``completions`` (a base model, such
+    as chorusline's ``gemma-3-270m``) a legacy completion of ``text`` as the prompt."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": "user", "content": text}],
+        **({"prompt": text} if completions
+           else {"messages": [{"role": "user", "content": text}]}),
         "max_tokens": new_tokens,
         "temperature": 0,
         "stream": True,
@@ -140,7 +144,8 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
     sent = time.perf_counter()
     last: float | None = None
     try:
-        async with client.stream("POST", "/chat/completions", json=body) as response:
+        path = "/completions" if completions else "/chat/completions"
+        async with client.stream("POST", path, json=body) as response:
             if response.status_code != 200:
                 detail = (await response.aread())[:200].decode(errors="replace")
                 turn.error = f"HTTP {response.status_code}: {detail}"
@@ -158,7 +163,8 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
                     return turn
                 now = time.perf_counter()
                 for choice in event.get("choices") or []:
-                    content = (choice.get("delta") or {}).get("content")
+                    content = (choice.get("text") if completions
+                               else (choice.get("delta") or {}).get("content"))
                     if content:
                         deltas += 1
                         turn.text += content
@@ -180,12 +186,13 @@ async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
 
 
 async def run_level(client: httpx2.AsyncClient, model: str, concurrency: int, waves: int,
-                    new_tokens: int, ban_eos: bool) -> Level:
+                    new_tokens: int, ban_eos: bool, completions: bool = False) -> Level:
     texts = user_texts(concurrency, concurrency * waves)
     turns: list[Turn] = []
 
     async def one(text: str) -> None:
-        turns.append(await stream_turn(client, model, text, new_tokens, ban_eos))
+        turns.append(await stream_turn(client, model, text, new_tokens, ban_eos,
+                                       completions=completions))
 
     start = time.perf_counter()
     for w in range(0, len(texts), concurrency):
@@ -211,6 +218,17 @@ async def discover_model(client: httpx2.AsyncClient) -> str:
     return str(response.json()["data"][0]["id"])
 
 
+async def completion_only(client: httpx2.AsyncClient, model: str) -> bool:
+    """Whether ``/models`` says ``model`` is a base model (capabilities without ``chat``,
+    as chorusline lists them); servers that list no capabilities are taken as chat."""
+    response = await client.get("/models")
+    response.raise_for_status()
+    for entry in response.json().get("data", []):
+        if entry.get("id") == model and "capabilities" in entry:
+            return "chat" not in entry["capabilities"]
+    return False
+
+
 def open_client(url: str, key: str, concurrency: int) -> httpx2.AsyncClient:
     """A client for ``url`` with a connection for every concurrent stream (and spare)."""
     limits = httpx2.Limits(max_connections=concurrency + 4,
@@ -224,10 +242,12 @@ async def client_main(url: str, key: str, sizes: Sizes, model: str | None,
                       ban_eos: bool = False) -> tuple[str, list[Level]]:
     async with open_client(url, key, max(sizes.levels)) as client:
         model = model or await discover_model(client)
-        warm = await stream_turn(client, model, "Hi.", 4)  # spawns the session actor etc.
+        base = await completion_only(client, model)
+        warm = await stream_turn(client, model, "Hi.", 4,  # spawns the session actor etc.
+                                 completions=base)
         if warm.error is not None:
             raise SystemExit(f"warm-up request failed: {warm.error}")
-        levels = [await run_level(client, model, c, waves, sizes.new_tokens, ban_eos)
+        levels = [await run_level(client, model, c, waves, sizes.new_tokens, ban_eos, base)
                   for c, waves in sizes.levels.items()]
     return model, levels
 
@@ -362,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an OpenAI-compatible base URL (…/v1): only run the "
                         "client against it")
     parser.add_argument("--key", default="x", help="API key for --url")
-    parser.add_argument("--model", help="model id for --url (default: the first of /models)")
+    parser.add_argument("--model", help="model id for --url (default: the first of /models; "
+                        "a base model such as gemma-3-270m is driven through /completions)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch CPU threads of the in-process server (default: all "
                         "cores; use 1 when another busy process shares a 2-core machine)")
