@@ -182,6 +182,8 @@ class ChatService:
         router = await self.system.registry.wait_for(ROUTER_KEY)
         models: tuple[str, ...] = await router.ask(
             Route(request.model, principal.tier, capability))
+        if _names_token_ids(request):
+            models = models[:1]  # ids mean other tokens in another model's vocabulary
         first = self.deps.models[models[0]]
         request.params.check_vocab(first.vocab_size)
         if request.params.grammar is not None:  # before the turn stores anything
@@ -300,6 +302,15 @@ class ChatService:
         (``/v1/moderations`` exposes it), on a worker thread for a long text, as the
         chat path does, so one large body does not hold the other streams up."""
         return [await check_input(self.deps, text) for text in texts]
+
+def _names_token_ids(request: ChatRequest) -> bool:
+    """Whether the request speaks in its model's token ids (a token-id prompt,
+    ``logit_bias``, ``stop_token_ids``): such a turn never falls back to another model,
+    whose vocabulary gives the same ids other meanings."""
+    params = request.params
+    return (isinstance(request.prompt, tuple) or bool(params.logit_bias)
+            or bool(params.stop_token_ids))
+
 
 @asynccontextmanager
 async def open_chat_service(

@@ -26,7 +26,13 @@ from chorusline.chat import (
     open_chat_service,
 )
 from chorusline.chat.loading import GEMMA3, SMOLLM2
-from chorusline.protocols import InvalidRequest, ModelNotFound, PermissionDenied, SamplingParams
+from chorusline.protocols import (
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    PermissionDenied,
+    SamplingParams,
+)
 from chorusline.ratelimit import Tiers
 from chorusline.runtime import Engine, EngineConfig, LoadedModel
 from chorusline.store import SqliteStore
@@ -189,6 +195,10 @@ async def test_an_overloaded_model_hands_new_turns_to_its_fallback(
                 refused_here = await chat.chat(ada, completion(GEMMA3))
                 assert (refused_here.model, refused_here.fallback_from) == (SMOLLM2, GEMMA3)
                 assert await text_of(refused_here)
+                # Token ids are Gemma's own: such a turn is refused, never sent elsewhere.
+                with pytest.raises(Overloaded):
+                    await chat.chat(ada, ChatRequest(params=GREEDY, prompt=(2, 818, 5279),
+                                                     model=GEMMA3))
                 gate.set()
                 assert await text_of(waiting)
                 assert waiting.model == GEMMA3
