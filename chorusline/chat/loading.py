@@ -151,30 +151,33 @@ def served_embedding(enabled: bool, load: Callable[[], EncoderLike] | None
 
 async def loaded_models(models: tuple[ModelSettings, ...],
                         model: LoadedModel | Mapping[str, LoadedModel] | None
-                         ) -> tuple[list[ModelSettings], dict[str, LoadedModel]]:
-    """The models to serve, each loaded (on a worker thread when not given)."""
+                        ) -> tuple[list[ModelSettings], dict[str, LoadedModel]]:
+    """The models to serve, each loaded (on a worker thread when not given), their
+    fallbacks kept only where the target is served too (``BUNDLED_MODELS[:1]`` serves
+    SmolLM2 alone; the command line refuses an explicit fallback to an unserved model)."""
     if model is not None and not isinstance(model, Mapping):
-        first = models[0]
-        return [replace(first, fallback=())], {first.name: model}
-    if model is not None:
+        wanted, loaded = [models[0]], {models[0].name: model}
+    elif model is not None:
         configured = {entry.name: entry for entry in models}
         wanted = [configured.get(name, ModelSettings(name)) for name in model]
-        names = set(model)
-        return [replace(e, fallback=tuple(f for f in e.fallback if f in names))
-                for e in wanted], dict(model)
-    from chorusline.runtime import load_model
+        loaded = dict(model)
+    else:
+        from chorusline.runtime import load_model
 
-    loaded = {}
-    for entry in models:
-        path = await trio.to_thread.run_sync(model_path, entry)
-        loaded[entry.name] = await trio.to_thread.run_sync(lambda: load_model(path))  # noqa: B023
-    return list(models), loaded
+        wanted, loaded = list(models), {}
+        for entry in models:
+            path = await trio.to_thread.run_sync(model_path, entry)
+            loaded[entry.name] = await trio.to_thread.run_sync(
+                lambda: load_model(path))  # noqa: B023
+    names = {entry.name for entry in wanted}
+    return [replace(e, fallback=tuple(f for f in e.fallback if f in names))
+            for e in wanted], loaded
 
 
 def engine_for(entry: ModelSettings, model: LoadedModel, info: ServedModel,
                engine: EngineConfig,
-                make_engine: Callable[[], EngineLike] | Mapping[str, Callable[[], EngineLike]]
-                | None) -> Callable[[], EngineLike]:
+               make_engine: Callable[[], EngineLike] | Mapping[str, Callable[[], EngineLike]]
+               | None) -> Callable[[], EngineLike]:
     """What starts ``entry``'s engine: the injected factory for it, else a real engine
     over ``model`` with the window as its longest sequence."""
     injected = (make_engine.get(entry.name) if isinstance(make_engine, Mapping)
