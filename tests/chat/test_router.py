@@ -204,3 +204,44 @@ async def test_an_overloaded_model_hands_new_turns_to_its_fallback(
                 assert waiting.model == GEMMA3
         finally:
             gate.set()
+
+
+async def test_a_model_that_gives_up_is_restarted_alone_and_its_turns_fall_back(
+        chat_model: LoadedModel, gemma_model: LoadedModel, tmp_path: Path) -> None:
+    """Gemma's worker killed past its subtree's intensity: /chat/engines restarts Gemma's
+    subtree whole, SmolLM2's stream runs through it untouched, and while Gemma's new
+    worker is held its completions go to SmolLM2."""
+    restarts = HeldRestarts(gemma_model)
+    restarts.release.set()  # the first restarts go through at once
+    async with two_models(chat_model, gemma_model, tmp_path, restarts) as served:
+        chat, ada = served.chat, served.principal
+        registry = chat.system.registry
+        gemma, smollm = chat.deps.models[GEMMA3], chat.deps.models[SMOLLM2]
+        smollm_worker = registry.lookup(smollm.worker_key)
+        with trio.fail_after(600):  # hang guard
+            streaming = await chat.chat(ada, ChatRequest(
+                params=SamplingParams(temperature=0.0, max_tokens=64, ignore_eos=True),
+                messages=(("user", "Count to twenty."),)))
+            assert await streaming.stream.next()
+            for kill in range(6):  # the subtree allows 5 restarts in 60 s
+                worker = await registry.wait_for(gemma.worker_key)
+                if kill == 5:
+                    restarts.release.clear()  # the rebuilt subtree's worker is held
+                    restarts.building.clear()
+                assert chat.admin.kill_gpu_worker(GEMMA3)
+                await worker.join()
+            await trio.to_thread.run_sync(restarts.building.wait)
+            escalated = [e for e in chat.system.recorder.events if e.kind == "escalated"]
+            assert [(e.path, e.detail["child"]) for e in escalated] == [
+                (f"/chat/engines/{GEMMA3}", "gpu-worker")]
+            swapped = await chat.chat(ada, completion(GEMMA3))
+            assert (swapped.model, swapped.fallback_from) == (SMOLLM2, GEMMA3)
+            await read(swapped)
+            restarts.release.set()
+            _, finish = await read(streaming)
+            assert finish == "length"  # SmolLM2's stream never noticed
+            assert registry.lookup(smollm.worker_key) is smollm_worker
+            await registry.wait_for(gemma.worker_key)
+            back = await chat.chat(ada, completion(GEMMA3))
+            assert back.model == GEMMA3
+            await read(back)
