@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.config import ModelConfig
-from chorusline.runtime.int4 import Int4Weight, pack_int4
+from chorusline.runtime.int4 import Int4Weight
 from chorusline.runtime.kv_cache import KVCache
-from chorusline.runtime.model import linear, rope_inv_freq, rope_tables
+from chorusline.runtime.model import WeightReader, linear, rope_inv_freq, rope_tables
 
 
 @dataclass
@@ -80,21 +80,12 @@ class GemmaModel:
         self.transposed_gemm = (self.device.type == "cpu" and dtype == torch.float32
                                 if transposed_gemm is None else transposed_gemm)
 
-        def get(name: str) -> torch.Tensor:
-            if name not in weights:
-                raise KeyError(f"model weights lack {name!r}")
-            return weights[name].to(self.device, dtype).contiguous()
+        w = WeightReader(weights, self.device, dtype, int4)
+        get, cat, pack = w.get, w.cat, w.pack
 
         def norm(name: str) -> torch.Tensor:
-            if name not in weights:
-                raise KeyError(f"model weights lack {name!r}")
-            return (1.0 + weights[name].float()).to(self.device, dtype).contiguous()
-
-        def cat(names: list[str]) -> torch.Tensor:
-            return torch.cat([get(n) for n in names], 0).contiguous()
-
-        def pack(names: list[str]) -> Int4Weight | None:
-            return pack_int4(torch.cat([weights[n] for n in names], 0), dtype) if int4 else None
+            """Gemma's RMSNorm multiplies by ``1 + w``: the one is added here, once."""
+            return (1.0 + w.raw(name).float()).to(self.device, dtype).contiguous()
 
         self.embed = get("model.embed_tokens.weight")
         self.embed_scale = torch.tensor(config.hidden_size ** 0.5, dtype=dtype)

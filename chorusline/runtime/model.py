@@ -119,6 +119,38 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return out if bias is None else out + bias
 
 
+class WeightReader:
+    """HF-named weights as a decoder keeps them: cast once to its device and dtype,
+    fused by concatenation, and (``int4``) packed to 4 bits from the source values."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], device: torch.device,
+                 dtype: torch.dtype, int4: bool) -> None:
+        self.weights, self.device, self.dtype, self.int4 = weights, device, dtype, int4
+
+    def raw(self, name: str) -> torch.Tensor:
+        if name not in self.weights:
+            raise KeyError(f"model weights lack {name!r}")
+        return self.weights[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        return self.raw(name).to(self.device, self.dtype).contiguous()
+
+    def opt(self, name: str) -> torch.Tensor | None:
+        return self.get(name) if name in self.weights else None
+
+    def cat(self, names: list[str]) -> torch.Tensor:
+        return torch.cat([self.get(n) for n in names], 0).contiguous()
+
+    def cat_opt(self, names: list[str]) -> torch.Tensor | None:
+        return self.cat(names) if all(n in self.weights for n in names) else None
+
+    def pack(self, names: list[str]) -> Int4Weight | None:
+        # From the source values: a bf16 cast first would move them off the grid.
+        if not self.int4:
+            return None
+        return pack_int4(torch.cat([self.raw(n) for n in names], 0), self.dtype)
+
+
 class LlamaModel:
     """Weights (HF names) fused and cast once; ``forward`` is the whole per-step compute."""
 
@@ -140,23 +172,8 @@ class LlamaModel:
         self.transposed_gemm = (self.device.type == "cpu" and dtype == torch.float32
                                 if transposed_gemm is None else transposed_gemm)
 
-        def get(name: str) -> torch.Tensor:
-            if name not in weights:
-                raise KeyError(f"model weights lack {name!r}")
-            return weights[name].to(self.device, dtype).contiguous()
-
-        def opt(name: str) -> torch.Tensor | None:
-            return get(name) if name in weights else None
-
-        def cat(names: list[str]) -> torch.Tensor:
-            return torch.cat([get(n) for n in names], 0).contiguous()
-
-        def cat_opt(names: list[str]) -> torch.Tensor | None:
-            return cat(names) if all(n in weights for n in names) else None
-
-        def pack(names: list[str]) -> Int4Weight | None:
-            # From the source values: a bf16 cast first would move them off the grid.
-            return pack_int4(torch.cat([weights[n] for n in names], 0), dtype) if int4 else None
+        w = WeightReader(weights, self.device, dtype, int4)
+        get, opt, cat, cat_opt, pack = w.get, w.opt, w.cat, w.cat_opt, w.pack
 
         self.embed = get("model.embed_tokens.weight")
         self.layers: list[_Layer] = []
