@@ -29,17 +29,18 @@ from chorusline.protocols.openai_fields import (
 )
 
 #: Every field the endpoint takes: OpenAI's, then chorusline's extensions (``top_k``,
-#: ``min_p``, as the chat route takes them). ``suffix`` is known but refused.
+#: ``min_p``, ``ignore_eos``, as the chat route takes them). ``suffix`` is known but
+#: refused.
 COMPLETION_FIELDS = frozenset({
     "model", "prompt", "suffix", "max_tokens", "temperature", "top_p", "n", "stop",
     "presence_penalty", "frequency_penalty", "logit_bias", "seed", "user", "stream",
     "stream_options", "echo", "logprobs", "best_of",
     # chorusline's extensions
-    "top_k", "min_p",
+    "top_k", "min_p", "ignore_eos",
 })
 #: The fields whose meaning and checks are the chat route's (``openai_fields.sampling``).
 SHARED_SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "n",
-                   "stop", "presence_penalty", "frequency_penalty", "logit_bias")
+                   "stop", "presence_penalty", "frequency_penalty", "logit_bias", "ignore_eos")
 #: OpenAI's default reply budget for this endpoint (the chat route's is the server's).
 DEFAULT_MAX_TOKENS = 16
 #: OpenAI's largest ``logprobs``: alternatives per token.

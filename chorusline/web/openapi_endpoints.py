@@ -116,8 +116,9 @@ def _completion_schemas(model_name: str) -> dict[str, Schema]:
     return {
         "CompletionRequest": _obj({
             "model": {"type": "string", "examples": [model_name],
-                      "description": "Must be the served chat model (else 404 "
-                                     "`model_not_found`)."},
+                      "description": "A served model's name or alias (else 404 "
+                                     "`model_not_found`); base models serve only this "
+                                     "route."},
             "prompt": {"anyOf": [
                 text,
                 {"type": "array", "minItems": 1, "maxItems": cwire.MAX_PROMPTS,

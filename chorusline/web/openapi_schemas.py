@@ -136,8 +136,8 @@ def components(model_name: str) -> Schema:
             **tools.schemas(),
             "ChatCompletionRequest": _obj({
                 "model": {"type": "string", "examples": [model_name],
-                          "description": "Must be the served model (else 404 "
-                                         "`model_not_found`)."},
+                          "description": "A served chat model's name or alias (else "
+                                         "404 `model_not_found`; a base model: 400)."},
                 "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
                 **sampling_properties(),
                 **tools.tool_properties(),

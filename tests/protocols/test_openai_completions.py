@@ -58,18 +58,19 @@ def test_defaults_are_openais() -> None:
 def test_sampling_fields_are_the_chat_routes() -> None:
     parsed = parse(max_tokens=5, temperature=0, top_p=0.5, top_k=3, min_p=0.1, seed=7,
                    stop=["\n"], presence_penalty=1, frequency_penalty=-1, n=2,
-                   logit_bias={"42": 5}, user="u1")
+                   logit_bias={"42": 5}, user="u1", ignore_eos=True)
     assert parsed.sampling == {"max_tokens": 5, "temperature": 0, "top_p": 0.5, "top_k": 3,
                                "min_p": 0.1, "seed": 7, "stop": ("\n",), "n": 2,
                                "presence_penalty": 1, "frequency_penalty": -1,
-                               "logit_bias": {42: 5}}
+                               "logit_bias": {42: 5}, "ignore_eos": True}
+    assert refusal(prompt="x", ignore_eos="yes").param == "ignore_eos"
     assert parsed.n == 2 and parsed.user == "u1"
     assert refusal(prompt="x", temperature="hot").param == "temperature"
     assert isinstance(refusal(prompt="x", max_tokens=0), InvalidSamplingParams)
 
 
 @pytest.mark.parametrize("name", ["temprature", "messages", "max_completion_tokens",
-                                  "top_logprobs", "ignore_eos", "response_format"])
+                                  "top_logprobs", "response_format"])
 def test_an_unknown_field_is_refused_by_name(name: str) -> None:
     error = refusal(prompt="x", **{name: 1})
     assert isinstance(error, UnknownParameter) and error.param == name
