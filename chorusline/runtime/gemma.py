@@ -30,7 +30,13 @@ from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.int4 import Int4Weight
 from chorusline.runtime.kv_cache import KVCache
-from chorusline.runtime.model import WeightReader, linear, rope_inv_freq, rope_tables
+from chorusline.runtime.model import (
+    WeightReader,
+    linear,
+    rope_inv_freq,
+    rope_tables,
+    transposed_route,
+)
 
 
 @dataclass
@@ -77,8 +83,7 @@ class GemmaModel:
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
-        self.transposed_gemm = (self.device.type == "cpu" and dtype == torch.float32
-                                if transposed_gemm is None else transposed_gemm)
+        self.transposed_gemm = transposed_route(self.device, dtype, transposed_gemm)
 
         w = WeightReader(weights, self.device, dtype, int4)
         get, cat, pack = w.get, w.cat, w.pack

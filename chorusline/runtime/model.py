@@ -119,6 +119,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return out if bias is None else out + bias
 
 
+def transposed_route(device: torch.device, dtype: torch.dtype, override: bool | None) -> bool:
+    """Whether ``linear`` takes its ``W @ x^T`` route: where it was measured to pay (CPU,
+    fp32) unless ``override`` says."""
+    return device.type == "cpu" and dtype == torch.float32 if override is None else override
+
+
 class WeightReader:
     """HF-named weights as a decoder keeps them: cast once to its device and dtype,
     fused by concatenation, and (``int4``) packed to 4 bits from the source values."""
@@ -169,8 +175,7 @@ class LlamaModel:
         self.device = torch.device(device)
         self.dtype = dtype
         #: ``linear``'s ``W @ x^T`` route; by default where it was measured to pay.
-        self.transposed_gemm = (self.device.type == "cpu" and dtype == torch.float32
-                                if transposed_gemm is None else transposed_gemm)
+        self.transposed_gemm = transposed_route(self.device, dtype, transposed_gemm)
 
         w = WeightReader(weights, self.device, dtype, int4)
         get, opt, cat, cat_opt, pack = w.get, w.opt, w.cat, w.cat_opt, w.pack
