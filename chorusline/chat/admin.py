@@ -23,12 +23,6 @@ class Admin:
         self._system = system
         self._models = models
 
-    @property
-    def _ordered(self) -> list[ServedModel]:
-        """The served models, the default first."""
-        default = self._models.default
-        return [default, *(m for m in self._models if m is not default)]
-
     def _model(self, name: str | None) -> ServedModel:
         if name is None:
             return self._models.default
@@ -59,13 +53,13 @@ class Admin:
 
     def model_names(self) -> list[str]:
         """Every served model's name, the default first."""
-        return [m.name for m in self._ordered]
+        return [m.name for m in self._models.ordered()]
 
     # -- the console ----------------------------------------------------------------------
     def watch(self, capacity: int = 1000) -> ConsoleFeed:
         """A console feed: the recorder queues events for it (at most ``capacity``) until
         it is closed, so close it when its reader goes."""
-        return ConsoleFeed(self._system, self._ordered, capacity)
+        return ConsoleFeed(self._system, self._models.ordered(), capacity)
 
     def children(self, path: str, query: str = "", offset: int = 0,
                  limit: int = 50) -> dict[str, Any]:

@@ -136,6 +136,10 @@ class ServedModels:
     def __iter__(self) -> Iterator[ServedModel]:
         return iter(self._by_name.values())
 
+    def ordered(self) -> list[ServedModel]:
+        """Every model, the default first (as the API, the console and metrics list them)."""
+        return [self.default, *(m for m in self._by_name.values() if m is not self.default)]
+
     def __len__(self) -> int:
         return len(self._by_name)
 

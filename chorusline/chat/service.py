@@ -135,9 +135,7 @@ class ChatService:
     @property
     def models(self) -> list[ModelInfo]:
         """What each served model is and can do, the default first."""
-        default = self.deps.models.default
-        return [m.info() for m in [default, *(m for m in self.deps.models
-                                              if m is not default)]]
+        return [m.info() for m in self.deps.models.ordered()]
 
     @property
     def embedding_model(self) -> str | None:
