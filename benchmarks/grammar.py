@@ -646,7 +646,7 @@ def engine_throughput(repeats: int) -> dict[str, Any]:
     runs = [one(share, r) for r in range(repeats) for share in (0, 50, 100)]
     return {"warmup_s": warmup_s, "runs": runs, "dtype": str(engine.dtype),
             "threads": torch.get_num_threads(),
-            "int4": any(layer.q4_qkv is not None for layer in engine.model.layers)}
+            "int4": any(layer.packed_qkv is not None for layer in engine.model.layers)}
 
 
 def summarise_engine(result: dict[str, Any]) -> list[dict[str, Any]]:

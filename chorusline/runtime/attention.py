@@ -199,19 +199,23 @@ def paged_attention(
     meta: AttentionMetadata,
     *,
     local: bool = False,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Attend ``q [T, H, D]`` against one layer's cache ``[KVH, num_blocks, block_size, D]``.
 
     Returns ``[T, H * D]``. The caller must already have written this step's K/V.
-    ``local``: a sliding-window layer (the groups' ``local_mask``).
+    ``local``: a sliding-window layer (the groups' ``local_mask``). ``fused``: decode
+    groups go to chorusline's fp32 CPU kernel (``kernels/decode_ops.cpp``), one call
+    instead of a gather, two batched matmuls and a softmax.
     """
     num_tokens, num_heads, head_dim = q.shape
     if len(meta.groups) == 1:
-        return _group_attention(q, k_cache, v_cache, meta.groups[0], meta.scale, local)
+        return _group_attention(q, k_cache, v_cache, meta.groups[0], meta.scale, local,
+                                fused)
     out = q.new_empty(num_tokens, num_heads * head_dim)
     for g in meta.groups:
         out[g.token_start:g.token_end] = _group_attention(
-            q[g.token_start:g.token_end], k_cache, v_cache, g, meta.scale, local)
+            q[g.token_start:g.token_end], k_cache, v_cache, g, meta.scale, local, fused)
     return out
 
 
@@ -222,12 +226,13 @@ def _group_attention(
     g: AttentionGroup,
     scale: float,
     local: bool,
+    fused: bool,
 ) -> torch.Tensor:
     kv_heads, head_dim = k_cache.shape[0], k_cache.shape[-1]
     num_heads = q.shape[1]
     b = g.block_index.shape[0]
     if g.max_q == 1 and q.device.type == "cpu":
-        return _decode_attention(q, k_cache, v_cache, g, scale, local)
+        return _decode_attention(q, k_cache, v_cache, g, scale, local, fused)
     mask = g.masks(local)[0]
     if g.q_gather is not None:
         q = q.index_select(0, g.q_gather)
@@ -257,12 +262,17 @@ def _decode_attention(
     g: AttentionGroup,
     scale: float,
     local: bool,
+    fused: bool,
 ) -> torch.Tensor:
     """One query per sequence: ``softmax(q k^T * scale + bias) v`` as two batched matmuls.
 
     Query heads are grouped by the KV head they share (head ``h`` reads KV head
     ``h // group``, as ``enable_gqa`` does), so K and V are never repeated.
     """
+    if fused:
+        return torch.ops.chorusline.decode_attention(  # type: ignore[no-any-return]
+            q.contiguous(), k_cache, v_cache, g.blocks(local).contiguous(),
+            g.masks(local)[0].contiguous(), scale)
     k = _gather(k_cache, g.blocks(local))
     v = _gather(v_cache, g.blocks(local))
     kv_heads, b, span, head_dim = k.shape

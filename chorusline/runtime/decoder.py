@@ -31,13 +31,14 @@ class Decoder(Protocol):
 
 
 def build_decoder(config: ModelConfig, weights: dict[str, torch.Tensor], *,
-                  device: torch.device, dtype: torch.dtype, int4: bool = False,
+                  device: torch.device, dtype: torch.dtype, packed: bool = False,
+                  fused: bool = False,
                   max_positions: int | None = None) -> Decoder:
     """The decoder class for ``config.architecture``, with its weights fused and cast."""
     if config.architecture == "gemma3":
         from chorusline.runtime.gemma import GemmaModel
-        return GemmaModel(config, weights, device=device, dtype=dtype, int4=int4,
+        return GemmaModel(config, weights, device=device, dtype=dtype, packed=packed, fused=fused,
                           max_positions=max_positions)
     from chorusline.runtime.model import LlamaModel
-    return LlamaModel(config, weights, device=device, dtype=dtype, int4=int4,
+    return LlamaModel(config, weights, device=device, dtype=dtype, packed=packed, fused=fused,
                       max_positions=max_positions)

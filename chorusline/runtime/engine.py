@@ -44,9 +44,10 @@ from chorusline.runtime.deadlines import DeadlineQueue
 from chorusline.runtime.decoder import build_decoder
 from chorusline.runtime.device import select_device, select_dtype
 from chorusline.runtime.engine_config import EngineConfig
-from chorusline.runtime.int4 import int4_supported
+from chorusline.runtime.grid_kernels import load_kernels
 from chorusline.runtime.kv_cache import KVCache, blocks_for_budget, split_budget
 from chorusline.runtime.model_runner import ModelRunner
+from chorusline.runtime.packing import packing_supported
 from chorusline.runtime.sampler import SampledToken, Sampler, SampleRow, make_generator
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
@@ -117,11 +118,19 @@ class Engine:
             else:
                 num_blocks, num_local = split_budget(mc, self.block_size, self.dtype,
                                                      config.kv_cache_bytes, needed, least)
-        supported = int4_supported(self.device, self.dtype)
-        if config.int4 and not supported:
-            raise ValueError("int4 weights need a CPU device, bf16 and torch's int4 CPU kernel")
+        supported = packing_supported(self.device, self.dtype)
+        if config.packed_weights and not supported:
+            raise ValueError("packed weights need a CPU device with fp32 (and chorusline's "
+                             "compiled grid kernels) or bf16 (and torch's int4 kernel)")
+        packed = supported if config.packed_weights is None else config.packed_weights
+        fusable = self.device.type == "cpu" and self.dtype == torch.float32
+        if config.fused_kernels and not (fusable and load_kernels()):
+            raise ValueError("fused kernels need a CPU device, fp32 and chorusline's "
+                             "compiled CPU kernels")
+        fused = fusable and load_kernels() if config.fused_kernels is None \
+            else config.fused_kernels
         self.model = build_decoder(mc, model.weights, device=self.device, dtype=self.dtype,
-                                   int4=supported if config.int4 is None else config.int4,
+                                   packed=packed, fused=fused,
                                    max_positions=self.max_model_len)
         self.kv_cache = KVCache(mc, num_blocks, self.block_size, self.dtype, self.device,
                                 num_local_blocks=num_local)

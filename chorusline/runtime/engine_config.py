@@ -50,6 +50,10 @@ class EngineConfig:
     seed: int | None = None
     #: torch intra-op threads for CPU work (process-wide); None leaves torch's default.
     cpu_threads: int | None = None
-    #: Packed 4-bit copies of 4-bit-grid weights for small CPU steps (see ``int4``);
-    #: None means wherever supported (CPU with bf16 activations).
-    int4: bool | None = None
+    #: Packed copies of the weights that lie on a quantisation grid, for small CPU steps
+    #: (see ``packing``: exact 4/8-bit kernels for fp32, torch's int4 kernel for bf16);
+    #: None means wherever supported.
+    packed_weights: bool | None = None
+    #: chorusline's fused fp32 CPU kernels for a step's norms, RoPE, KV writes and decode
+    #: attention (``fused_llama``); None means wherever they build (fp32 on CPU).
+    fused_kernels: bool | None = None

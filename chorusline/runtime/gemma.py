@@ -28,7 +28,6 @@ import torch.nn.functional as F
 
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.config import ModelConfig
-from chorusline.runtime.int4 import Int4Weight
 from chorusline.runtime.kv_cache import KVCache
 from chorusline.runtime.model import (
     WeightReader,
@@ -37,6 +36,7 @@ from chorusline.runtime.model import (
     rope_tables,
     transposed_route,
 )
+from chorusline.runtime.packing import Packed
 
 
 @dataclass
@@ -52,10 +52,10 @@ class _GemmaLayer:
     w_gate_up: torch.Tensor
     w_down: torch.Tensor
     post_mlp_norm: torch.Tensor
-    q4_qkv: Int4Weight | None = None
-    q4_o: Int4Weight | None = None
-    q4_gate_up: Int4Weight | None = None
-    q4_down: Int4Weight | None = None
+    packed_qkv: Packed | None = None
+    packed_o: Packed | None = None
+    packed_gate_up: Packed | None = None
+    packed_down: Packed | None = None
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,8 @@ class GemmaModel:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-        int4: bool = False,
+        packed: bool = False,
+        fused: bool = False,
         transposed_gemm: bool | None = None,
         max_positions: int | None = None,
     ) -> None:
@@ -84,8 +85,10 @@ class GemmaModel:
         self.device = torch.device(device)
         self.dtype = dtype
         self.transposed_gemm = transposed_route(self.device, dtype, transposed_gemm)
+        #: Decode attention through chorusline's fp32 CPU kernel.
+        self.fused = fused
 
-        w = WeightReader(weights, self.device, dtype, int4)
+        w = WeightReader(weights, self.device, dtype, packed)
         get, cat, pack = w.get, w.cat, w.pack
 
         def norm(name: str) -> torch.Tensor:
@@ -111,13 +114,14 @@ class GemmaModel:
                 w_gate_up=cat(gate_up),
                 w_down=get(p + "mlp.down_proj.weight"),
                 post_mlp_norm=norm(p + "post_feedforward_layernorm.weight"),
-                q4_qkv=pack(qkv),
-                q4_o=pack([p + "self_attn.o_proj.weight"]),
-                q4_gate_up=pack(gate_up),
-                q4_down=pack([p + "mlp.down_proj.weight"]),
+                packed_qkv=pack(qkv),
+                packed_o=pack([p + "self_attn.o_proj.weight"]),
+                packed_gate_up=pack(gate_up),
+                packed_down=pack([p + "mlp.down_proj.weight"]),
             ))
         self.norm = norm("model.norm.weight")
         self.lm_head = self.embed
+        self.packed_head = pack(["model.embed_tokens.weight"])
         self.cos, self.sin = rope_tables(config, rope_inv_freq(config), self.device, dtype,
                                          max_positions)
         self.local_cos, self.local_sin = rope_tables(
@@ -150,7 +154,7 @@ class GemmaModel:
         }
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, hidden, layer.input_norm, eps)
-            qkv = linear(h, layer.w_qkv, None, layer.q4_qkv, tg)
+            qkv = linear(h, layer.w_qkv, None, layer.packed_qkv, tg)
             q = F.rms_norm(qkv[:, :q_width].view(t, heads, dim), (dim,), layer.q_norm, eps)
             k = F.rms_norm(qkv[:, q_width:q_width + kv_width].view(t, kv_heads, dim), (dim,),
                            layer.k_norm, eps)
@@ -159,15 +163,16 @@ class GemmaModel:
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             kv_cache.write(i, meta.slots(layer.sliding), k, v)  # the layer's own pool
             k_layer, v_layer = kv_cache.layer(i)
-            attn = paged_attention(q, k_layer, v_layer, meta, local=layer.sliding)
-            h = linear(attn, layer.w_o, None, layer.q4_o, tg)
+            attn = paged_attention(q, k_layer, v_layer, meta, local=layer.sliding,
+                                   fused=self.fused)
+            h = linear(attn, layer.w_o, None, layer.packed_o, tg)
             x = x + F.rms_norm(h, hidden, layer.post_attn_norm, eps)
             h = F.rms_norm(x, hidden, layer.pre_mlp_norm, eps)
-            gate, up = linear(h, layer.w_gate_up, None, layer.q4_gate_up, tg).chunk(2, -1)
+            gate, up = linear(h, layer.w_gate_up, None, layer.packed_gate_up, tg).chunk(2, -1)
             h = linear(F.gelu(gate, approximate="tanh") * up, layer.w_down, None,
-                       layer.q4_down, tg)
+                       layer.packed_down, tg)
             x = x + F.rms_norm(h, hidden, layer.post_mlp_norm, eps)
         if sample_rows is not None:
             x = x.index_select(0, sample_rows)
         x = F.rms_norm(x, hidden, self.norm, eps)
-        return linear(x, self.lm_head, None, None, tg).float()
+        return linear(x, self.lm_head, None, self.packed_head, tg).float()

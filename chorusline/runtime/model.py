@@ -6,14 +6,15 @@ matmul, RoPE is applied to Q and K in one go, and the LM head only runs on the r
 will be sampled (a 40-token prompt would otherwise pay 40 vocab-sized matmuls for one).
 Numerics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE, RMSNorm in fp32).
 
-With ``int4=True`` (CPU, bf16) each linear layer whose weights lie on a 4-bit group grid
-also keeps a packed 4-bit copy, used for steps of at most ``int4.MAX_ROWS`` tokens, where
-reading the weights is the whole cost (see ``int4``).
+With ``packed=True`` each linear layer (and the LM head) whose weights lie on a
+quantisation grid also keeps a packed copy, used for steps of at most its ``max_rows``
+tokens, where reading the weights is the whole cost (see ``packing``).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +22,9 @@ import torch.nn.functional as F
 
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.config import ModelConfig
-from chorusline.runtime.int4 import MAX_ROWS, Int4Weight, pack_int4
+from chorusline.runtime.fused_llama import fused_forward
 from chorusline.runtime.kv_cache import KVCache
+from chorusline.runtime.packing import Packed, pack
 
 
 def rope_inv_freq(config: ModelConfig, theta: float | None = None) -> torch.Tensor:
@@ -87,10 +89,10 @@ class _Layer:
     b_gate_up: torch.Tensor | None
     w_down: torch.Tensor
     b_down: torch.Tensor | None
-    q4_qkv: Int4Weight | None = None
-    q4_o: Int4Weight | None = None
-    q4_gate_up: Int4Weight | None = None
-    q4_down: Int4Weight | None = None
+    packed_qkv: Packed | None = None
+    packed_o: Packed | None = None
+    packed_gate_up: Packed | None = None
+    packed_down: Packed | None = None
 
 
 #: Row counts for which a CPU fp32 matmul runs faster as ``W @ x^T`` (see ``linear``).
@@ -98,7 +100,7 @@ TRANSPOSED_ROWS = range(2, 129)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-            packed: Int4Weight | None, transposed: bool) -> torch.Tensor:
+            packed: Packed | None, transposed: bool) -> torch.Tensor:
     """``x @ W^T + b`` by the fastest route measured for this many rows.
 
     ``transposed``: MKL's fp32 GEMM runs the same product faster when asked for
@@ -110,7 +112,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     of ``rows x out`` floats, small next to the product).
     """
     rows = x.shape[0]
-    if packed is not None and rows <= MAX_ROWS:
+    if packed is not None and rows <= packed.max_rows:
         out = packed.matmul(x)
     elif transposed and rows in TRANSPOSED_ROWS:
         out = torch.mm(weight, x.t()).t().contiguous()
@@ -127,11 +129,11 @@ def transposed_route(device: torch.device, dtype: torch.dtype, override: bool | 
 
 class WeightReader:
     """HF-named weights as a decoder keeps them: cast once to its device and dtype,
-    fused by concatenation, and (``int4``) packed to 4 bits from the source values."""
+    fused by concatenation, and (``packed``) packed from the source values."""
 
     def __init__(self, weights: dict[str, torch.Tensor], device: torch.device,
-                 dtype: torch.dtype, int4: bool) -> None:
-        self.weights, self.device, self.dtype, self.int4 = weights, device, dtype, int4
+                 dtype: torch.dtype, packed: bool) -> None:
+        self.weights, self.device, self.dtype, self.packed = weights, device, dtype, packed
 
     def raw(self, name: str) -> torch.Tensor:
         if name not in self.weights:
@@ -150,11 +152,26 @@ class WeightReader:
     def cat_opt(self, names: list[str]) -> torch.Tensor | None:
         return self.cat(names) if all(n in self.weights for n in names) else None
 
-    def pack(self, names: list[str]) -> Int4Weight | None:
+    def pack(self, names: list[str]) -> Packed | None:
         # From the source values: a bf16 cast first would move them off the grid.
-        if not self.int4:
+        if not self.packed:
             return None
-        return pack_int4(torch.cat([self.raw(n) for n in names], 0), self.dtype)
+        sources = [self.raw(n) for n in names]
+        # Finding grids takes seconds for a whole model; engines built again on the same
+        # loaded weights (tests, a restarted worker) reuse what the first one found.
+        anchor = id(sources[0])
+        if anchor not in _PACKED:
+            _PACKED[anchor] = {}
+            weakref.finalize(sources[0], _PACKED.pop, anchor, None)
+        memo = _PACKED[anchor]
+        key = (tuple(names), tuple(t.data_ptr() for t in sources), self.dtype)
+        if key not in memo:
+            memo[key] = pack(torch.cat(sources, 0), self.dtype)
+        return memo[key]
+
+
+#: Packed copies by their first source tensor's id, dropped when that tensor is freed.
+_PACKED: dict[int, dict[tuple[object, ...], Packed | None]] = {}
 
 
 class LlamaModel:
@@ -167,7 +184,8 @@ class LlamaModel:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-        int4: bool = False,
+        packed: bool = False,
+        fused: bool = False,
         transposed_gemm: bool | None = None,
         max_positions: int | None = None,
     ) -> None:
@@ -176,8 +194,10 @@ class LlamaModel:
         self.dtype = dtype
         #: ``linear``'s ``W @ x^T`` route; by default where it was measured to pay.
         self.transposed_gemm = transposed_route(self.device, dtype, transposed_gemm)
+        #: Steps run through chorusline's fused fp32 CPU kernels (``fused_llama``).
+        self.fused = fused
 
-        w = WeightReader(weights, self.device, dtype, int4)
+        w = WeightReader(weights, self.device, dtype, packed)
         get, opt, cat, cat_opt, pack = w.get, w.opt, w.cat, w.cat_opt, w.pack
 
         self.embed = get("model.embed_tokens.weight")
@@ -197,16 +217,17 @@ class LlamaModel:
                 b_gate_up=cat_opt([n + ".bias" for n in gu]),
                 w_down=get(p + "mlp.down_proj.weight"),
                 b_down=opt(p + "mlp.down_proj.bias"),
-                q4_qkv=pack([n + ".weight" for n in qkv]),
-                q4_o=pack([p + "self_attn.o_proj.weight"]),
-                q4_gate_up=pack([n + ".weight" for n in gu]),
-                q4_down=pack([p + "mlp.down_proj.weight"]),
+                packed_qkv=pack([n + ".weight" for n in qkv]),
+                packed_o=pack([p + "self_attn.o_proj.weight"]),
+                packed_gate_up=pack([n + ".weight" for n in gu]),
+                packed_down=pack([p + "mlp.down_proj.weight"]),
             ))
         self.norm = get("model.norm.weight")
         if config.tie_word_embeddings or "lm_head.weight" not in weights:
-            self.lm_head = self.embed
+            self.lm_head, head = self.embed, "model.embed_tokens.weight"
         else:
-            self.lm_head = get("lm_head.weight")
+            self.lm_head, head = get("lm_head.weight"), "lm_head.weight"
+        self.packed_head = pack([head])
         self.cos, self.sin = rope_tables(config, rope_inv_freq(config), self.device, dtype,
                                          max_positions)
         self.scale = config.attention_scale
@@ -220,6 +241,8 @@ class LlamaModel:
         sample_rows: torch.Tensor | None,
     ) -> torch.Tensor:
         """Logits ``[S, V]`` (fp32) for ``sample_rows`` of the flat batch (all rows if None)."""
+        if self.fused:
+            return fused_forward(self, input_ids, positions, meta, kv_cache, sample_rows)
         cfg = self.config
         heads, kv_heads, dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         q_width = heads * dim
@@ -233,7 +256,7 @@ class LlamaModel:
         tg = self.transposed_gemm
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.input_norm, eps)
-            qkv = linear(h, layer.w_qkv, layer.b_qkv, layer.q4_qkv, tg)
+            qkv = linear(h, layer.w_qkv, layer.b_qkv, layer.packed_qkv, tg)
             qk = qkv[:, : qk_heads * dim].view(t, qk_heads, dim)
             rotated = torch.cat([-qk[..., half:], qk[..., :half]], -1)
             qk = qk * cos + rotated * sin
@@ -243,12 +266,12 @@ class LlamaModel:
             kv_cache.write(i, meta.slot_mapping, k, v)
             k_layer, v_layer = kv_cache.layer(i)
             attn = paged_attention(q, k_layer, v_layer, meta)
-            x = x + linear(attn, layer.w_o, layer.b_o, layer.q4_o, tg)
+            x = x + linear(attn, layer.w_o, layer.b_o, layer.packed_o, tg)
             h = F.rms_norm(x, (x.shape[-1],), layer.post_norm, eps)
-            gate_up = linear(h, layer.w_gate_up, layer.b_gate_up, layer.q4_gate_up, tg)
+            gate_up = linear(h, layer.w_gate_up, layer.b_gate_up, layer.packed_gate_up, tg)
             gate, up = gate_up.chunk(2, -1)
-            x = x + linear(F.silu(gate) * up, layer.w_down, layer.b_down, layer.q4_down, tg)
+            x = x + linear(F.silu(gate) * up, layer.w_down, layer.b_down, layer.packed_down, tg)
         if sample_rows is not None:
             x = x.index_select(0, sample_rows)
         x = F.rms_norm(x, (x.shape[-1],), self.norm, eps)
-        return linear(x, self.lm_head, None, None, tg).float()
+        return linear(x, self.lm_head, None, self.packed_head, tg).float()

@@ -56,20 +56,20 @@ def test_off_grid_weights_are_refused() -> None:
     assert pack_int4(torch.randn(16, 64)) is None
 
 
-def test_int4_config_is_refused_where_unsupported(smollm: LoadedModel) -> None:
-    with pytest.raises(ValueError, match="int4"):
-        Engine(smollm, EngineConfig(device="cpu", dtype=torch.float32, int4=True,
+def test_packed_weights_are_refused_where_no_kernel_reads_them(smollm: LoadedModel) -> None:
+    with pytest.raises(ValueError, match="packed weights"):
+        Engine(smollm, EngineConfig(device="cpu", dtype=torch.float16, packed_weights=True,
                                     num_blocks=8))
 
 
 def test_real_model_packs_every_layer_and_decodes_like_bf16(smollm: LoadedModel) -> None:
     """SmolLM2's Q4_1 layers all pack; greedy decoding agrees with the bf16 weights."""
-    def greedy(int4: bool) -> list[int]:
-        engine = Engine(smollm, EngineConfig(device="cpu", dtype=torch.bfloat16, int4=int4,
-                                             num_blocks=64, seed=0))
-        if int4:
-            assert all(layer.q4_qkv and layer.q4_o and layer.q4_gate_up and layer.q4_down
-                       for layer in engine.model.layers)
+    def greedy(packed: bool) -> list[int]:
+        engine = Engine(smollm, EngineConfig(device="cpu", dtype=torch.bfloat16,
+                                             packed_weights=packed, num_blocks=64, seed=0))
+        if packed:
+            assert all(layer.packed_qkv and layer.packed_o and layer.packed_gate_up
+                       and layer.packed_down for layer in engine.model.layers)
         prompt = smollm.tokenizer.encode("The capital of France is")
         out = engine.generate({"r": prompt}, SamplingParams(temperature=0, max_tokens=12))
         return out["r"]
