@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
 namespace {
 
@@ -274,9 +275,13 @@ at::Tensor grid8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tens
   return out;
 }
 
+std::string grid_isa() { return has_avx2() ? "avx2" : "portable"; }
+
 }  // namespace
 
 TORCH_LIBRARY(chorusline, m) {
+  // Which path the grid kernels take on this CPU (for tests and the benchmark's report).
+  m.def("grid_isa() -> str", grid_isa);
   m.def("grid4_linear(Tensor x, Tensor q, Tensor sz, int k) -> Tensor");
   m.def("grid8_linear(Tensor x, Tensor q, Tensor s) -> Tensor");
 }
