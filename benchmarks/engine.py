@@ -14,7 +14,8 @@ output tok/s for B concurrent requests (~40-token prompts, 64 new tokens each, w
 from submission to the last token, prefill included), and transformers' ``generate`` on
 the same weights (64 new tokens, greedy, wall time), in fp32 (the dequantised weights as
 loaded) and in bf16, so that the comparison can be made against its faster setting.
-``default`` is whatever ``EngineConfig`` picks on this machine (dtype and 4-bit path). The
+``default`` is whatever ``EngineConfig`` picks on this machine (dtype, packed weights and
+fused kernels); ``fp32-torch`` is fp32 through torch alone, the path before them. The
 targets compare the default against transformers' *faster* dtype. Every throughput is the
 median of ``--repeats`` runs, printed with the range: on the shared VM the same command
 moved by up to a quarter between runs minutes apart. Report ``uptime`` with the figures.
@@ -57,8 +58,14 @@ def median_of(measure: Callable[[], float]) -> str:
 
 
 NEW_TOKENS = 64
-DTYPES: dict[str, torch.dtype | None] = {"default": None, "fp32": torch.float32,
-                                         "bf16": torch.bfloat16}
+#: ``--dtypes`` names -> EngineConfig settings. ``fp32-torch`` is fp32 without
+#: chorusline's CPU kernels (no packed grid weights, no fused step): the path before them.
+DTYPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fp32": {"dtype": torch.float32},
+    "fp32-torch": {"dtype": torch.float32, "packed_weights": False, "fused_kernels": False},
+    "bf16": {"dtype": torch.bfloat16},
+}
 
 
 def prompts(model: LoadedModel, count: int) -> list[list[int]]:
@@ -124,7 +131,8 @@ def transformers_generate(model: LoadedModel, prompt: list[int], dtype: torch.dt
 def head_share(model: LoadedModel) -> str:
     """How much of one single-sequence decode step is the output projection (a
     [1, hidden] x [hidden, vocab] matmul): Gemma's 262,144-token vocabulary makes it the
-    largest matmul of the step. Timed in fp32 as the CPU engine runs it, median of 20."""
+    largest matmul of the step. Timed as the default CPU engine runs it (its packed copy
+    where it has one), median of 20."""
     engine = Engine(model, EngineConfig(device="cpu", dtype=torch.float32,
                                         enable_prefix_caching=False))
     prompt = prompts(model, 1)[0]
@@ -136,13 +144,17 @@ def head_share(model: LoadedModel) -> str:
         start = time.perf_counter()
         engine.step()
         steps.append(time.perf_counter() - start)
-    lm_head = engine.model.lm_head
+    lm_head = engine.model.lm_head  # type: ignore[attr-defined]
+    packed = getattr(engine.model, "packed_head", None)
     x = torch.randn(1, lm_head.shape[1])
     heads = []
     with torch.inference_mode():
         for _ in range(20):
             start = time.perf_counter()
-            torch.nn.functional.linear(x, lm_head)
+            if packed is not None:
+                packed.matmul(x)
+            else:
+                torch.nn.functional.linear(x, lm_head)
             heads.append(time.perf_counter() - start)
     step, head = statistics.median(steps), statistics.median(heads)
     return f"{head * 1e3:.1f} of {step * 1e3:.1f} ms ({head / step:.0%})"
@@ -168,16 +180,18 @@ def measure_model(name: str, args: argparse.Namespace, rows: list[tuple[str, str
     rows.append((f"{name} prompt tokens (mean)",
                  f"{sum(map(len, batch_prompts)) / len(batch_prompts):.1f}"))
     for dtype_name in args.dtypes.split(","):
-        config = EngineConfig(device="cpu", dtype=DTYPES[dtype_name],
-                              max_num_seqs=max(64, *batches), max_num_batched_tokens=4096,
-                              enable_prefix_caching=False)
+        config = EngineConfig(device="cpu", max_num_seqs=max(64, *batches),
+                              max_num_batched_tokens=4096, enable_prefix_caching=False,
+                              **DTYPES[dtype_name])
         engine = Engine(model, config)
         engine.generate({"warm": batch_prompts[0]}, SamplingParams(temperature=0, max_tokens=4))
         stream = median_of(partial(single_stream, engine, batch_prompts[0]))
         label = f"{name} {dtype_name}: {str(engine.dtype).removeprefix('torch.')}"
-        if any(getattr(layer, "q4_qkv", None) is not None
+        if any(getattr(layer, "packed_qkv", None) is not None
                for layer in getattr(engine.model, "layers", [])):
-            label += " + int4"
+            label += " + packed"
+        if getattr(engine.model, "fused", False):
+            label += " + fused"
         rows.append((f"[{label}] single-stream decode", stream))
         for b in batches:
             rows.append((f"[{label}] aggregate output, batch {b}",

@@ -120,21 +120,24 @@ class Level:
 async def stream_turn(client: httpx2.AsyncClient, model: str, text: str,
                       new_tokens: int, ban_eos: bool = False,
                       response_format: dict[str, Any] | None = None,
-                      completions: bool = False) -> Turn:
+                      completions: bool = False,
+                      messages: list[dict[str, str]] | None = None) -> Turn:
     """One streamed turn: a chat completion, or with ``completions`` (a base model, such
-    as chorusline's ``gemma-3-270m``) a legacy completion of ``text`` as the prompt."""
+    as chorusline's ``gemma-3-270m``) a legacy completion of ``text`` as the prompt.
+    ``messages``: the whole conversation to send instead of ``text`` as one user turn."""
     body: dict[str, Any] = {
         "model": model,
         **({"prompt": text} if completions
-           else {"messages": [{"role": "user", "content": text}]}),
+           else {"messages": messages or [{"role": "user", "content": text}]}),
         "max_tokens": new_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "ignore_eos": True,
     }
     if ban_eos:  # for servers without ignore_eos (see benchmarks/llama_cpp.py)
         body["logit_bias"] = EOS_BAN
+    else:
+        body["ignore_eos"] = True
     if response_format is not None:
         body["response_format"] = response_format
     turn = Turn()
