@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx2
 
+from benchmarks.common import stop_process
+
 #: ``logit_bias`` that keeps SmolLM2 from ending a turn: ``<|endoftext|>``, ``<|im_end|>``,
 #: and ``<|im_start|>``, which llama-cpp-python's ChatML format also treats as a stop.
 EOS_BAN = {"0": -100, "1": -100, "2": -100}
@@ -59,12 +61,7 @@ def llama_cpp_server(python: str, threads: int, log: Path) -> Iterator[str]:
             _wait_ready(process, url, log)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=30)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:

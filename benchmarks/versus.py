@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import TOPICS, percentile, user_texts, write_report  # noqa: E402
+from benchmarks.common import TOPICS, percentile, stop_process, user_texts, write_report  # noqa: E402
 from benchmarks.http_load import Turn, discover_model, open_client, stream_turn  # noqa: E402
 from benchmarks.llama_cpp import bundled_gguf, free_port  # noqa: E402
 
@@ -217,12 +217,7 @@ def started(server: Server, log: Path) -> Iterator[tuple[int, str]]:
                 time.sleep(0.5)  # polling a child's port: there is no event to wait on
             yield process.pid, key
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def answering(port: int) -> Callable[[], str | None]:

@@ -40,6 +40,17 @@ constexpr int64_t kTile = 8;
 
 // ---- portable path --------------------------------------------------------------------
 
+// One group's rebuilt weights times the same 32 columns of each of the m rows of x.
+void accumulate_group(const float (&w)[kGroup], const float* x, int64_t m, int64_t k,
+                      float* acc) {
+  for (int64_t r = 0; r < m; ++r) {
+    const float* xr = x + r * k;
+    float dot = 0;
+    for (int j = 0; j < kGroup; ++j) dot += w[j] * xr[j];
+    acc[r] += dot;
+  }
+}
+
 void grid4_rows_portable(const float* x, int64_t m, int64_t k, const uint32_t* q,
                          const float* sz, float* out, int64_t n_out, int64_t n0,
                          int64_t n1) {
@@ -54,12 +65,7 @@ void grid4_rows_portable(const float* x, int64_t m, int64_t k, const uint32_t* q
       for (int i = 0; i < 4; ++i)
         for (int l = 0; l < 8; ++l)
           w[8 * i + l] = s * float((lanes[l] >> (shift + 4 * i)) & 0xF) + z;
-      for (int64_t r = 0; r < m; ++r) {
-        const float* xr = x + r * k + g * kGroup;
-        float dot = 0;
-        for (int j = 0; j < kGroup; ++j) dot += w[j] * xr[j];
-        acc[r] += dot;
-      }
+      accumulate_group(w, x + g * kGroup, m, k, acc);
     }
     for (int64_t r = 0; r < m; ++r) out[r * n_out + n] = acc[r];
   }
@@ -77,12 +83,7 @@ void grid8_rows_portable(const float* x, int64_t m, int64_t k, const int8_t* q,
       const float d = s[n * groups + g];
       for (int i = 0; i < 4; ++i)
         for (int l = 0; l < 8; ++l) w[8 * i + l] = d * float(b[4 * l + i]);
-      for (int64_t r = 0; r < m; ++r) {
-        const float* xr = x + r * k + g * kGroup;
-        float dot = 0;
-        for (int j = 0; j < kGroup; ++j) dot += w[j] * xr[j];
-        acc[r] += dot;
-      }
+      accumulate_group(w, x + g * kGroup, m, k, acc);
     }
     for (int64_t r = 0; r < m; ++r) out[r * n_out + n] = acc[r];
   }
@@ -176,8 +177,8 @@ CL_AVX2 void grid8_rows_avx2(const float* x, int64_t k, const int8_t* q, const f
 }
 
 // One tile of up to kTile rows of x: picks the instantiation for its row count.
-template <typename Q, typename Fn4>
-void dispatch_tile(int64_t m, Fn4&& f) {
+template <typename Fn>
+void dispatch_tile(int64_t m, Fn&& f) {
   switch (m) {
     case 1: f.template operator()<1, 4>(); break;
     case 2: f.template operator()<2, 4>(); break;
@@ -208,6 +209,32 @@ void check_x(const at::Tensor& x, int64_t k) {
 // Grain: rows of output per task; small enough that two threads share a 576-row layer.
 constexpr int64_t kGrain = 32;
 
+// Splits the output rows over torch's threads and the rows of x into tiles, and computes
+// each (tile, row range) with ``portable(xt, rows, ot, n0, n1)`` or, on AVX2, with
+// ``avx2.template operator()<M, C>(xt, ot, n0, n1)``.
+template <typename Portable, typename Avx2>
+at::Tensor run_tiles(const at::Tensor& x, int64_t n_out, int64_t k, Portable&& portable,
+                     Avx2&& avx2) {
+  const int64_t m = x.size(0);
+  at::Tensor out = at::empty({m, n_out}, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const bool fast = has_avx2();
+  at::parallel_for(0, n_out, kGrain, [&](int64_t n0, int64_t n1) {
+    for (int64_t r0 = 0; r0 < m; r0 += kTile) {
+      const int64_t rows = std::min(kTile, m - r0);
+      const float* xt = xp + r0 * k;
+      float* ot = op + r0 * n_out;
+      if (!fast) {
+        portable(xt, rows, ot, n0, n1);
+        continue;
+      }
+      dispatch_tile(rows, [&]<int M, int C>() { avx2.template operator()<M, C>(xt, ot, n0, n1); });
+    }
+  });
+  return out;
+}
+
 at::Tensor grid4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& sz,
                         int64_t k) {
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kInt && q.is_contiguous(),
@@ -219,28 +246,16 @@ at::Tensor grid4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tens
   TORCH_CHECK(sz.scalar_type() == at::kFloat && sz.is_contiguous() &&
                   sz.numel() == n_out * pairs * 4,
               "grid4: sz must be a contiguous [N, 2 * pairs, 2] float32 tensor");
-  const int64_t m = x.size(0);
-  at::Tensor out = at::empty({m, n_out}, x.options());
-  const float* xp = x.data_ptr<float>();
   const uint32_t* qp = reinterpret_cast<const uint32_t*>(q.data_ptr<int32_t>());
   const float* szp = sz.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const bool avx2 = has_avx2();
-  at::parallel_for(0, n_out, kGrain, [&](int64_t n0, int64_t n1) {
-    for (int64_t r0 = 0; r0 < m; r0 += kTile) {
-      const int64_t rows = std::min(kTile, m - r0);
-      const float* xt = xp + r0 * k;
-      float* ot = op + r0 * n_out;
-      if (!avx2) {
+  return run_tiles(
+      x, n_out, k,
+      [&](const float* xt, int64_t rows, float* ot, int64_t n0, int64_t n1) {
         grid4_rows_portable(xt, rows, k, qp, szp, ot, n_out, n0, n1);
-        continue;
-      }
-      dispatch_tile<uint32_t>(rows, [&]<int M, int C>() {
+      },
+      [&]<int M, int C>(const float* xt, float* ot, int64_t n0, int64_t n1) {
         grid4_rows_avx2<M, C>(xt, k, qp, szp, ot, n_out, n0, n1);
       });
-    }
-  });
-  return out;
 }
 
 at::Tensor grid8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
@@ -251,28 +266,16 @@ at::Tensor grid8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tens
   TORCH_CHECK(s.scalar_type() == at::kFloat && s.is_contiguous() &&
                   s.numel() == n_out * (k / kGroup),
               "grid8: s must be a contiguous [N, K/32] float32 tensor");
-  const int64_t m = x.size(0);
-  at::Tensor out = at::empty({m, n_out}, x.options());
-  const float* xp = x.data_ptr<float>();
   const int8_t* qp = q.data_ptr<int8_t>();
   const float* sp = s.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const bool avx2 = has_avx2();
-  at::parallel_for(0, n_out, kGrain, [&](int64_t n0, int64_t n1) {
-    for (int64_t r0 = 0; r0 < m; r0 += kTile) {
-      const int64_t rows = std::min(kTile, m - r0);
-      const float* xt = xp + r0 * k;
-      float* ot = op + r0 * n_out;
-      if (!avx2) {
+  return run_tiles(
+      x, n_out, k,
+      [&](const float* xt, int64_t rows, float* ot, int64_t n0, int64_t n1) {
         grid8_rows_portable(xt, rows, k, qp, sp, ot, n_out, n0, n1);
-        continue;
-      }
-      dispatch_tile<int8_t>(rows, [&]<int M, int C>() {
+      },
+      [&]<int M, int C>(const float* xt, float* ot, int64_t n0, int64_t n1) {
         grid8_rows_avx2<M, C>(xt, k, qp, sp, ot, n_out, n0, n1);
       });
-    }
-  });
-  return out;
 }
 
 std::string grid_isa() { return has_avx2() ? "avx2" : "portable"; }
