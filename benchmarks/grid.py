@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from chorusline.runtime.grid import GridWeight, pack_grid
-from chorusline.runtime.grid_kernels import load_kernels
+from chorusline.runtime import load_kernels, pack_grid
 
 # (name, out, in, bits) for SmolLM2-135M: fused QKV, O, fused gate/up, down, LM head.
 SHAPES = [("qkv", 960, 576, 4), ("o", 576, 576, 4), ("gate_up", 3072, 576, 4),
@@ -64,7 +64,7 @@ def timed(fn: Callable[[], object], budget: float) -> float:
     return samples[len(samples) // 2] * 1e6
 
 
-def routes(packs: list[GridWeight], ws: list[torch.Tensor], m: int, cols: int
+def routes(packs: list[Any], ws: list[torch.Tensor], m: int, cols: int
            ) -> list[Callable[[], object]]:
     """The three ways of one product, each taking the next copy per call."""
     x = torch.randn(m, cols)

@@ -39,9 +39,15 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.common import write_report  # noqa: E402
 from chorusline.protocols import SamplingParams  # noqa: E402
-from chorusline.runtime import Engine, EngineConfig, LoadedModel, load_model  # noqa: E402
-from chorusline.runtime.attention import AttentionMetadata, build_group  # noqa: E402
-from chorusline.runtime.kv_cache import KVCache  # noqa: E402
+from chorusline.runtime import (  # noqa: E402
+    AttentionMetadata,
+    Engine,
+    EngineConfig,
+    KVCache,
+    LoadedModel,
+    build_group,
+    load_model,
+)
 
 TEXT = Path(__file__).resolve().parent / "quality" / "heldout.txt"
 CHUNK, PREFIX, BATCH, BLOCK = 512, 256, 4, 8

@@ -27,6 +27,11 @@ _EXPORTS: dict[str, str] = {
     "SequenceStatus": "sequence",
     "ModelConfig": "config",
     # torch-backed
+    "AttentionMetadata": "attention",
+    "build_group": "attention",
+    "KVCache": "kv_cache",
+    "pack_grid": "grid",
+    "load_kernels": "grid_kernels",
     "ChatTemplate": "chat_template",
     "Engine": "engine",
     "EngineConfig": "engine_config",
@@ -59,6 +64,10 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from chorusline.runtime.attention import (
+        AttentionMetadata as AttentionMetadata,
+        build_group as build_group,
+    )
     from chorusline.runtime.batch import (
         ScheduledSlice as ScheduledSlice,
         SchedulerOutput as SchedulerOutput,
@@ -91,7 +100,10 @@ if TYPE_CHECKING:
     from chorusline.runtime.engine import Engine as Engine
     from chorusline.runtime.engine_config import EngineConfig as EngineConfig
     from chorusline.runtime.gguf_weights import open_gguf as open_gguf
+    from chorusline.runtime.grid import pack_grid as pack_grid
+    from chorusline.runtime.grid_kernels import load_kernels as load_kernels
     from chorusline.runtime.kv_cache import (
+        KVCache as KVCache,
         blocks_for_budget as blocks_for_budget,
         bytes_per_block as bytes_per_block,
         pool_bytes_per_block as pool_bytes_per_block,
