@@ -20,6 +20,7 @@ sub-blocks) keeps its fp32 path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,8 @@ GROUP = 32
 _TOLERANCE = 1e-3  # of one grid step
 #: Rows tried first, so that a matrix on no such grid is refused without a full pass.
 _SAMPLE_ROWS = 16
+#: Rows searched at a time (``_by_rows``).
+_CHUNK_ROWS = 4096
 #: Steps with more rows than this use the fp32 weights, which MKL multiplies faster once
 #: the product is no longer bound by reading the weights (``benchmarks/grid.py``).
 MAX_ROWS = 8
@@ -73,27 +76,49 @@ def _grid_step(values: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, steps, torch.zeros_like(span))
 
 
-def _fitted_step(w: torch.Tensor, guess: torch.Tensor, zero: torch.Tensor, low: int,
+def _fitted_step(w: torch.Tensor, guesses: list[torch.Tensor], zero: torch.Tensor, low: int,
                  high: int, gap_values: torch.Tensor, span: torch.Tensor
                  ) -> torch.Tensor | None:
-    """Per group, ``guess`` where it fits, else the smallest-gap step; None when some
-    group fits neither. The gap needs a sort, so it is computed only for the groups the
-    guess missed, and on a sample of them first: a matrix on no such grid (Q8_0 values
-    tried as 4-bit) is refused after 64 groups instead of all of them."""
-    missed = _misfit(w, guess, zero, low, high).view(-1)
-    if not bool(missed.any()):
-        return guess
-    flat = (w.reshape(-1, GROUP), guess.reshape(-1, 1), zero.reshape(-1, 1),
-            gap_values.reshape(-1, GROUP), span.reshape(-1, 1))
-    where = missed.nonzero().view(-1)
+    """Per group, the first of ``guesses`` that fits, else the smallest-gap step; None
+    when some group fits none. Each guess is tried only on the groups the ones before it
+    missed, and the gap (a sort) only on what is left, on a sample of it first: a matrix
+    on no such grid (Q8_0 values tried as 4-bit) is refused after 64 groups."""
+    flat_w, flat_zero = w.reshape(-1, GROUP), zero.reshape(-1, 1)
+    step = guesses[0].reshape(-1, 1).clone()
+    where = _misfit(flat_w, step, flat_zero, low, high).view(-1).nonzero().view(-1)
+    for guess in guesses[1:]:
+        if where.numel() == 0:
+            break
+        tried = guess.reshape(-1, 1).index_select(0, where)
+        fits = ~_misfit(flat_w.index_select(0, where), tried, flat_zero.index_select(0, where),
+                        low, high).view(-1)
+        step[where[fits]] = tried[fits]
+        where = where[~fits]
+    if where.numel() == 0:
+        return step.view_as(guesses[0])
+    flat_values, flat_span = gap_values.reshape(-1, GROUP), span.reshape(-1, 1)
     for chosen in (where[:64], where):
-        g_w, _, g_zero, g_values, g_span = (t.index_select(0, chosen) for t in flat)
-        better = _grid_step(g_values, g_span)
-        if bool(_misfit(g_w, better, g_zero, low, high).any()):
+        better = _grid_step(flat_values.index_select(0, chosen), flat_span.index_select(0, chosen))
+        if bool(_misfit(flat_w.index_select(0, chosen), better, flat_zero.index_select(0, chosen),
+                        low, high).any()):
             return None
-    step = flat[1].clone()
     step[where] = better
-    return step.view_as(guess)
+    return step.view_as(guesses[0])
+
+
+def _by_rows(find: Callable[[torch.Tensor], tuple[torch.Tensor, ...] | None],
+             weight: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """``find`` over blocks of rows (groups never span rows), so a 262,144-row embedding
+    is searched in cache-sized pieces instead of through gigabyte temporaries."""
+    if weight.dim() != 2 or len(weight) <= _CHUNK_ROWS:
+        return find(weight)
+    parts = []
+    for start in range(0, len(weight), _CHUNK_ROWS):
+        part = find(weight[start:start + _CHUNK_ROWS])
+        if part is None:
+            return None
+        parts.append(part)
+    return tuple(torch.cat(column, 0) for column in zip(*parts, strict=True))
 
 
 def find_grid4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
@@ -108,7 +133,7 @@ def find_grid4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
         return None
     low = w.amin(-1, keepdim=True)
     span = w.amax(-1, keepdim=True) - low
-    step = _fitted_step(w, span / 15, low, 0, 15, w, span)
+    step = _fitted_step(w, [span / 15], low, 0, 15, w, span)
     if step is None:
         return None
     rows, cols = weight.shape
@@ -119,15 +144,15 @@ def find_grid4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
 def find_grid8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(q [N, K] in -127..127, scale [N, K/32])`` with ``w = scale * q``, or None.
 
-    A Q8_0 group's largest magnitude is 127 steps by construction (``d = amax / 127``);
-    groups that step does not fit (Q5_0's ``d * (q - 16)`` spans only 32 levels) get
-    their smallest gap between magnitudes."""
+    A Q8_0 group's largest magnitude is 127 steps by construction (``d = amax / 127``); a
+    Q5_0 group (``d * (q - 16)``, q in 0..31) reaches 16 or 15 steps at its extreme, so
+    those are tried next; groups none fits get their smallest gap between magnitudes."""
     w = _grouped(weight)
     if w is None or (len(w) > _SAMPLE_ROWS and find_grid8(weight[:_SAMPLE_ROWS]) is None):
         return None
     top = w.abs().amax(-1, keepdim=True)
     zero = torch.zeros_like(top)
-    step = _fitted_step(w, top / 127, zero, -127, 127, w.abs(), top)
+    step = _fitted_step(w, [top / 127, top / 16, top / 15], zero, -127, 127, w.abs(), top)
     if step is None:
         return None
     rows, cols = weight.shape
@@ -195,7 +220,7 @@ def lanes8(q: torch.Tensor) -> torch.Tensor:
 
 def pack_grid(weight: torch.Tensor) -> GridWeight | None:
     """The matrix on its 4-bit grid, else its 8-bit grid, else None."""
-    found4 = find_grid4(weight)
+    found4 = _by_rows(find_grid4, weight)
     if found4 is not None:
         q, scale, zero = found4
         rows, cols = q.shape
@@ -203,7 +228,7 @@ def pack_grid(weight: torch.Tensor) -> GridWeight | None:
         if (cols // GROUP) % 2:
             scales_zeros = torch.cat([scales_zeros, scales_zeros.new_zeros(rows, 1, 2)], 1)
         return Grid4Weight(lanes4(q), scales_zeros.contiguous(), cols)
-    found8 = find_grid8(weight)
+    found8 = _by_rows(find_grid8, weight)
     if found8 is not None:
         q8, scale8 = found8
         return Grid8Weight(lanes8(q8), scale8.contiguous())
