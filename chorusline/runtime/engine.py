@@ -44,10 +44,9 @@ from chorusline.runtime.deadlines import DeadlineQueue
 from chorusline.runtime.decoder import build_decoder
 from chorusline.runtime.device import select_device, select_dtype
 from chorusline.runtime.engine_config import EngineConfig
-from chorusline.runtime.grid_kernels import load_kernels
 from chorusline.runtime.kv_cache import KVCache, blocks_for_budget, split_budget
 from chorusline.runtime.model_runner import ModelRunner
-from chorusline.runtime.packing import packing_supported
+from chorusline.runtime.packing import fast_paths
 from chorusline.runtime.sampler import SampledToken, Sampler, SampleRow, make_generator
 from chorusline.runtime.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from chorusline.runtime.sequence import SequenceGroup, SequenceStatus, TokenSequence
@@ -118,17 +117,8 @@ class Engine:
             else:
                 num_blocks, num_local = split_budget(mc, self.block_size, self.dtype,
                                                      config.kv_cache_bytes, needed, least)
-        supported = packing_supported(self.device, self.dtype)
-        if config.packed_weights and not supported:
-            raise ValueError("packed weights need a CPU device with fp32 (and chorusline's "
-                             "compiled grid kernels) or bf16 (and torch's int4 kernel)")
-        packed = supported if config.packed_weights is None else config.packed_weights
-        fusable = self.device.type == "cpu" and self.dtype == torch.float32
-        if config.fused_kernels and not (fusable and load_kernels()):
-            raise ValueError("fused kernels need a CPU device, fp32 and chorusline's "
-                             "compiled CPU kernels")
-        fused = fusable and load_kernels() if config.fused_kernels is None \
-            else config.fused_kernels
+        packed, fused = fast_paths(self.device, self.dtype, config.packed_weights,
+                                   config.fused_kernels)
         self.model = build_decoder(mc, model.weights, device=self.device, dtype=self.dtype,
                                    packed=packed, fused=fused,
                                    max_positions=self.max_model_len)

@@ -1,4 +1,5 @@
-"""Which packed form a decoder keeps its quantised weights in, for its device and dtype.
+"""Which fast paths a decoder takes: the packed form of its quantised weights for its
+device and dtype, and whether its step runs through the fused CPU kernels.
 
 A decoder keeps every linear weight in its compute dtype (for prefill, where the product
 is bound by arithmetic) and, where the values lie on a quantisation grid and a kernel for
@@ -40,6 +41,21 @@ def packing_supported(device: torch.device, dtype: torch.dtype) -> bool:
     if dtype == torch.float32:
         return load_kernels()
     return int4_supported(device, dtype)
+
+
+def fast_paths(device: torch.device, dtype: torch.dtype, packed: bool | None,
+               fused: bool | None) -> tuple[bool, bool]:
+    """Whether a decoder keeps packed weights and runs the fused kernels: what was asked
+    for (``None``: wherever they run), refused with a ValueError where they cannot run."""
+    supported = packing_supported(device, dtype)
+    if packed and not supported:
+        raise ValueError("packed weights need a CPU device with fp32 (and chorusline's "
+                         "compiled grid kernels) or bf16 (and torch's int4 kernel)")
+    fusable = device.type == "cpu" and dtype == torch.float32 and load_kernels()
+    if fused and not fusable:
+        raise ValueError("fused kernels need a CPU device, fp32 and chorusline's compiled "
+                         "CPU kernels")
+    return (supported if packed is None else packed), (fusable if fused is None else fused)
 
 
 def pack(weight: torch.Tensor, dtype: torch.dtype) -> Packed | None:
