@@ -1,7 +1,7 @@
 """Grid kernels against fp32 GEMM on SmolLM2's shapes, to place ``grid.MAX_ROWS``.
 
 Times one product ``[M, K] x [K, N]`` three ways: the packed 4-bit (or 8-bit for the LM
-head) grid kernel, and fp32 GEMM in the two forms ``model.linear`` chooses between. The
+head) grid kernel, and fp32 GEMM in the two forms ``linear.linear`` chooses between. The
 packed weights read 1/6.4 (4-bit) or 1/3.6 (8-bit) of fp32's bytes, so they win while a
 product is bound by reading its weights; fp32 GEMM wins once enough rows share each weight.
 Each call takes the next of 30 copies of the matrix, as a step takes the next layer's, so

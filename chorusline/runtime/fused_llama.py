@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.kv_cache import KVCache
+from chorusline.runtime.linear import linear
 
 if TYPE_CHECKING:
     from chorusline.runtime.model import LlamaModel
@@ -27,8 +28,6 @@ def fused_forward(model: LlamaModel, input_ids: torch.Tensor, positions: torch.T
                   meta: AttentionMetadata, kv_cache: KVCache,
                   sample_rows: torch.Tensor | None) -> torch.Tensor:
     """Logits ``[S, V]`` (fp32) for ``sample_rows`` of the flat batch (all rows if None)."""
-    from chorusline.runtime.model import linear
-
     cfg = model.config
     heads, kv_heads, dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     q_width = heads * dim

@@ -29,13 +29,8 @@ import torch.nn.functional as F
 from chorusline.runtime.attention import AttentionMetadata, paged_attention
 from chorusline.runtime.config import ModelConfig
 from chorusline.runtime.kv_cache import KVCache
-from chorusline.runtime.model import (
-    WeightReader,
-    linear,
-    rope_inv_freq,
-    rope_tables,
-    transposed_route,
-)
+from chorusline.runtime.linear import linear, transposed_route
+from chorusline.runtime.model import WeightReader, rope_inv_freq, rope_tables
 from chorusline.runtime.packing import Packed
 
 
